@@ -1,0 +1,42 @@
+# dissam: `make reproduce` (the notebook series on the smoke profile) and `make test` set themselves up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dissam-setup
+PROFILE ?= smoke
+
+.PHONY: setup reproduce test test-lib test-notebooks test-browser lab bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+reproduce: setup
+	$(PY) -m dissam reproduce --profile $(PROFILE)
+
+test: setup
+	bash scripts/ensure_chromium.sh
+	DISSAM_PROFILE=tiny $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+test-lib: setup
+	$(PY) -m pytest tests -m "not browser"
+
+test-notebooks: setup
+	DISSAM_PROFILE=tiny $(PY) -m pytest notebooks --nbval-lax
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+bench: setup
+	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_refiner.py
+	$(PY) benchmarks/bench_interactive.py
+
+clean:
+	rm -rf runs .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

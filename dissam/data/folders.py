@@ -1,0 +1,108 @@
+"""Reading im/gt folders (DIS5K layout and alike): any image a user has, as uint8 RGB / uint8 masks.
+
+Layout: ``<root>/<split>/im/<stem>.<ext>`` and ``<root>/<split>/gt/<stem>.png``, paired by stem.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+DIS5K_SPLITS = ("DIS-TR", "DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4")
+DIS5K_TEST_SPLITS = DIS5K_SPLITS[2:]
+
+
+class DataError(ValueError):
+    """A missing, unreadable or inconsistent file of a data set; the message names the file."""
+
+
+def _open(path: Path) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"missing file: {path}")
+    try:
+        img = Image.open(path)
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DataError(f"unreadable image {path}: {err}") from err
+    return ImageOps.exif_transpose(img)
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """16-bit or 32-bit integer, or float, to uint8 (full-range scaling by bit depth)."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        scale = 255.0 if arr.max(initial=0) <= 1.0 else 1.0
+        return np.clip(arr * scale, 0, 255).round().astype(np.uint8)
+    if arr.max(initial=0) > 255:  # 16-bit data (PIL reports it as int32 for mode "I")
+        return (np.clip(arr, 0, 65535) >> 8).astype(np.uint8)
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Any image file as uint8 RGB ``[H, W, 3]``: EXIF orientation applied, alpha dropped,
+    grayscale repeated, palette expanded, 16-bit scaled to 8-bit."""
+    img = _open(Path(path))
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        gray = _to_uint8(np.asarray(img))
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB")))
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A GT mask as uint8 ``[H, W]`` in 0..255 (0/1 masks are scaled to 0/255; colour masks take luminance)."""
+    img = _open(Path(path))
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        mask = _to_uint8(np.asarray(img))
+    elif img.mode == "1":
+        mask = np.asarray(img, dtype=np.uint8) * 255
+    else:
+        mask = np.asarray(img.convert("L"))
+    if mask.max(initial=0) == 1:
+        mask = mask * np.uint8(255)
+    return np.ascontiguousarray(mask)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One image and its GT, paired by file stem."""
+
+    stem: str
+    image_path: Path
+    gt_path: Path
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        image, gt = read_image(self.image_path), read_mask(self.gt_path)
+        if image.shape[:2] != gt.shape:
+            raise DataError(f"size mismatch for {self.stem!r}: image {self.image_path} is "
+                            f"{image.shape[1]}x{image.shape[0]}, GT {self.gt_path} is {gt.shape[1]}x{gt.shape[0]}")
+        return image, gt
+
+
+def list_pairs(folder: str | Path, require_gt: bool = True) -> list[Pair]:
+    """Pairs of ``folder/im`` and ``folder/gt`` by stem, sorted by stem. A missing GT is an error naming it."""
+    folder = Path(folder)
+    im_dir, gt_dir = folder / "im", folder / "gt"
+    if not im_dir.is_dir():
+        raise DataError(f"no image folder {im_dir} (expected <split>/im and <split>/gt, as in DIS5K)")
+    images = sorted(p for p in im_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    if not images:
+        raise DataError(f"no images in {im_dir}")
+    gts = {p.stem: p for p in gt_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS} if gt_dir.is_dir() else {}
+    pairs, missing = [], []
+    for im in images:
+        gt = gts.get(im.stem)
+        if gt is None:
+            missing.append(str(gt_dir / f"{im.stem}.png"))
+            gt = gt_dir / f"{im.stem}.png"
+        pairs.append(Pair(im.stem, im, gt))
+    if missing and require_gt:
+        raise DataError(f"missing GT for {len(missing)} image(s): {', '.join(missing[:5])}"
+                        + (" ..." if len(missing) > 5 else ""))
+    return pairs
