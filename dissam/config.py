@@ -136,6 +136,15 @@ class Profile:
         return self.run_dir / "checkpoints"
 
     @property
+    def refiner_checkpoint(self) -> Path:
+        """The main model's best checkpoint: what evaluation, the widget and ``dissam predict`` use."""
+        return self.checkpoint_dir / "dissam_refiner.pt"
+
+    @property
+    def gt_encoder_checkpoint(self) -> Path:
+        return self.checkpoint_dir / "gt_encoder.pt"
+
+    @property
     def figures_dir(self) -> Path:
         return FIGURES_ROOT / self.name
 
