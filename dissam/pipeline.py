@@ -1,0 +1,373 @@
+"""Image + box -> highly accurate mask, from a trained refiner checkpoint (the promptable use of DIS-SAM).
+
+Stage 1 (SAM or the offline GrabCut stand-in) turns the box into a coarse mask; stage 2, the IS-Net
+refiner, reads (RGB, coarse mask, filled box) and outputs the fine mask. The stage-1 image embedding is
+computed once per image (keyed by its content), so every further box on the same image only pays for
+the prompt and the refiner: what makes box dragging interactive.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import Profile, Variant, get_profile
+from .data.folders import IMAGE_EXTS, read_image
+from .data.prompts import Box, BoxError, box_from_mask, clip_box
+from .data.transforms import make_input, to_original
+from .model.inference import optimize_for_inference, predict_prob
+
+__all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Prediction", "as_rgb",
+           "final_mask", "run_predict"]
+
+DEFAULT_SIZE = 192
+
+
+class CheckpointError(FileNotFoundError):
+    """No refiner checkpoint where one is needed; the one-line message says how to get one."""
+
+
+@dataclass
+class Prediction:
+    """One object: refined ``mask`` (uint8 0/255), refiner ``prob`` (uint8 0..255), stage-1 ``coarse``
+    (uint8 0/255), the clipped ``box`` (x0, y0, x1, y1) and ``timings`` in seconds."""
+
+    mask: np.ndarray
+    prob: np.ndarray
+    coarse: np.ndarray
+    box: Box
+    timings: dict[str, float] = field(default_factory=dict)
+    score: float = float("nan")  # stage 1's own quality estimate, when it has one
+
+    @property
+    def pixels(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+
+@dataclass
+class MultiPrediction:
+    """Several boxes on one image: the union of the objects' masks, and each object alone."""
+
+    mask: np.ndarray
+    prob: np.ndarray
+    coarse: np.ndarray
+    objects: list[Prediction]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def as_rgb(image: Any) -> np.ndarray:
+    """Any image a user has -> contiguous uint8 RGB ``[H, W, 3]``.
+
+    Paths go through :func:`read_image` (EXIF rotation, alpha, palette, 16-bit). Arrays may be ``HxW``,
+    ``HxWx1``, ``HxWx3`` or ``HxWx4`` (alpha dropped), of dtype uint8, uint16 (scaled by 1/257),
+    bool, or float (0..1, or 0..255 when the maximum exceeds 1). PIL images are accepted too.
+    """
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB") if image.mode not in ("I;16", "I", "F") else image)
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"expected an image of shape HxW, HxWx1, HxWx3 or HxWx4, got {arr.shape}")
+    arr = arr[..., :3]
+    if arr.dtype == np.uint8:
+        out = arr
+    elif arr.dtype == bool:
+        out = arr.astype(np.uint8) * 255
+    elif arr.dtype == np.uint16:
+        out = (arr.astype(np.uint32) * 255 + 32767) // 65535
+    elif np.issubdtype(arr.dtype, np.floating):
+        arr = np.nan_to_num(arr.astype(np.float32))
+        scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
+        out = np.clip(arr * scale + 0.5, 0, 255)
+    elif np.issubdtype(arr.dtype, np.integer):
+        out = np.clip(arr, 0, 255)
+    else:
+        raise ValueError(f"unsupported image dtype {arr.dtype}")
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def final_mask(prob: np.ndarray, mode: str = "threshold") -> np.ndarray:
+    """uint8 0/255 mask from a 0..255 probability map: ``threshold`` at 0.5 (the paper), or ``otsu``
+    (the authors' code: min-max normalise, then Otsu's threshold)."""
+    if mode == "threshold":
+        return np.where(prob >= 128, 255, 0).astype(np.uint8)
+    if mode == "otsu":
+        lo, hi = int(prob.min()), int(prob.max())
+        if hi - lo < 1:
+            return np.zeros_like(prob, dtype=np.uint8)
+        norm = ((prob.astype(np.float32) - lo) * (255.0 / (hi - lo)) + 0.5).astype(np.uint8)
+        _, mask = cv2.threshold(norm, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        return mask
+    raise ValueError(f"final_mask must be 'threshold' or 'otsu', not {mode!r}")
+
+
+def _content_key(rgb: np.ndarray) -> str:
+    digest = hashlib.blake2b(rgb.tobytes(), digest_size=16)
+    digest.update(str(rgb.shape).encode())
+    return digest.hexdigest()
+
+
+def _as_box(box: Any) -> tuple[float, float, float, float]:
+    values = tuple(float(v) for v in np.asarray(box, dtype=np.float64).ravel())
+    if len(values) != 4:
+        raise BoxError(f"a box is four numbers (x0, y0, x1, y1), got {box!r}")
+    return values  # type: ignore[return-value]
+
+
+class DisSam:
+    """The two stages behind one call: ``predict(image, box) -> Prediction``.
+
+    ``refiner`` is a model whose forward returns IS-Net's ``(maps, features)``; ``segmenter`` has
+    ``set_image(rgb)`` and ``predict(box)`` (see :mod:`dissam.coarse`).
+    """
+
+    def __init__(self, refiner: torch.nn.Module, segmenter: Any, size: int = DEFAULT_SIZE,
+                 use_mask: bool = True, use_box: bool = True, variant: Variant | None = None,
+                 device: str | torch.device | None = None, in_ch: int | None = None) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        config = getattr(refiner, "config", None) or {}
+        self.in_ch = int(in_ch or config.get("in_ch", 5))
+        self.refiner = optimize_for_inference(refiner.to(self.device).eval())
+        self.segmenter = segmenter
+        self.size, self.use_mask, self.use_box = int(size), bool(use_mask), bool(use_box)
+        self.variant = variant or Variant.paper()
+        self._key: str | None = None
+        self._rgb: np.ndarray | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, coarse: Any = None, device: str | None = None,
+                        profile: Profile | str | None = None, variant: Variant | None = None) -> "DisSam":
+        """Load a refiner checkpoint; ``coarse`` is a stage-1 kind (``"grabcut"``, ``"sam"``...), a
+        ready segmenter, or None for the profile's own stage 1. Input size and channel switches come
+        from the checkpoint's ``train_config`` (size 192 when absent)."""
+        from .model.checkpoint import load_refiner
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"refiner checkpoint not found: {path}")
+        meta = _checkpoint_meta(path)
+        if not isinstance(profile, Profile):
+            profile = get_profile(profile or meta.get("profile_name"))
+        train_config = meta.get("train_config") or {}
+        refiner = load_refiner(path)
+        if coarse is None or isinstance(coarse, str):
+            segmenter = _build_segmenter(profile, coarse)
+        else:
+            segmenter = coarse
+        return cls(refiner, segmenter, size=int(train_config.get("size", DEFAULT_SIZE)),
+                   use_mask=bool(train_config.get("use_mask", True)),
+                   use_box=bool(train_config.get("use_box", True)),
+                   variant=variant or profile.variant, device=device)
+
+    # ---- stage 1: the image embedding, once per image ----
+    def set_image(self, image: Any) -> np.ndarray:
+        """Make ``image`` current; stage 1 embeds it only when its content differs from the current one."""
+        rgb = as_rgb(image)
+        key = _content_key(rgb)
+        if key != self._key:
+            self.segmenter.set_image(rgb)
+            self._key, self._rgb = key, rgb
+        return self._rgb  # type: ignore[return-value]
+
+    def _current(self, image: Any) -> tuple[np.ndarray, float]:
+        start = time.perf_counter()
+        if image is None:
+            if self._rgb is None:
+                raise ValueError("no image: pass one to predict() or call set_image() first")
+            return self._rgb, 0.0
+        key_before = self._key
+        rgb = self.set_image(image)
+        return rgb, (time.perf_counter() - start) if self._key != key_before else 0.0
+
+    # ---- one box ----
+    def predict(self, image: Any, box: Sequence[float]) -> Prediction:
+        """Refined mask of the object in ``box`` (x0, y0, x1, y1; clipped to the image). ``image=None``
+        reuses the current image. Raises :class:`BoxError` for an empty, inverted or outside box."""
+        rgb, t_embed = self._current(image)
+        h, w = rgb.shape[:2]
+        clipped = clip_box(_as_box(box), h, w)
+        start = time.perf_counter()
+        result = self.segmenter.predict(clipped)
+        coarse = _as_mask(result.mask, h, w)
+        t_prompt = time.perf_counter() - start
+
+        start = time.perf_counter()
+        refine_box = clipped
+        if self.variant.inference_box == "sam_tight" and coarse.any():
+            refine_box = box_from_mask(coarse)
+        x = make_input(rgb, coarse, refine_box, self.size, self.use_mask, self.use_box, self.in_ch)
+        prob_small = self._refine(x)
+        prob = to_original(prob_small, h, w)
+        mask = final_mask(prob, self.variant.final_mask)
+        t_refine = time.perf_counter() - start
+        timings = {"embed": t_embed, "prompt": t_prompt, "refine": t_refine,
+                   "total": t_embed + t_prompt + t_refine}
+        return Prediction(mask=mask, prob=prob, coarse=coarse, box=clipped, timings=timings,
+                          score=_score(getattr(result, "score", None)))
+
+    def _refine(self, x: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(x)[None].to(self.device)
+        prob = predict_prob(self.refiner, tensor)
+        if isinstance(prob, torch.Tensor):
+            prob = prob.detach().float().cpu().numpy()
+        prob = np.asarray(prob, dtype=np.float32)
+        return prob.reshape(prob.shape[-2:])
+
+    # ---- several boxes ----
+    def predict_many(self, image: Any, boxes: Sequence[Sequence[float]]) -> MultiPrediction:
+        """One prediction per box (one embedding for all) and their union."""
+        if len(boxes) == 0:
+            raise BoxError("predict_many needs at least one box")
+        objects = [self.predict(image if i == 0 else None, box) for i, box in enumerate(boxes)]
+        union = lambda key: np.maximum.reduce([getattr(o, key) for o in objects])  # noqa: E731
+        timings = {k: float(sum(o.timings.get(k, 0.0) for o in objects))
+                   for k in ("embed", "prompt", "refine", "total")}
+        return MultiPrediction(mask=union("mask"), prob=union("prob"), coarse=union("coarse"),
+                               objects=objects, timings=timings)
+
+
+def _score(value: Any) -> float:
+    try:
+        return float(np.asarray(value, dtype=np.float64).ravel()[0])
+    except (TypeError, ValueError, IndexError):
+        return float("nan")
+
+
+def _as_mask(mask: np.ndarray, h: int, w: int) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.shape != (h, w):
+        raise ValueError(f"stage 1 returned a {mask.shape} mask for a {h}x{w} image")
+    if mask.dtype == bool or mask.max(initial=0) <= 1:
+        return (mask > 0).astype(np.uint8) * 255
+    return np.where(mask > 127, 255, 0).astype(np.uint8)
+
+
+def _checkpoint_meta(path: Path) -> dict[str, Any]:
+    """The checkpoint's plain entries beside the weights: ``train_config`` and the profile's name."""
+    from .model.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict):
+        return {}
+    meta: dict[str, Any] = {"train_config": ckpt.get("train_config")}
+    profile = ckpt.get("profile")
+    if isinstance(profile, dict):
+        profile = profile.get("name")
+    if isinstance(profile, str):
+        meta["profile_name"] = profile
+    return meta
+
+
+def _build_segmenter(profile: Profile, kind: str | None) -> Any:
+    """Stage 1 by kind; the profile's own (with its settings) when ``kind`` is None or the profile's kind."""
+    from . import coarse as coarse_mod
+
+    if kind is None or kind == profile.coarse.kind:
+        return coarse_mod.build_coarse_from_profile(profile)
+    if kind == "grabcut":
+        return coarse_mod.build_coarse(kind)
+    return coarse_mod.build_coarse(kind, checkpoint=profile.coarse.checkpoint,
+                                   model_type=profile.variant.sam_model_type)
+
+
+# ---- the `dissam predict` command ----
+def default_checkpoint(profile: str = "smoke") -> Path:
+    """The profile's trained refiner, or a :class:`CheckpointError` saying how to train one."""
+    path = get_profile(profile).refiner_checkpoint
+    if not path.is_file():
+        raise CheckpointError(
+            f"no trained refiner at {path}: train one with `make reproduce` or "
+            f"`python -m dissam train --profile {profile}`, or pass --checkpoint FILE")
+    return path
+
+
+def read_boxes_csv(path: str | Path) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """Rows of a CSV with columns ``image,x0,y0,x1,y1`` (header required)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"boxes CSV not found: {path}")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"image", "x0", "y0", "x1", "y1"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))} "
+                             "(expected a header image,x0,y0,x1,y1)")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{path}, line {line}: box values must be numbers ({err})") from err
+            rows.append((row["image"].strip(), box))
+    return rows  # type: ignore[return-value]
+
+
+def _resolve_image(folder: Path, name: str) -> Path:
+    """An image named in the CSV: relative to the folder (or its ``im/``), by file name or by stem."""
+    candidate = Path(name)
+    if candidate.is_absolute() and candidate.is_file():
+        return candidate
+    for base in (folder, folder / "im"):
+        if (base / name).is_file():
+            return base / name
+        for ext in IMAGE_EXTS:
+            if (base / f"{name}{ext}").is_file():
+                return base / f"{name}{ext}"
+    raise FileNotFoundError(f"image {name!r} of the boxes CSV not found in {folder} (nor in {folder / 'im'})")
+
+
+def _save_mask(mask: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask).save(path)
+    return path
+
+
+def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
+                boxes_csv: str | Path | None = None, checkpoint: str | Path | None = None,
+                out: str | Path = "masks", profile: str = "smoke", coarse: Any = None,
+                model: DisSam | None = None) -> list[Path]:
+    """The CLI's ``predict``: a single image and ``box`` -> one mask PNG (``out`` is the file when it ends
+    in ``.png``, else a folder receiving ``<stem>_mask.png``); a folder (or image) and a CSV of boxes
+    (``image,x0,y0,x1,y1``) -> one mask per row, ``out/<stem>_<k>.png`` (k-th box of that image).
+    Without ``checkpoint`` it uses the profile's trained refiner and says so on stderr."""
+    source, out = Path(image_or_folder), Path(out)
+    if not source.exists():
+        raise FileNotFoundError(f"no such image or folder: {source}")
+    if boxes_csv is None and box is None:
+        raise BoxError("give a box (--box X0 Y0 X1 Y1) for a single image, or a CSV of boxes (--boxes CSV)")
+    if boxes_csv is None and source.is_dir():
+        raise BoxError(f"{source} is a folder: give a CSV of boxes (--boxes CSV, columns image,x0,y0,x1,y1)")
+    if model is None:
+        if checkpoint is None:
+            checkpoint = default_checkpoint(profile)
+            print(f"dissam predict: no --checkpoint given; using the {profile} profile's trained refiner "
+                  f"{checkpoint}", file=sys.stderr)
+        model = DisSam.from_checkpoint(checkpoint, coarse=coarse, profile=profile)
+
+    if boxes_csv is None:
+        pred = model.predict(source, box)  # type: ignore[arg-type]
+        target = out if out.suffix.lower() == ".png" else out / f"{source.stem}_mask.png"
+        return [_save_mask(pred.mask, target)]
+
+    written, seen = [], {}  # type: ignore[var-annotated]
+    for name, row_box in read_boxes_csv(boxes_csv):
+        path = source if source.is_file() else _resolve_image(source, name)
+        k = seen.get(path, 0)
+        seen[path] = k + 1
+        pred = model.predict(path, row_box)
+        written.append(_save_mask(pred.mask, out / f"{path.stem}_{k}.png"))
+    return written
