@@ -1,0 +1,170 @@
+"""Box-drag demo: drag a box on the image, see the stage-1 mask and the refined mask side by side.
+
+Built on ``jupyter_bbox_widget.BBoxWidget`` (its ``bboxes`` trait holds the drawn boxes in image pixels
+of the picture it shows) and plain ipywidgets, so it runs in JupyterLab 4 and in Voila. All the logic
+sits in :class:`BoxDragDemo` and runs whenever ``bboxes`` changes, so tests drive it by setting that
+trait, exactly as the browser does.
+"""
+from __future__ import annotations
+
+import html
+import io
+import math
+import time
+from typing import Any
+
+import cv2
+import ipywidgets as widgets
+import numpy as np
+from jupyter_bbox_widget import BBoxWidget
+from PIL import Image
+
+from .data.prompts import Box, BoxError
+from .pipeline import DisSam, MultiPrediction, as_rgb
+
+__all__ = ["BoxDragDemo", "box_drag_demo", "boxes_from_bboxes", "overlay", "png_bytes"]
+
+COARSE_COLOUR = (255, 140, 0)  # stage 1: orange
+REFINED_COLOUR = (0, 200, 90)  # stage 2: green
+BOX_COLOUR = (255, 230, 0)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """uint8 RGB or gray array -> PNG bytes (what ipywidgets.Image and BBoxWidget display)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def overlay(rgb: np.ndarray, mask: np.ndarray | None, colour: tuple[int, int, int],
+            boxes: list[Box] = ()) -> np.ndarray:  # type: ignore[assignment]
+    """The image dimmed, the mask painted over it in ``colour``, the boxes outlined."""
+    out = (rgb.astype(np.float32) * 0.45).astype(np.uint8)
+    if mask is not None:
+        fg = mask > 127
+        out[fg] = (0.3 * rgb[fg] + 0.7 * np.asarray(colour, np.float32)).astype(np.uint8)
+    thickness = max(1, round(max(rgb.shape[:2]) / 256))
+    for x0, y0, x1, y1 in boxes:
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), BOX_COLOUR, thickness)
+    return out
+
+
+def boxes_from_bboxes(bboxes: list[dict[str, Any]], scale: float = 1.0) -> list[tuple[float, ...]]:
+    """BBoxWidget's ``{x, y, width, height}`` dicts (display pixels) -> xyxy boxes in image pixels.
+    Boxes under one image pixel wide or high are dropped: the widget sends a zero-area box on mousedown."""
+    boxes = []
+    for bbox in bboxes:
+        try:
+            x, y = float(bbox["x"]), float(bbox["y"])
+            w, h = float(bbox["width"]), float(bbox["height"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if w < 0:  # a box dragged leftwards or upwards, should the widget ever send one
+            x, w = x + w, -w
+        if h < 0:
+            y, h = y + h, -h
+        if w / scale < 1 or h / scale < 1:
+            continue
+        boxes.append((x / scale, y / scale, (x + w) / scale, (y + h) / scale))
+    return boxes
+
+
+def _display_scale(height: int, width: int, target: int) -> float:
+    """Integer upscaling of small images (nearest, crisp pixels) or shrinking of large ones to ~target."""
+    longest = max(height, width)
+    if longest < target:
+        return float(max(1, target // longest))
+    return target / longest
+
+
+class BoxDragDemo(widgets.VBox):
+    """The demo widget: ``bbox`` (draw here), ``coarse_view`` and ``refined_view`` (ipywidgets.Image
+    overlays), ``status`` (ipywidgets.HTML), ``last`` (the latest :class:`MultiPrediction` or None)."""
+
+    def __init__(self, model: DisSam, image: Any, display_size: int = 384, **kwargs: Any) -> None:
+        self.model = model
+        start = time.perf_counter()
+        self.rgb = model.set_image(as_rgb(image))  # embeds once, here; every box reuses it
+        self.embed_seconds = time.perf_counter() - start
+        h, w = self.rgb.shape[:2]
+        self.scale = _display_scale(h, w, display_size)
+        self.display_hw = (max(1, round(h * self.scale)), max(1, round(w * self.scale)))
+        self.last: MultiPrediction | None = None
+        self.bbox = BBoxWidget(image_bytes=png_bytes(self._shown(self.rgb)), hide_buttons=True,
+                               classes=["object"], label="object")
+        self.bbox.add_class("dissam-bbox")
+        width = f"{self.display_hw[1]}px"
+        self.coarse_view = widgets.Image(format="png", layout=widgets.Layout(width=width))
+        self.refined_view = widgets.Image(format="png", layout=widgets.Layout(width=width))
+        self.coarse_view.add_class("dissam-coarse")
+        self.refined_view.add_class("dissam-refined")
+        self.status = widgets.HTML()
+        self.status.add_class("dissam-status")
+        self.clear_button = widgets.Button(description="Clear boxes", icon="trash")
+        self.clear_button.on_click(lambda _: setattr(self.bbox, "bboxes", []))
+        views = widgets.HBox([
+            widgets.VBox([widgets.HTML("<b>Draw a box</b>"), self.bbox]),
+            widgets.VBox([widgets.HTML("<b>Stage 1 (coarse)</b>"), self.coarse_view]),
+            widgets.VBox([widgets.HTML("<b>DIS-SAM (refined)</b>"), self.refined_view]),
+        ])
+        super().__init__([views, widgets.HBox([self.clear_button, self.status])], **kwargs)
+        self.add_class("dissam-demo")
+        self.bbox.observe(self._on_bboxes, names="bboxes")
+        self.update()
+
+    def _shown(self, image: np.ndarray) -> np.ndarray:
+        h, w = self.display_hw
+        if (h, w) == image.shape[:2]:
+            return image
+        interp = cv2.INTER_NEAREST if self.scale >= 1 else cv2.INTER_AREA
+        return cv2.resize(image, (w, h), interpolation=interp)
+
+    def _on_bboxes(self, change: dict[str, Any]) -> None:
+        self.update(change["new"])
+
+    def update(self, bboxes: list[dict[str, Any]] | None = None) -> MultiPrediction | None:
+        """Predict every (non-degenerate) box of ``bboxes`` (default: the widget's) and redraw."""
+        boxes = boxes_from_bboxes(self.bbox.bboxes if bboxes is None else bboxes, self.scale)
+        if not boxes:
+            self.last = None
+            self._draw(None, None, [])
+            self.status.value = "Drag a box around an object (several boxes: several objects)."
+            return None
+        try:
+            result = self.model.predict_many(self.rgb, boxes)
+        except BoxError as err:
+            self.status.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
+            return None
+        self.last = result
+        clipped = [o.box for o in result.objects]
+        self._draw(result.coarse, result.mask, clipped)
+        self.status.value = status_html(result, self.embed_seconds)
+        return result
+
+    def _draw(self, coarse: np.ndarray | None, refined: np.ndarray | None, boxes: list[Box]) -> None:
+        self.coarse_view.value = png_bytes(self._shown(overlay(self.rgb, coarse, COARSE_COLOUR, boxes)))
+        self.refined_view.value = png_bytes(self._shown(overlay(self.rgb, refined, REFINED_COLOUR, boxes)))
+
+
+def _ms(seconds: float) -> str:
+    return "-" if not math.isfinite(seconds) else f"{seconds * 1000:.0f} ms"
+
+
+def status_html(result: MultiPrediction, embed_seconds: float = float("nan")) -> str:
+    """Per-object pixel counts (stage 1 and refined) and timings, as a small HTML table."""
+    rows = []
+    for i, obj in enumerate(result.objects, start=1):
+        coarse_px = int(np.count_nonzero(obj.coarse))
+        rows.append(f"<tr><td>object {i}</td><td>box {obj.box}</td><td>stage 1: {coarse_px} px</td>"
+                    f"<td>refined: {obj.pixels} px</td><td>embed {_ms(obj.timings['embed'])}, prompt "
+                    f"{_ms(obj.timings['prompt'])}, refine {_ms(obj.timings['refine'])}</td></tr>")
+    union = int(np.count_nonzero(result.mask))
+    head = (f"<b>{len(result.objects)} object{'s' if len(result.objects) != 1 else ''}</b>, "
+            f"union {union} px, total {_ms(result.timings['total'])} "
+            f"(image embedded once: {_ms(embed_seconds)})")
+    return f"<div>{head}</div><table style='font-size:90%'>{''.join(rows)}</table>"
+
+
+def box_drag_demo(model: DisSam, image: Any, display_size: int = 384) -> BoxDragDemo:
+    """The interactive demo for ``image`` (path or array): display it to use it."""
+    return BoxDragDemo(model, image, display_size=display_size)

@@ -1,0 +1,138 @@
+"""The box-drag demo at the Python level: set BBoxWidget's ``bboxes`` trait as the browser does and
+check what the views and the status show."""
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dissam.pipeline import DisSam
+from dissam.widget import BoxDragDemo, box_drag_demo, boxes_from_bboxes, overlay
+
+H, W = 48, 64
+OBJ = (8, 10, 28, 34)
+OBJ2 = (40, 6, 58, 40)
+
+
+class FilledBoxSegmenter:
+    """Stage-1 stand-in: the filled box; counts image embeddings."""
+
+    def __init__(self) -> None:
+        self.encoder_calls, self.hw = 0, None
+
+    def set_image(self, image):
+        self.hw, self.encoder_calls = image.shape[:2], self.encoder_calls + 1
+
+    def predict(self, box):
+        mask = np.zeros(self.hw, np.uint8)
+        mask[box[1]:box[3], box[0]:box[2]] = 255
+        return SimpleNamespace(mask=mask, logits=None, score=None)
+
+
+class RedRefiner(torch.nn.Module):
+    """Stage-2 stand-in that works: red pixels inside the box channel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = {"in_ch": 5, "width": 0.0}
+
+    def forward(self, x):
+        rgb = x[:, :3] + 0.5
+        red = rgb[:, 0:1] - torch.maximum(rgb[:, 1:2], rgb[:, 2:3])
+        return [torch.sigmoid(30 * (red - 0.3)) * x[:, 4:5]] * 6, []
+
+    def predict(self, x):
+        return self.forward(x)[0][0]
+
+
+def scene():
+    rgb = np.full((H, W, 3), (30, 90, 40), np.uint8)
+    gts = []
+    for x0, y0, x1, y1 in (OBJ, OBJ2):
+        rgb[y0:y1, x0:x1] = (230, 20, 20)
+        gt = np.zeros((H, W), bool)
+        gt[y0:y1, x0:x1] = True
+        gts.append(gt)
+    return rgb, gts
+
+
+def bbox(box, scale):
+    x0, y0, x1, y1 = box
+    return {"x": x0 * scale, "y": y0 * scale, "width": (x1 - x0) * scale, "height": (y1 - y0) * scale,
+            "label": "object"}
+
+
+def covers(mask, gt, frac=0.9):
+    return (mask > 127)[gt].mean() >= frac and (mask > 127)[~gt].mean() < 0.05
+
+
+@pytest.fixture()
+def demo() -> BoxDragDemo:
+    model = DisSam(RedRefiner(), FilledBoxSegmenter(), size=64, device="cpu")
+    return box_drag_demo(model, scene()[0], display_size=256)
+
+
+def test_boxes_from_bboxes_scales_and_drops_degenerate_boxes():
+    raw = [{"x": 10, "y": 20, "width": 40, "height": 8}, {"x": 5, "y": 5, "width": 0, "height": 0},
+           {"x": 50, "y": 50, "width": -20, "height": 10}, {"x": 1, "y": 1, "width": 3, "height": 30}, {"y": 3}]
+    assert boxes_from_bboxes(raw, scale=4) == [(2.5, 5.0, 12.5, 7.0), (7.5, 12.5, 12.5, 15.0)]
+
+
+def test_display_is_scaled_and_views_are_pngs(demo):
+    assert demo.scale == 4 and demo.display_hw == (192, 256)  # 64 px wide -> 4x, crisp (integer)
+    shown = np.asarray(Image.open(io.BytesIO(demo.bbox.image_bytes)))
+    assert np.array_equal(shown[::4, ::4], scene()[0]) and shown.shape == (192, 256, 3)
+    refined = np.asarray(Image.open(io.BytesIO(demo.refined_view.value)))
+    assert refined.shape == (192, 256, 3) and demo.last is None
+    assert "Drag a box" in demo.status.value
+
+
+def test_dragging_a_box_shows_both_masks_and_covers_the_object(demo):
+    _, (gt, _) = scene()
+    before_refined, before_coarse = demo.refined_view.value, demo.coarse_view.value
+    demo.bbox.bboxes = [bbox((OBJ[0] - 4, OBJ[1] - 4, OBJ[2] + 4, OBJ[3] + 4), demo.scale)]
+    assert demo.refined_view.value != before_refined and demo.coarse_view.value != before_coarse
+    obj = demo.last.objects[0]
+    assert covers(obj.mask, gt) and obj.coarse.sum() > obj.mask.sum()  # refined: the object, not the box
+    assert "object 1" in demo.status.value and f"refined: {obj.pixels} px" in demo.status.value
+    # the refined view paints exactly the refined mask (green) over the dimmed image
+    view = np.asarray(Image.open(io.BytesIO(demo.refined_view.value)))[::4, ::4]
+    expected = overlay(demo.rgb, obj.mask, (0, 200, 90), [obj.box])
+    assert np.array_equal(view, expected)
+
+
+def test_zero_area_mousedown_box_is_ignored(demo):
+    demo.bbox.bboxes = [bbox(OBJ, demo.scale)]
+    shown, last = demo.refined_view.value, demo.last
+    demo.bbox.bboxes = [bbox(OBJ, demo.scale), {"x": 100, "y": 100, "width": 0, "height": 0, "label": ""}]
+    assert len(demo.last.objects) == 1 and np.array_equal(demo.last.mask, last.mask)
+    assert demo.refined_view.value == shown
+    demo.bbox.bboxes = [{"x": 3, "y": 3, "width": 0, "height": 0}]
+    assert demo.last is None and "Drag a box" in demo.status.value
+
+
+def test_two_boxes_give_two_objects_and_one_embedding(demo):
+    _, (gt1, gt2) = scene()
+    demo.bbox.bboxes = [bbox(OBJ, demo.scale), bbox(OBJ2, demo.scale)]
+    result = demo.last
+    assert len(result.objects) == 2
+    assert covers(result.objects[0].mask, gt1) and covers(result.objects[1].mask, gt2)
+    assert covers(result.mask, gt1 | gt2)
+    assert "2 objects" in demo.status.value and "object 2" in demo.status.value
+    demo.bbox.bboxes = [bbox(OBJ2, demo.scale)]  # move / remove boxes: still the same embedding
+    assert demo.model.segmenter.encoder_calls == 1
+    demo.clear_button.click()
+    assert demo.bbox.bboxes == [] and demo.last is None
+
+
+def test_large_images_are_shown_shrunk_and_boxes_mapped_back():
+    big = np.kron(scene()[0], np.ones((10, 10, 1), np.uint8))  # 480 x 640
+    model = DisSam(RedRefiner(), FilledBoxSegmenter(), size=64, device="cpu")
+    demo = box_drag_demo(model, big, display_size=320)
+    assert demo.scale == 0.5 and demo.display_hw == (240, 320)
+    demo.bbox.bboxes = [bbox(tuple(10 * v for v in OBJ), demo.scale)]
+    assert demo.last.objects[0].box == tuple(10 * v for v in OBJ)
