@@ -1,0 +1,49 @@
+"""Stage 1: (image, box) -> coarse mask, from SAM, HQ-SAM or offline GrabCut, behind one interface,
+plus the on-disk cache that embeds each image once. Torch and segment_anything load only for SAM kinds.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from .base import CoarseResult, CoarseSegmenter
+from .cache import CachedCoarse, MaskStore, cache_masks, image_digest
+from .grabcut import GrabCutSegmenter
+
+KINDS = ("grabcut", "sam", "hq-sam")
+_LAZY = {"SamSegmenter": "dissam.coarse.sam", "build_tiny_sam": "dissam.coarse.tiny_sam",
+         "register_model_type": "dissam.coarse.sam", "load_sam": "dissam.coarse.sam"}
+
+__all__ = ["KINDS", "CachedCoarse", "CoarseResult", "CoarseSegmenter", "GrabCutSegmenter", "MaskStore",
+           "build_coarse", "build_coarse_from_profile", "cache_masks", "image_digest", *_LAZY]
+
+
+def build_coarse(kind: str, checkpoint: str | Path | None = None, model_type: str = "vit_b",
+                 model: Any = None, **settings: Any) -> CoarseSegmenter:
+    """A stage-1 segmenter. ``kind``: 'grabcut' (settings ``iters``=3, ``seed``=0), 'sam' or 'hq-sam'
+    (from ``checkpoint`` of ``model_type``, or an already built Sam ``model``; settings ``multimask``=False,
+    ``device``=CUDA when available, and for HQ-SAM ``hq_token_only``=False)."""
+    if kind == "grabcut":
+        if checkpoint is not None or model is not None:
+            raise ValueError("kind='grabcut' takes no checkpoint or model (it needs no weights)")
+        return GrabCutSegmenter(**settings)
+    if kind in ("sam", "hq-sam"):
+        from .sam import build_sam_segmenter
+        return build_sam_segmenter(kind, checkpoint=checkpoint, model_type=model_type, model=model, **settings)
+    raise ValueError(f"unknown stage-1 kind {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+def build_coarse_from_profile(profile: Any) -> CoarseSegmenter:
+    """The stage-1 segmenter a profile configures (``profile.coarse``; SAM type and multimask from ``profile.variant``)."""
+    cfg, variant = profile.coarse, profile.variant
+    if cfg.kind == "grabcut":
+        return build_coarse("grabcut", iters=cfg.grabcut_iters)
+    return build_coarse(cfg.kind, checkpoint=cfg.checkpoint, model_type=variant.sam_model_type,
+                        multimask=variant.sam_multimask)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dissam.coarse' has no attribute {name!r}")

@@ -1,0 +1,193 @@
+"""The stage-1 cache: one embedding per image, keys that invalidate, atomic writes, resume, the reader."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from dissam.coarse import CachedCoarse, GrabCutSegmenter, build_coarse, cache_masks
+from dissam.coarse.base import CoarseResult
+from dissam.coarse.cache import MaskStore, image_digest
+from dissam.data.enrichment import targets_for
+from dissam.data.folders import list_pairs
+
+N_COMPONENTS = (3, 2, 4, 1)  # disjoint objects per image: enrichment gives one box each
+
+
+def make_split(root: Path, seed: int = 0, counts: tuple[int, ...] = N_COMPONENTS, ext: str = ".png") -> Path:
+    """A small im/gt folder: bright disks and bars (disjoint) on a dark noisy background."""
+    rng = np.random.default_rng(seed)
+    (root / "im").mkdir(parents=True)
+    (root / "gt").mkdir()
+    for i, n in enumerate(counts):
+        image = rng.integers(0, 80, (72, 96, 3)).astype(np.uint8)
+        gt = np.zeros((72, 96), np.uint8)
+        for k in range(n):
+            cx = 12 + k * 22
+            if k % 2:
+                cv2.rectangle(gt, (cx - 7, 10 + i), (cx + 7, 55), 255, -1)
+            else:
+                cv2.circle(gt, (cx, 36), 9, 255, -1)
+        image[gt > 0] = (200 + 10 * i, 180, 40)
+        Image.fromarray(image).save(root / "im" / f"img{i}{ext}", quality=95)
+        Image.fromarray(gt).save(root / "gt" / f"img{i}.png")
+    return root
+
+
+class Counting(GrabCutSegmenter):
+    """GrabCut that can fail after a number of predictions (an interrupted run)."""
+
+    def __init__(self, fail_after: int | None = None, iters: int = 1) -> None:
+        super().__init__(iters=iters)
+        self.fail_after, self.predictions = fail_after, 0
+
+    def _predict(self, box) -> CoarseResult:
+        if self.fail_after is not None and self.predictions >= self.fail_after:
+            raise KeyboardInterrupt("simulated interruption")
+        self.predictions += 1
+        return super()._predict(box)
+
+
+def test_enriched_split_embeds_each_image_once(tmp_path):
+    data = make_split(tmp_path / "split")
+    seg = Counting()
+    manifest = cache_masks(seg, data, tmp_path / "cache", enrichment="paper", progress=False)
+    assert manifest["images"] == len(N_COMPONENTS) == manifest["encoder_calls"] == seg.encoder_calls
+    assert manifest["boxes"] == sum(N_COMPONENTS) == seg.predictions == manifest["computed"]
+    assert manifest["cache_hits"] == 0
+    on_disk = json.loads((tmp_path / "cache" / "manifest.json").read_text())
+    for field in ("images", "boxes", "encoder_calls", "cache_hits"):
+        assert isinstance(on_disk[field], int) and on_disk[field] == manifest[field]
+    assert on_disk["segmenter"] == seg.key and on_disk["enrichment"] == "paper"
+    assert on_disk["data_dir"] == str(data.resolve()) and on_disk["seconds"] >= 0
+    assert len(on_disk["samples"]) == sum(N_COMPONENTS)
+    assert all((tmp_path / "cache" / s["file"]).is_file() for s in on_disk["samples"])
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+    again = cache_masks(Counting(), data, tmp_path / "cache", progress=False)  # unchanged: all hits, no embedding
+    assert again["encoder_calls"] == 0 and again["cache_hits"] == sum(N_COMPONENTS) and again["computed"] == 0
+
+
+def test_whole_mask_targets_and_shared_cache_dir(tmp_path):
+    a, b = make_split(tmp_path / "A", seed=1), make_split(tmp_path / "B", seed=2, counts=(2, 2))
+    cache = tmp_path / "cache"
+    whole = cache_masks(Counting(), a, cache, enrichment=None, progress=False)
+    assert whole["boxes"] == whole["images"] == len(N_COMPONENTS) and whole["enrichment"] == "none"
+    enriched = cache_masks(Counting(), a, cache, enrichment="paper", progress=False)
+    # one-component image: its component box equals the whole box, so that one is a hit
+    assert enriched["cache_hits"] == 1 and enriched["computed"] == sum(N_COMPONENTS) - 1
+    other = cache_masks(Counting(), b, cache, progress=False)
+    assert other["computed"] == 4 and other["encoder_calls"] == 2
+    assert len(list((cache / "manifests").glob("*.json"))) == 3
+    assert cache_masks(Counting(), a, cache, progress=False)["encoder_calls"] == 0
+
+
+def test_changed_image_box_or_model_is_recomputed(tmp_path):
+    data = make_split(tmp_path / "split")
+    cache = tmp_path / "cache"
+    cache_masks(Counting(), data, cache, progress=False)
+    # change one image's pixels: only that image is embedded again
+    path = data / "im" / "img2.png"
+    pixels = np.array(Image.open(path))
+    pixels[0, 0] = 255 - pixels[0, 0]
+    Image.fromarray(pixels).save(path)
+    seg = Counting()
+    changed = cache_masks(seg, data, cache, progress=False)
+    assert changed["encoder_calls"] == 1 and changed["computed"] == N_COMPONENTS[2]
+    # other settings: a different key, nothing reused
+    seg2 = Counting(iters=2)
+    assert seg2.key != seg.key
+    m = cache_masks(seg2, data, cache, progress=False)
+    assert m["cache_hits"] == 0 and m["encoder_calls"] == len(N_COMPONENTS)
+    # another box of the same image: not in the cache
+    reader = CachedCoarse(cache, seg.key)
+    image = np.array(Image.open(data / "im" / "img0.png"))
+    box = targets_for(np.array(Image.open(data / "gt" / "img0.png")), "paper")[0].box
+    assert reader("img0", image, box).shape == image.shape[:2]
+    moved = (box[0] + 1, box[1], box[2] + 1, box[3])
+    with pytest.raises(KeyError, match=r"img0.*\(%d, %d, %d, %d\)" % moved):
+        reader("img0", image, moved)
+
+
+def test_stale_or_corrupt_entries_are_never_used(tmp_path):
+    image = np.full((40, 50, 3), 30, np.uint8)
+    image[10:30, 15:35] = 220
+    store = MaskStore(tmp_path, "some-key")
+    digest = image_digest(image)
+    store.put(digest, (10, 5, 40, 35), np.full((40, 50), 255, np.uint8))
+    assert store.get(digest, (10, 5, 40, 35)) is not None
+    path = store.path(digest, (10, 5, 40, 35))
+    # a file at the right place written under another key (e.g. a digest collision) is not used
+    MaskStore(tmp_path, "other-key").put(digest, (10, 5, 40, 35), np.zeros((40, 50), np.uint8))
+    foreign = MaskStore(tmp_path, "other-key").path(digest, (10, 5, 40, 35))
+    path.write_bytes(foreign.read_bytes())
+    assert store.get(digest, (10, 5, 40, 35)) is None
+    path.write_bytes(b"\x89PNG truncated")
+    assert store.get(digest, (10, 5, 40, 35)) is None
+    seg = GrabCutSegmenter(iters=1)
+    reader = CachedCoarse(tmp_path, seg, compute_missing=True)
+    store2 = reader.store
+    mask = reader("x", image, (10, 5, 40, 35))
+    assert store2.get(digest, (10, 5, 40, 35)) is not None and np.array_equal(mask, seg(image, (10, 5, 40, 35)))
+
+
+def test_interrupted_run_resumes(tmp_path):
+    data = make_split(tmp_path / "split")
+    cache = tmp_path / "cache"
+    fail_after = 4  # image 0 (3 boxes) done, image 1 has 1 of 2 boxes
+    with pytest.raises(KeyboardInterrupt):
+        cache_masks(Counting(fail_after=fail_after), data, cache, progress=False)
+    assert not list(cache.rglob("*.tmp")) and not (cache / "manifest.json").exists()
+    done_images = 1
+    seg = Counting()
+    resumed = cache_masks(seg, data, cache, progress=False)
+    assert resumed["encoder_calls"] == len(N_COMPONENTS) - done_images
+    assert resumed["cache_hits"] == fail_after and seg.predictions == sum(N_COMPONENTS) - fail_after
+    fresh = cache_masks(Counting(), data, tmp_path / "fresh", progress=False)
+    for s in fresh["samples"]:  # resumed results equal an uninterrupted run's
+        a = np.array(Image.open(cache / s["file"]))
+        assert np.array_equal(a, np.array(Image.open(tmp_path / "fresh" / s["file"])))
+
+
+def test_reader_is_a_coarse_source(tmp_path):
+    data = make_split(tmp_path / "split", ext=".jpg")
+    seg = build_coarse("grabcut", iters=1)
+    cache_masks(seg, data, tmp_path / "cache", progress=False)
+    reader = CachedCoarse(tmp_path / "cache", seg)
+    for pair in list_pairs(data):
+        image, gt = pair.load()
+        for t in targets_for(gt, "paper"):
+            got = reader(pair.stem, image, t.box)
+            assert got.dtype == np.uint8 and got.shape == gt.shape
+            seg.set_image(image)
+            assert np.array_equal(got, seg.predict(t.box).mask)
+    with pytest.raises(ValueError, match="needs a segmenter"):
+        CachedCoarse(tmp_path / "cache", seg.key, compute_missing=True)
+    # compute_missing embeds each new image once, however many boxes it is asked
+    lazy_seg = Counting()
+    lazy = CachedCoarse(tmp_path / "lazy", lazy_seg, compute_missing=True)
+    image, _ = list_pairs(data)[0].load()
+    for box in [(0, 0, 40, 40), (5, 5, 60, 60), (0, 0, 40, 40), (10, 0, 90, 70)]:
+        lazy("img0", image, box)
+    assert lazy_seg.encoder_calls == 1 and lazy_seg.predictions == 3
+
+
+def test_tiny_sam_end_to_end_through_the_cache(tmp_path):
+    torch = pytest.importorskip("torch")
+    from dissam.coarse import build_tiny_sam
+    ckpt = tmp_path / "tiny.pth"
+    torch.save(build_tiny_sam(seed=3).state_dict(), ckpt)
+    seg = build_coarse("sam", checkpoint=ckpt, model_type="tiny", device="cpu")
+    forwards = []
+    seg.model.image_encoder.register_forward_hook(lambda *a: forwards.append(1))
+    data = make_split(tmp_path / "split")
+    manifest = cache_masks(seg, data, tmp_path / "cache", progress=False)
+    assert len(forwards) == manifest["encoder_calls"] == len(N_COMPONENTS)
+    assert manifest["boxes"] == sum(N_COMPONENTS) and manifest["segmenter"].startswith("sam|")
+    same = build_coarse("sam", model=build_tiny_sam(seed=3), device="cpu")  # same weights: shares entries
+    assert cache_masks(same, data, tmp_path / "cache", progress=False)["encoder_calls"] == 0
+    other = build_coarse("sam", model=build_tiny_sam(seed=4), device="cpu")
+    assert cache_masks(other, data, tmp_path / "cache", progress=False)["cache_hits"] == 0
