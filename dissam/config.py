@@ -118,10 +118,11 @@ class Profile:
     ablation: AblationConfig = field(default_factory=AblationConfig)
     variant: Variant = field(default_factory=Variant.paper)
     device: str = "cpu"
+    tag: str = ""  # a variant of the profile (e.g. "dryrun") runs in its own folder
 
     @property
     def run_dir(self) -> Path:
-        return RUNS_ROOT / self.name
+        return RUNS_ROOT / (f"{self.name}-{self.tag}" if self.tag else self.name)
 
     @property
     def data_root(self) -> Path:
@@ -146,6 +147,9 @@ class Profile:
 
     @property
     def figures_dir(self) -> Path:
+        """Committed results live in figures/<profile>/; tiny and tagged runs keep theirs in the run folder."""
+        if self.name == "tiny" or self.tag:
+            return self.run_dir / "figures"
         return FIGURES_ROOT / self.name
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,3 +206,26 @@ def get_profile(name: str | None = None, **overrides: Any) -> Profile:
     if name not in _BUILDERS:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     return replace(_BUILDERS[name](), **overrides)
+
+
+def dry_run(profile: Profile) -> Profile:
+    """The paper profile's code path, made CPU-sized: every model and stage is built at full width,
+    trained two iterations at 64 px, in a separate run folder."""
+    train = replace(profile.train, size=64, batch_size=2, max_iters=2, max_minutes=None, val_every=2,
+                    gt_encoder_iters=2, num_workers=0)
+    return replace(profile, train=train, ablation=AblationConfig(max_minutes=None, max_iters=2),
+                   device="cpu", tag="dryrun")
+
+
+def profile_from_params(name: str | None = None, data_dir: str | Path | None = None,
+                        sam_checkpoint: str | Path | None = None, sam_model_type: str | None = None,
+                        dry: bool = False) -> Profile:
+    """The profile a notebook's parameters cell describes (papermill injects these)."""
+    profile = get_profile(name)
+    if data_dir:
+        profile.data.root = Path(data_dir)
+    if sam_checkpoint:
+        profile.coarse = replace(profile.coarse, kind="sam", checkpoint=Path(sam_checkpoint))
+    if sam_model_type:
+        profile.variant = replace(profile.variant, sam_model_type=sam_model_type)
+    return dry_run(profile) if dry else profile

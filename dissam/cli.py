@@ -1,0 +1,147 @@
+"""Command line: ``dissam <command>`` (or ``python -m dissam``). Heavy imports happen inside commands."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import PROFILES, get_profile
+
+
+def _profile(args: argparse.Namespace):
+    """The named profile, with ``--data`` / ``--sam-checkpoint`` applied (a SAM checkpoint selects SAM)."""
+    profile = get_profile(args.profile)
+    if getattr(args, "data", None):
+        profile.data.root = Path(args.data)
+    if getattr(args, "sam_checkpoint", None):
+        profile.coarse.checkpoint = Path(args.sam_checkpoint)
+        profile.coarse.kind = "sam"
+    return profile
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data.procedural import enrichment_summary
+    from .workflow import TRAIN_SPLIT, prepare_data
+
+    profile = _profile(args)
+    summary = prepare_data(profile)
+    print(json.dumps(summary, indent=2, default=str))
+    print(json.dumps(enrichment_summary(profile.data_root, TRAIN_SPLIT, profile.variant.enrichment), indent=2))
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .workflow import cache_stage1, prepare_data
+
+    profile = _profile(args)
+    prepare_data(profile)
+    for name, manifest in cache_stage1(profile).items():
+        print(f"{name}: {manifest['images']} images, {manifest['boxes']} boxes, "
+              f"{manifest['encoder_calls']} encoder calls, {manifest['cache_hits']} cache hits")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import RunSpec, train_gt_encoder, train_refiner
+    from .workflow import TRAIN_SPLIT, VAL_SPLIT, cache_stage1, prepare_data
+
+    profile = _profile(args)
+    if args.max_iters:
+        profile.train.max_iters = args.max_iters
+    if args.max_minutes:
+        profile.train.max_minutes = args.max_minutes
+    prepare_data(profile)
+    cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT])
+    train_gt_encoder(profile)
+    spec = RunSpec(name=args.name, use_box=not args.no_box, use_mask=not args.no_mask, enrich=not args.no_enrich)
+    result = train_refiner(profile, spec, resume=not args.restart)
+    print(f"best checkpoint {result.checkpoint} (iteration {result.best.get('iteration')}, "
+          f"val maxF {result.best.get('maxF', float('nan')):.4f}); {result.iterations} iterations in {result.seconds:.0f} s")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_folder
+
+    if args.pred:
+        records, summary = evaluate_folder(args.pred, args.gt)
+        print(json.dumps(summary, indent=2))
+        if args.csv:
+            records.to_csv(args.csv, index=False)
+        return 0
+    from .experiments import evaluate_main
+
+    profile = _profile(args)
+    print(evaluate_main(profile).to_string())
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import run_series
+
+    return run_series(args.profile, data=args.data, sam_checkpoint=args.sam_checkpoint,
+                      sam_model_type=args.sam_model_type, dry_run=args.dry_run, notebooks=args.only)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .pipeline import run_predict
+
+    outputs = run_predict(args.image, box=args.box, boxes_csv=args.boxes, checkpoint=args.checkpoint,
+                          out=args.output, profile=args.profile)
+    for path in outputs:
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dissam", description="DIS-SAM reproduction: data, stage-1 cache, "
+                                     "training, evaluation, the notebook series, and box-prompted prediction.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func, help_text: str, data_args: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--profile", choices=PROFILES, default=None,
+                       help="run profile (default: $DISSAM_PROFILE, else smoke)")
+        if data_args:
+            p.add_argument("--data", type=Path, help="a DIS5K-layout folder (default: the profile's)")
+            p.add_argument("--sam-checkpoint", type=Path, help="SAM checkpoint for stage 1 (default: the profile's)")
+        p.set_defaults(func=func)
+        return p
+
+    add("data", cmd_data, "generate (procedural) or check (DIS5K) the profile's data; print enrichment counts")
+    add("cache", cmd_cache, "compute stage-1 masks for every split into the on-disk cache")
+    p = add("train", cmd_train, "train the GT encoder, then the refiner (resumes from the last checkpoint)")
+    p.add_argument("--name", default="main", help="run name; 'main' writes the profile's refiner checkpoint")
+    p.add_argument("--no-box", action="store_true", help="zero the box channel (ablation)")
+    p.add_argument("--no-mask", action="store_true", help="zero the coarse-mask channel (ablation)")
+    p.add_argument("--no-enrich", action="store_true", help="train on whole GTs, without enrichment")
+    p.add_argument("--max-iters", type=int, help="override the profile's iteration budget")
+    p.add_argument("--max-minutes", type=float, help="override the profile's wall-clock budget")
+    p.add_argument("--restart", action="store_true", help="ignore an existing last checkpoint")
+    p = add("evaluate", cmd_evaluate, "evaluate the profile's model (or a folder of predictions) with the six DIS metrics")
+    p.add_argument("--pred", type=Path, help="folder of predicted masks <stem>.png")
+    p.add_argument("--gt", type=Path, help="im/gt folder the predictions belong to (with --pred)")
+    p.add_argument("--csv", type=Path, help="write per-image metrics here (with --pred)")
+    p = add("reproduce", cmd_reproduce, "run the notebook series 00-06 with papermill")
+    p.add_argument("--dry-run", action="store_true",
+                   help="paper profile on the CPU: build everything, two iterations at a small size")
+    p.add_argument("--only", nargs="*", help="run only these notebooks (name prefixes, e.g. 00 02)")
+    p.add_argument("--sam-model-type", help="SAM architecture of --sam-checkpoint (vit_b, vit_l, vit_h; tiny for tests)")
+    p = add("predict", cmd_predict, "segment an image (or a folder with a CSV of boxes) from a box prompt",
+            data_args=False)
+    p.add_argument("image", type=Path, help="an image file, or a folder of images with --boxes")
+    p.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="box in pixels")
+    p.add_argument("--boxes", type=Path, help="CSV with columns image,x0,y0,x1,y1 (for a folder)")
+    p.add_argument("--checkpoint", type=Path, help="refiner checkpoint (default: the smoke profile's)")
+    p.add_argument("-o", "--output", type=Path, default=Path("mask.png"), help="mask file, or folder for --boxes")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"dissam {args.command}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,67 @@
+"""Run the notebook series 00-06 headlessly with papermill, in order, into ``runs/<profile>/executed/``.
+
+Source notebooks are never written: each executed copy goes to the run folder, with the notebooks'
+folder as working directory and the ``python3`` kernel. On failure the partial notebook is kept and
+the notebook and cell are named.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from .config import REPO_ROOT, profile_from_params
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+SERIES = ("00_data_enrichment", "01_sam_caching", "02_training", "03_evaluation", "04_ablations",
+          "05_zero_shot", "06_figures")
+
+
+def _select(only: list[str] | None) -> list[str]:
+    if not only:
+        return list(SERIES)
+    chosen = [nb for nb in SERIES if any(nb.startswith(prefix) for prefix in only)]
+    if not chosen:
+        raise ValueError(f"no notebook matches {only}; the series is {', '.join(SERIES)}")
+    return chosen
+
+
+def _failure(err: BaseException) -> str:
+    """Which cell failed and why, from papermill's execution error or nbclient's cell timeout."""
+    cell = getattr(err, "cell_index", None)
+    exec_count = getattr(err, "exec_count", None)
+    where = f"cell {cell}" if cell is not None else "a cell"
+    if exec_count is not None:
+        where += f" (execution count {exec_count})"
+    name = getattr(err, "ename", type(err).__name__)
+    value = getattr(err, "evalue", str(err))
+    return f"{where}: {name}: {str(value).strip().splitlines()[0] if str(value).strip() else ''}"
+
+
+def run_series(profile: str | None = None, data: str | Path | None = None, sam_checkpoint: str | Path | None = None,
+               sam_model_type: str | None = None, dry_run: bool = False, notebooks: list[str] | None = None,
+               cell_timeout: int | None = None) -> int:
+    """Execute the series; print each notebook's time; return a process exit code."""
+    import papermill as pm
+
+    prof = profile_from_params(profile, data, sam_checkpoint, sam_model_type, dry_run)
+    out_dir = prof.run_dir / "executed"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parameters = {"PROFILE": prof.name, "DATA_DIR": str(data) if data else None,
+                  "SAM_CHECKPOINT": str(sam_checkpoint) if sam_checkpoint else None,
+                  "SAM_MODEL_TYPE": sam_model_type, "DRY_RUN": dry_run}
+    print(f"dissam reproduce: profile {prof.name}{' (dry run)' if dry_run else ''}; executed notebooks -> {out_dir}")
+    total = time.perf_counter()
+    for name in _select(notebooks):
+        source, target = NOTEBOOK_DIR / f"{name}.ipynb", out_dir / f"{name}.ipynb"
+        start = time.perf_counter()
+        try:
+            pm.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
+                                cwd=str(NOTEBOOK_DIR), progress_bar=False, execution_timeout=cell_timeout)
+        except Exception as err:  # papermill's PapermillExecutionError, nbclient's CellTimeoutError, ...
+            print(f"FAILED {name} after {time.perf_counter() - start:.0f} s in {_failure(err)}\n"
+                  f"  partial notebook kept: {target}", file=sys.stderr)
+            return 1
+        print(f"  {name:<22} {time.perf_counter() - start:7.1f} s", flush=True)
+    print(f"done in {(time.perf_counter() - total) / 60:.1f} min; figures and tables in {prof.figures_dir}")
+    return 0

@@ -1,0 +1,352 @@
+"""Training: phase 1 fits the GT encoder on GT masks alone, phase 2 the refiner with that encoder frozen.
+
+One loop for every profile and world size. Budgets are iterations (the LR schedule's horizon) plus an
+optional wall-clock cap. Checkpoints are written atomically and carry the model config, optimiser,
+RNG states, iteration and history, so a stopped run resumes exactly where it was.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from . import workflow
+from .config import Profile, TrainConfig, Variant
+from .distributed import World, barrier, init_world, mean_across
+from .validation import quick_scores
+
+CHECKPOINT_FORMAT = "dissam/v1"
+
+
+@dataclass
+class RunSpec:
+    """One training run of the refiner: its inputs (Table III's switches) and its budget."""
+
+    name: str = "main"
+    use_box: bool = True
+    use_mask: bool = True
+    enrich: bool = True
+    in_ch: int = 5
+    max_iters: int | None = None  # None: the profile's
+    max_minutes: float | None = -1.0  # -1: the profile's; None: no wall-clock cap
+
+    def checkpoint(self, profile: Profile) -> Path:
+        if self.name == "main":
+            return profile.refiner_checkpoint
+        return profile.checkpoint_dir / f"{self.name}.pt"
+
+    def last_checkpoint(self, profile: Profile) -> Path:
+        best = self.checkpoint(profile)
+        return best.with_name(best.stem + "_last.pt")
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    last_checkpoint: Path
+    iterations: int
+    seconds: float
+    best: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def lr_at(iteration: int, cfg: TrainConfig, horizon: int) -> float:
+    """Linear warm-up, then constant or cosine decay to zero over ``horizon`` iterations."""
+    warmup = int(cfg.warmup_frac * horizon)
+    if iteration < warmup:
+        return cfg.lr * (iteration + 1) / warmup
+    if cfg.schedule == "constant":
+        return cfg.lr
+    progress = (iteration - warmup) / max(1, horizon - warmup)
+    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(params, variant: Variant, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam (paper) or AdamW (authors' code)."""
+    if variant.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay or 1e-2)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+            "numpy_pos": int(np_state[2]), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate(state["python"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _device(profile: Profile, world: World) -> torch.device:
+    if profile.device.startswith("cuda") and torch.cuda.is_available():
+        return torch.device("cuda", world.local_rank)
+    return torch.device("cpu")
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _time_up(start: float, minutes: float | None) -> bool:
+    return minutes is not None and time.perf_counter() - start >= 60.0 * minutes
+
+
+# ----------------------------------------------------------------------------- phase 1: GT encoder
+def train_gt_encoder(profile: Profile, progress: bool = True, force: bool = False) -> Path:
+    """Fit the GT encoder to reproduce GT masks (BCE on its six side outputs) until its maxF on the
+    validation GTs exceeds the target or the iteration cap is reached; returns its checkpoint."""
+    from .data.datasets import RefinerDataset
+    from .losses import bce
+    from .model import build_gt_encoder
+    from .model.checkpoint import atomic_torch_save
+
+    path = profile.gt_encoder_checkpoint
+    if path.exists() and not force:
+        return path
+    cfg = profile.train
+    world = init_world(profile.device)
+    device = _device(profile, world)
+    seed_everything(cfg.seed)
+    enrichment = profile.variant.enrichment if cfg.enrich else None
+    train_ds = RefinerDataset(workflow.split_dir(profile, workflow.TRAIN_SPLIT), None, cfg.size,
+                              enrichment=enrichment, augment=profile.variant.augment, use_box=False,
+                              use_mask=False, in_ch=3, preload=profile.name != "paper")
+    val_ds = RefinerDataset(workflow.split_dir(profile, workflow.VAL_SPLIT), None, cfg.size, enrichment=None,
+                            augment=None, use_box=False, use_mask=False, in_ch=3,
+                            preload=profile.name != "paper")
+    encoder = build_gt_encoder(width=cfg.width).to(device)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=cfg.gt_encoder_lr)
+    loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
+    check_every = max(1, min(50, cfg.gt_encoder_iters // 4))
+    it, score = 0, {"maxF": 0.0}
+    bar = tqdm(total=cfg.gt_encoder_iters, desc="GT encoder", disable=not progress)
+    while it < cfg.gt_encoder_iters and score["maxF"] <= cfg.gt_encoder_target_maxf:
+        for batch in loader:
+            gt = batch["gt"].to(device)
+            maps, _ = encoder(gt)
+            loss = bce([m.float() for m in maps], gt)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            it += 1
+            bar.update(1)
+            if it % check_every == 0 or it == cfg.gt_encoder_iters:
+                score = _validate(encoder, val_ds, device, cfg.batch_size, input_key="gt")
+                bar.set_postfix(loss=f"{loss.item():.3f}", maxF=f"{score['maxF']:.4f}")
+            if it >= cfg.gt_encoder_iters or score["maxF"] > cfg.gt_encoder_target_maxf:
+                break
+    bar.close()
+    encoder.eval()
+    if world.is_main:
+        atomic_torch_save({"format": CHECKPOINT_FORMAT, "kind": "gt_encoder",
+                           "model_config": dict(encoder.config), "model": encoder.state_dict(),
+                           "iterations": it, "val": score}, path)
+    barrier(world)
+    return path
+
+
+# ----------------------------------------------------------------------------- phase 2: refiner
+@torch.inference_mode()
+def _validate(model: nn.Module, dataset, device: torch.device, batch_size: int,
+              input_key: str = "input") -> dict[str, float]:
+    """maxF and MAE of maps[0] on a whole (non-augmented) data set at network size."""
+    was_training = model.training
+    model.eval()
+    probs, gts = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        x = batch[input_key].to(device).contiguous(memory_format=torch.channels_last)
+        maps, _ = model(x)
+        probs.append(maps[0].float().cpu())
+        gts.append(batch["gt"])
+    model.train(was_training)
+    return quick_scores(torch.cat(probs), torch.cat(gts))
+
+
+def _load_frozen_gt_encoder(profile: Profile, device: torch.device) -> nn.Module:
+    from .model.checkpoint import load_gt_encoder
+
+    encoder = load_gt_encoder(train_gt_encoder(profile)).to(device)
+    encoder.eval()
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    return encoder
+
+
+def _train_step(model: nn.Module, gt_encoder: nn.Module | None, batch: dict, optimizer, profile: Profile,
+                device: torch.device) -> dict[str, float]:
+    """One optimisation step. Autocast (CUDA only) wraps the forward passes alone: the losses run in
+    fp32 outside it, since binary_cross_entropy on probabilities is refused under CUDA autocast."""
+    from .losses import dis_sam_loss
+
+    cfg, variant = profile.train, profile.variant
+    use_amp = device.type == "cuda"
+    x = batch["input"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    gt = batch["gt"].to(device, non_blocking=True)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+        maps, features = model(x)
+        gt_features = None
+        if gt_encoder is not None:
+            with torch.no_grad():
+                _, gt_features = gt_encoder(gt)
+    total, terms = dis_sam_loss(
+        [m.float() for m in maps], gt,
+        features=[f.float() for f in features] if gt_features is not None else None,
+        gt_features=[f.float() for f in gt_features] if gt_features is not None else None,
+        model=_unwrap(model), w_bce=cfg.w_bce, w_iou=cfg.w_iou, w_feature=cfg.w_feature,
+        w_ortho=variant.ortho_weight, ortho=variant.ortho)
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    return terms
+
+
+def build_run_datasets(profile: Profile, spec: RunSpec):
+    """The run's training set (enriched or not) and the validation set, with the spec's input switches."""
+    from .data.datasets import RefinerDataset
+
+    cfg, variant = profile.train, profile.variant
+    preload = profile.name != "paper"
+    kwargs = dict(size=cfg.size, use_box=spec.use_box, use_mask=spec.use_mask, in_ch=spec.in_ch, preload=preload)
+    train_coarse = workflow.coarse_source(profile, workflow.TRAIN_SPLIT, spec.enrich) if spec.use_mask else None
+    val_coarse = workflow.coarse_source(profile, workflow.VAL_SPLIT) if spec.use_mask else None
+    train_ds = RefinerDataset(workflow.split_dir(profile, workflow.TRAIN_SPLIT), train_coarse,
+                              enrichment=variant.enrichment if spec.enrich else None,
+                              augment=variant.augment, **kwargs)
+    val_ds = RefinerDataset(workflow.split_dir(profile, workflow.VAL_SPLIT), val_coarse, enrichment=None,
+                            augment=None, **kwargs)
+    return train_ds, val_ds
+
+
+def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = True, progress: bool = True,
+                  stop_after: int | None = None, datasets=None) -> TrainResult:
+    """Train (or resume) one refiner run; returns where its best and last checkpoints are.
+
+    ``stop_after`` ends this call after that many iterations without changing the schedule (an
+    interruption, for tests); the next call with ``resume=True`` continues exactly.
+    """
+    from .model import build_refiner
+    from .model.checkpoint import atomic_torch_save
+
+    spec = spec or RunSpec()
+    cfg, variant = profile.train, profile.variant
+    horizon = spec.max_iters or cfg.max_iters
+    minutes = cfg.max_minutes if spec.max_minutes == -1.0 else spec.max_minutes
+    best_path, last_path = spec.checkpoint(profile), spec.last_checkpoint(profile)
+    world = init_world(profile.device)
+    device = _device(profile, world)
+    if cfg.batch_size % world.size:
+        raise ValueError(f"batch size {cfg.batch_size} does not split over {world.size} processes")
+
+    train_ds, val_ds = datasets or build_run_datasets(profile, spec)
+    seed_everything(cfg.seed)  # the same initial weights on every rank
+    model = build_refiner(in_ch=spec.in_ch, width=cfg.width).to(device).to(memory_format=torch.channels_last)
+    gt_encoder = _load_frozen_gt_encoder(profile, device) if cfg.use_gt_encoder else None
+    optimizer = make_optimizer(model.parameters(), variant, cfg.lr, cfg.weight_decay)
+    seed_everything(cfg.seed + world.rank)  # augmentation differs per rank
+    it, seconds, history, best = 0, 0.0, [], {"maxF": -1.0}
+    if resume and last_path.exists():
+        state = torch.load(last_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        it, seconds, history, best = state["iteration"], state["seconds"], state["history"], state["best"]
+        _set_rng_state(state["rng"][min(world.rank, len(state["rng"]) - 1)])
+    if world.distributed:
+        model = nn.parallel.DistributedDataParallel(nn.SyncBatchNorm.convert_sync_batchnorm(model))
+    model.train()
+
+    def save(path: Path, full: bool) -> None:
+        rng = [_rng_state()]
+        if world.distributed:
+            gathered: list[Any] = [None] * world.size
+            torch.distributed.all_gather_object(gathered, rng[0])
+            rng = gathered
+        if not world.is_main:
+            return
+        payload = {"format": CHECKPOINT_FORMAT, "kind": "refiner", "model_config": dict(_unwrap(model).config),
+                   "model": _unwrap(model).state_dict(), "iteration": it, "seconds": seconds, "best": best,
+                   "history": history, "profile": profile.name, "variant": asdict(variant),
+                   "train_config": {**asdict(cfg), **asdict(spec), "size": cfg.size, "horizon": horizon}}
+        if full:
+            payload.update(optimizer=optimizer.state_dict(), rng=rng)
+        atomic_torch_save(payload, path)
+
+    per_rank = cfg.batch_size // world.size
+    sampler = DistributedSampler(train_ds, num_replicas=world.size, rank=world.rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=True)
+    steps_per_epoch = len(sampler) // per_rank
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(train_ds)} training samples cannot fill one batch of {cfg.batch_size}")
+    start, done_now = time.perf_counter() - seconds, 0
+    bar = tqdm(total=horizon, initial=it, desc=f"refiner {spec.name}", disable=not (progress and world.is_main))
+    try:
+        while it < horizon and not _time_up(start, minutes) and (stop_after is None or done_now < stop_after):
+            epoch, position = divmod(it, steps_per_epoch)
+            sampler.set_epoch(epoch)
+            order = list(sampler)
+            batches = [order[i * per_rank:(i + 1) * per_rank] for i in range(position, steps_per_epoch)]
+            for batch in DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.num_workers):
+                lr = lr_at(it, cfg, horizon)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                terms = mean_across(_train_step(model, gt_encoder, batch, optimizer, profile, device), world)
+                it, done_now = it + 1, done_now + 1
+                seconds = time.perf_counter() - start
+                history.append({"iteration": it, "seconds": seconds, "lr": lr, **terms})
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items() if k in ("total", "bce", "iou", "feature")})
+                finished = it >= horizon or _time_up(start, minutes)
+                stop = finished or (stop_after is not None and done_now >= stop_after)
+                if it % cfg.val_every == 0 or finished:
+                    score = _validate(model, val_ds, device, cfg.batch_size) if world.is_main else {}
+                    if world.is_main:
+                        history[-1].update({f"val_{k}": v for k, v in score.items()})
+                        bar.write(f"[{spec.name}] iter {it}: val maxF {score['maxF']:.4f} MAE {score['MAE']:.4f}")
+                        if score["maxF"] > best["maxF"]:
+                            best = {"iteration": it, **score}
+                            save(best_path, full=False)
+                    save(last_path, full=True)
+                if stop:
+                    break
+    except KeyboardInterrupt:
+        save(last_path, full=True)
+        bar.write(f"interrupted at iteration {it}: saved {last_path}; run again to resume")
+        raise
+    finally:
+        bar.close()
+    save(last_path, full=True)
+    if world.is_main and not best_path.exists():
+        save(best_path, full=False)
+    barrier(world)
+    return TrainResult(best_path, last_path, it, seconds, best, history)
+
+
+def ensure_refiner(profile: Profile, progress: bool = True) -> Path:
+    """The profile's main refiner checkpoint, producing data, stage-1 cache, GT encoder and model if missing."""
+    if profile.refiner_checkpoint.exists():
+        return profile.refiner_checkpoint
+    workflow.prepare_data(profile, progress=progress)
+    workflow.cache_stage1(profile, [workflow.TRAIN_SPLIT, workflow.VAL_SPLIT], progress=progress)
+    train_gt_encoder(profile, progress=progress)
+    return train_refiner(profile, RunSpec(), progress=progress).checkpoint

@@ -1,0 +1,85 @@
+"""The reproduction's stages for a profile: data -> stage-1 cache -> datasets. Each stage is idempotent.
+
+The notebooks, the CLI and ``ensure_refiner`` call these, so a stage that already ran costs nothing.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .config import Profile
+from .data.folders import DIS5K_SPLITS, DataError
+
+TRAIN_SPLIT = "DIS-TR"
+VAL_SPLIT = "DIS-VD"
+TEST_SPLITS = ("DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4")
+
+
+def prepare_data(profile: Profile, progress: bool = True) -> dict[str, Any]:
+    """Generate the procedural data set (when ``profile.data.root`` is None), else check the DIS5K folders exist."""
+    root = profile.data_root
+    if profile.data.root is None:
+        from .data.procedural import generate_dataset
+
+        return generate_dataset(root, profile.data, progress=progress)
+    missing = [s for s in DIS5K_SPLITS if not (root / s / "im").is_dir()]
+    if missing:
+        raise DataError(
+            f"DIS5K not found under {root} (missing {', '.join(missing)}). Download DIS5K from the IS-Net "
+            "authors (github.com/xuebinqin/DIS, 'DIS5K' link), unpack it so that <root>/DIS-TR/im exists, and pass "
+            "--data <root> or set DISSAM_DIS5K.")
+    return {"root": str(root), "splits": {s: len(list((root / s / "im").iterdir())) for s in DIS5K_SPLITS}}
+
+
+def available_splits(profile: Profile, names: tuple[str, ...] | list[str]) -> list[str]:
+    """The splits of ``names`` that exist under the data root (zero-shot sets are optional for DIS5K)."""
+    return [s for s in names if (profile.data_root / s / "im").is_dir()]
+
+
+def split_dir(profile: Profile, split: str) -> Path:
+    return profile.data_root / split
+
+
+def coarse_cache_dir(profile: Profile, split: str, enriched: bool) -> Path:
+    return profile.cache_dir / (f"{split}-enriched" if enriched else split)
+
+
+def build_segmenter(profile: Profile):
+    from .coarse import build_coarse_from_profile
+
+    return build_coarse_from_profile(profile)
+
+
+def cache_stage1(profile: Profile, splits: list[str] | None = None, segmenter=None,
+                 progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Stage-1 masks for every split through the on-disk cache: the training split per enriched
+    component (and per whole GT, for the runs without enrichment), every other split per whole GT."""
+    from .coarse import cache_masks
+
+    segmenter = segmenter if segmenter is not None else build_segmenter(profile)
+    splits = splits if splits is not None else available_splits(
+        profile, (TRAIN_SPLIT, VAL_SPLIT, *TEST_SPLITS, *profile.data.zero_shot_sets))
+    manifests: dict[str, dict[str, Any]] = {}
+    for split in splits:
+        jobs = [(False, None)]
+        if split == TRAIN_SPLIT:
+            jobs.append((True, profile.variant.enrichment))
+        for enriched, enrichment in jobs:
+            name = f"{split}-enriched" if enriched else split
+            manifests[name] = cache_masks(segmenter, split_dir(profile, split),
+                                          coarse_cache_dir(profile, split, enriched),
+                                          enrichment=enrichment, progress=progress)
+    return manifests
+
+
+def coarse_source(profile: Profile, split: str, enriched: bool = False, segmenter=None):
+    """The cached stage-1 masks of a split, as the Dataset's coarse-mask seam."""
+    from .coarse.cache import CachedCoarse
+
+    segmenter = segmenter if segmenter is not None else build_segmenter(profile)
+    return CachedCoarse(coarse_cache_dir(profile, split, enriched), segmenter)
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
