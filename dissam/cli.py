@@ -51,6 +51,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         profile.train.max_iters = args.max_iters
     if args.max_minutes:
         profile.train.max_minutes = args.max_minutes
+    if args.no_augment:
+        profile.variant.augment = "none"
     prepare_data(profile)
     cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT])
     train_gt_encoder(profile)
@@ -119,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iters", type=int, help="override the profile's iteration budget")
     p.add_argument("--max-minutes", type=float, help="override the profile's wall-clock budget")
     p.add_argument("--restart", action="store_true", help="ignore an existing last checkpoint")
+    p.add_argument("--no-augment", action="store_true", help="no flips (e.g. to compare runs exactly)")
     p = add("evaluate", cmd_evaluate, "evaluate the profile's model (or a folder of predictions) with the six DIS metrics")
     p.add_argument("--pred", type=Path, help="folder of predicted masks <stem>.png")
     p.add_argument("--gt", type=Path, help="im/gt folder the predictions belong to (with --pred)")

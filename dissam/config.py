@@ -29,7 +29,7 @@ class Variant:
     optimizer: Literal["adam", "adamw"] = "adam"  # code: "adamw"
     lr: float = 1e-5  # code: 4e-5
     gt_encoder_lr: float = 1e-5  # code: 1e-4 (AdamW)
-    augment: Literal["hflip", "hvflip"] = "hflip"  # code: 25% h, 25% v, 25% both
+    augment: Literal["hflip", "hvflip", "none"] = "hflip"  # code: 25% h, 25% v, 25% both
     ortho: Literal["frobenius", "l1"] = "frobenius"  # code: elementwise L1 over non-bias weights
     ortho_weight: float = 1e-6  # code: 1e-8
     enrichment: Literal["paper", "authors"] = "paper"  # code: drop < 0.4% components, keep whole mask

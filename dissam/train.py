@@ -129,8 +129,9 @@ def train_gt_encoder(profile: Profile, progress: bool = True, force: bool = Fals
     device = _device(profile, world)
     seed_everything(cfg.seed)
     enrichment = profile.variant.enrichment if cfg.enrich else None
+    augment = None if profile.variant.augment == "none" else profile.variant.augment
     train_ds = RefinerDataset(workflow.split_dir(profile, workflow.TRAIN_SPLIT), None, cfg.size,
-                              enrichment=enrichment, augment=profile.variant.augment, use_box=False,
+                              enrichment=enrichment, augment=augment, use_box=False,
                               use_mask=False, in_ch=3, preload=profile.name != "paper")
     val_ds = RefinerDataset(workflow.split_dir(profile, workflow.VAL_SPLIT), None, cfg.size, enrichment=None,
                             augment=None, use_box=False, use_mask=False, in_ch=3,
@@ -233,7 +234,7 @@ def build_run_datasets(profile: Profile, spec: RunSpec):
     val_coarse = workflow.coarse_source(profile, workflow.VAL_SPLIT) if spec.use_mask else None
     train_ds = RefinerDataset(workflow.split_dir(profile, workflow.TRAIN_SPLIT), train_coarse,
                               enrichment=variant.enrichment if spec.enrich else None,
-                              augment=variant.augment, **kwargs)
+                              augment=None if variant.augment == "none" else variant.augment, **kwargs)
     val_ds = RefinerDataset(workflow.split_dir(profile, workflow.VAL_SPLIT), val_coarse, enrichment=None,
                             augment=None, **kwargs)
     return train_ds, val_ds
