@@ -19,10 +19,13 @@ import numpy as np
 from jupyter_bbox_widget import BBoxWidget
 from PIL import Image
 
+from .config import Profile
+from .data.folders import list_pairs
 from .data.prompts import Box, BoxError
-from .pipeline import DisSam, MultiPrediction, as_rgb
+from .pipeline import DisSam, MultiPrediction, Prediction, as_rgb
 
-__all__ = ["BoxDragDemo", "box_drag_demo", "boxes_from_bboxes", "overlay", "png_bytes"]
+__all__ = ["BoxDragDemo", "box_drag_demo", "boxes_from_bboxes", "demo_image", "overlay", "png_bytes",
+           "side_by_side"]
 
 COARSE_COLOUR = (255, 140, 0)  # stage 1: orange
 REFINED_COLOUR = (0, 200, 90)  # stage 2: green
@@ -37,15 +40,21 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def overlay(rgb: np.ndarray, mask: np.ndarray | None, colour: tuple[int, int, int],
-            boxes: list[Box] = ()) -> np.ndarray:  # type: ignore[assignment]
-    """The image dimmed, the mask painted over it in ``colour``, the boxes outlined."""
+            boxes: list[Box] = (), scale: float = 1.0) -> np.ndarray:  # type: ignore[assignment]
+    """The image dimmed, the mask painted over it in ``colour``, resized by ``scale`` (nearest when
+    enlarging, so pixels stay crisp), then the boxes outlined at the display resolution."""
     out = (rgb.astype(np.float32) * 0.45).astype(np.uint8)
     if mask is not None:
         fg = mask > 127
         out[fg] = (0.3 * rgb[fg] + 0.7 * np.asarray(colour, np.float32)).astype(np.uint8)
-    thickness = max(1, round(max(rgb.shape[:2]) / 256))
+    if scale != 1.0:
+        h, w = rgb.shape[:2]
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        out = cv2.resize(out, size, interpolation=cv2.INTER_NEAREST if scale > 1 else cv2.INTER_AREA)
+    thickness = max(2, round(max(out.shape[:2]) / 200))
     for x0, y0, x1, y1 in boxes:
-        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), BOX_COLOUR, thickness)
+        corners = [(round(x0 * scale), round(y0 * scale)), (round(x1 * scale) - 1, round(y1 * scale) - 1)]
+        cv2.rectangle(out, corners[0], corners[1], BOX_COLOUR, thickness)
     return out
 
 
@@ -91,7 +100,7 @@ class BoxDragDemo(widgets.VBox):
         self.display_hw = (max(1, round(h * self.scale)), max(1, round(w * self.scale)))
         self.last: MultiPrediction | None = None
         self.bbox = BBoxWidget(image_bytes=png_bytes(self._shown(self.rgb)), hide_buttons=True,
-                               classes=["object"], label="object")
+                               classes=[], label="")
         self.bbox.add_class("dissam-bbox")
         width = f"{self.display_hw[1]}px"
         self.coarse_view = widgets.Image(format="png", layout=widgets.Layout(width=width))
@@ -107,7 +116,9 @@ class BoxDragDemo(widgets.VBox):
             widgets.VBox([widgets.HTML("<b>Stage 1 (coarse)</b>"), self.coarse_view]),
             widgets.VBox([widgets.HTML("<b>DIS-SAM (refined)</b>"), self.refined_view]),
         ])
-        super().__init__([views, widgets.HBox([self.clear_button, self.status])], **kwargs)
+        # BBoxWidget always lists its label classes; one kind of object needs no class picker.
+        style = widgets.HTML("<style>.dissam-bbox .classes {display: none}</style>")
+        super().__init__([style, views, widgets.HBox([self.clear_button, self.status])], **kwargs)
         self.add_class("dissam-demo")
         self.bbox.observe(self._on_bboxes, names="bboxes")
         self.update()
@@ -142,8 +153,8 @@ class BoxDragDemo(widgets.VBox):
         return result
 
     def _draw(self, coarse: np.ndarray | None, refined: np.ndarray | None, boxes: list[Box]) -> None:
-        self.coarse_view.value = png_bytes(self._shown(overlay(self.rgb, coarse, COARSE_COLOUR, boxes)))
-        self.refined_view.value = png_bytes(self._shown(overlay(self.rgb, refined, REFINED_COLOUR, boxes)))
+        self.coarse_view.value = png_bytes(overlay(self.rgb, coarse, COARSE_COLOUR, boxes, self.scale))
+        self.refined_view.value = png_bytes(overlay(self.rgb, refined, REFINED_COLOUR, boxes, self.scale))
 
 
 def _ms(seconds: float) -> str:
@@ -163,6 +174,22 @@ def status_html(result: MultiPrediction, embed_seconds: float = float("nan")) ->
             f"union {union} px, total {_ms(result.timings['total'])} "
             f"(image embedded once: {_ms(embed_seconds)})")
     return f"<div>{head}</div><table style='font-size:90%'>{''.join(rows)}</table>"
+
+
+def side_by_side(rgb: np.ndarray, prediction: Prediction | MultiPrediction, scale: int = 4) -> np.ndarray:
+    """Stage-1 and refined overlays next to each other (a static figure of one prediction)."""
+    objects = getattr(prediction, "objects", [prediction])
+    boxes = [o.box for o in objects]
+    pair = [overlay(rgb, prediction.coarse, COARSE_COLOUR, boxes),
+            np.full((rgb.shape[0], max(2, rgb.shape[1] // 32), 3), 255, np.uint8),
+            overlay(rgb, prediction.mask, REFINED_COLOUR, boxes)]
+    return np.kron(np.hstack(pair), np.ones((scale, scale, 1), np.uint8)) if scale > 1 else np.hstack(pair)
+
+
+def demo_image(profile: Profile, index: int = 0, split: str = "DIS-VD") -> tuple[np.ndarray, np.ndarray]:
+    """(RGB, GT mask) of the ``index``-th image of the profile's ``split`` (DIS-VD: the validation set)."""
+    pairs = list_pairs(profile.data_root / split)
+    return pairs[index % len(pairs)].load()
 
 
 def box_drag_demo(model: DisSam, image: Any, display_size: int = 384) -> BoxDragDemo:

@@ -100,9 +100,11 @@ def test_dragging_a_box_shows_both_masks_and_covers_the_object(demo):
     assert covers(obj.mask, gt) and obj.coarse.sum() > obj.mask.sum()  # refined: the object, not the box
     assert "object 1" in demo.status.value and f"refined: {obj.pixels} px" in demo.status.value
     # the refined view paints exactly the refined mask (green) over the dimmed image
-    view = np.asarray(Image.open(io.BytesIO(demo.refined_view.value)))[::4, ::4]
-    expected = overlay(demo.rgb, obj.mask, (0, 200, 90), [obj.box])
-    assert np.array_equal(view, expected)
+    view = np.asarray(Image.open(io.BytesIO(demo.refined_view.value)))
+    expected = overlay(demo.rgb, obj.mask, (0, 200, 90), [obj.box], scale=demo.scale)
+    assert np.array_equal(view, expected) and view.shape == (192, 256, 3)
+    green = np.all(view[::4, ::4] == overlay(demo.rgb, obj.mask, (0, 200, 90))[..., :], axis=2)
+    assert green.mean() > 0.9  # away from the box outline, the display is the mask overlay, upscaled
 
 
 def test_zero_area_mousedown_box_is_ignored(demo):
