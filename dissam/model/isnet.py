@@ -1,0 +1,100 @@
+"""ISNetDIS, the stage-2 refiner: IS-Net on (RGB, coarse mask, filled box).
+
+Layout and parameter names match the official ISNetDIS (44,047,942 parameters at 5 input channels,
+width 1.0), so official IS-Net and DIS-SAM checkpoints load as they are. ``width`` scales every
+channel count for the CPU profiles.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .rsu import RSU4F, RSU, scale_channels, upsample_like
+
+# (name, kind, in, mid, out) at width 1.0; decoder inputs are concatenations of two tensors.
+ENCODER = (
+    ("stage1", 7, 64, 32, 64),
+    ("stage2", 6, 64, 32, 128),
+    ("stage3", 5, 128, 64, 256),
+    ("stage4", 4, 256, 128, 512),
+    ("stage5", "F", 512, 256, 512),
+    ("stage6", "F", 512, 256, 512),
+)
+DECODER = (
+    ("stage5d", "F", 1024, 256, 512),
+    ("stage4d", 4, 1024, 128, 256),
+    ("stage3d", 5, 512, 64, 128),
+    ("stage2d", 6, 256, 32, 64),
+    ("stage1d", 7, 128, 16, 64),
+)
+# Channels feeding side1..side6: decoder stages 1..5, then encoder stage 6.
+SIDE_CHANNELS = (64, 64, 128, 256, 512, 512)
+
+
+def make_stage(depth: int | str, in_ch: int, mid_ch: int, out_ch: int) -> nn.Module:
+    return RSU4F(in_ch, mid_ch, out_ch) if depth == "F" else RSU(int(depth), in_ch, mid_ch, out_ch)
+
+
+def side_maps(sides: list[torch.Tensor], ref: torch.Tensor) -> list[torch.Tensor]:
+    """Side logits -> probability maps at ``ref``'s size (upsample first, then sigmoid, as IS-Net)."""
+    return [torch.sigmoid(upsample_like(s, ref)) for s in sides]
+
+
+class ISNetDIS(nn.Module):
+    """IS-Net for dichotomous segmentation. ``forward(x)`` -> (six maps, six features)."""
+
+    def __init__(self, in_ch: int = 5, width: float = 1.0) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {"in_ch": int(in_ch), "width": float(width)}
+        c = lambda n: scale_channels(n, width)  # noqa: E731
+        self.conv_in = nn.Conv2d(in_ch, c(64), 3, stride=2, padding=1)
+        self.pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        for name, depth, cin, mid, cout in ENCODER:
+            setattr(self, name, make_stage(depth, c(cin), c(mid), c(cout)))
+        # A decoder stage takes cat(upsampled deeper output, encoder skip): sum the scaled halves.
+        skip_out = {f"stage{i + 1}": c(spec[4]) for i, spec in enumerate(ENCODER)}
+        deeper = c(ENCODER[-1][4])
+        for name, depth, _cin, mid, cout in DECODER:
+            skip = skip_out[name[:-1]]
+            setattr(self, name, make_stage(depth, deeper + skip, c(mid), c(cout)))
+            deeper = c(cout)
+        for i, ch in enumerate(SIDE_CHANNELS, start=1):
+            setattr(self, f"side{i}", nn.Conv2d(c(ch), 1, 3, padding=1))
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Decoder stages 1..5 and encoder stage 6 (the tensors feature sync compares)."""
+        hx = self.conv_in(x)
+        enc = []
+        for i, (name, *_rest) in enumerate(ENCODER):
+            if i > 0:
+                hx = self.pool(hx)
+            hx = getattr(self, name)(hx)
+            enc.append(hx)
+        dec = []
+        hx = enc[-1]
+        for (name, *_rest), skip in zip(DECODER, reversed(enc[:-1])):
+            hx = getattr(self, name)(torch.cat((upsample_like(hx, skip), skip), 1))
+            dec.append(hx)
+        return [*reversed(dec), enc[-1]]
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        feats = self._features(x)
+        sides = [getattr(self, f"side{i}")(f) for i, f in enumerate(feats, start=1)]
+        return side_maps(sides, x), feats
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """maps[0] alone, [B, 1, H, W]: skips the five unused side convs and their upsampling."""
+        feats = self._features(x)
+        return side_maps([self.side1(feats[0])], x)[0]
+
+
+def build_refiner(in_ch: int = 5, width: float = 1.0) -> ISNetDIS:
+    """The stage-2 refiner. ``in_ch`` 5 = RGB + coarse mask + box (3 = plain IS-Net);
+    ``width`` 1.0 = official IS-Net (44.0M parameters), 0.25 for the smoke profile, 0.125 for tiny."""
+    if in_ch < 1:
+        raise ValueError(f"in_ch must be >= 1, got {in_ch}")
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    return ISNetDIS(in_ch=in_ch, width=width)

@@ -1,0 +1,82 @@
+"""The optimised inference path gives eager's values (1e-4) and leaves the original model alone."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from dissam.model import build_gt_encoder, build_refiner
+from dissam.model.inference import fold_bn, optimize_for_inference, predict_prob
+
+W = 0.125
+
+
+def _with_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial running statistics, so folding BatchNorm really changes the conv weights."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
+    return model.eval()
+
+
+def test_fold_bn_equals_conv_then_bn():
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 4, 3, padding=2, dilation=2), _with_bn_stats(nn.BatchNorm2d(4))
+    x = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        assert torch.allclose(fold_bn(conv, bn)(x), bn(conv(x)), atol=1e-5)
+
+
+def test_optimized_refiner_matches_eager_and_leaves_original():
+    torch.manual_seed(0)
+    model = _with_bn_stats(build_refiner(5, W)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = optimize_for_inference(model)
+    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert not fast.training and not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    x = torch.randn(2, 5, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        ref_maps, ref_feats = model(x)
+        maps, feats = fast(x)
+        prob = predict_prob(fast, x)
+    for a, b in zip((*maps, *feats), (*ref_maps, *ref_feats)):
+        assert a.shape == b.shape and (a - b).abs().max().item() <= 1e-4
+    assert prob.shape == (2, 1, 64, 64) and (prob - ref_maps[0]).abs().max().item() <= 1e-4
+
+
+def test_predict_prob_is_maps0_without_grad_and_restores_mode():
+    torch.manual_seed(0)
+    model = _with_bn_stats(build_refiner(5, W)).train()
+    x = torch.randn(1, 5, 48, 48)
+    prob = predict_prob(model, x)  # a training-mode model is run in eval mode, then put back
+    assert model.training and not prob.requires_grad and prob.shape == (1, 1, 48, 48)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(prob, model(x)[0][0])
+    with pytest.raises(ValueError, match="B, C, S, S"):
+        predict_prob(model, x[0])
+
+
+def test_predict_prob_on_model_without_predict_method():
+    class Plain(nn.Module):
+        def forward(self, x):
+            return [torch.sigmoid(x[:, :1]), x], [x]
+    x = torch.randn(1, 2, 4, 4)
+    assert torch.equal(predict_prob(Plain(), x), torch.sigmoid(x[:, :1]))
+
+
+def test_optimized_gt_encoder_matches_eager():
+    torch.manual_seed(0)
+    enc = _with_bn_stats(build_gt_encoder(W))
+    gt = (torch.rand(1, 1, 64, 64) > 0.5).float()
+    with torch.no_grad():
+        ref_maps, ref_feats = enc(gt)
+        maps, feats = optimize_for_inference(enc)(gt)
+    assert max((a - b).abs().max().item() for a, b in zip((*maps, *feats), (*ref_maps, *ref_feats))) <= 1e-4
