@@ -1,0 +1,226 @@
+"""The refiner's torch Dataset, and the seam to stage 1 (where coarse masks come from).
+
+A *coarse source* is any callable ``source(stem, image, box) -> uint8 HxW`` mask at the image's size:
+:class:`MaskFolderSource` reads saved masks, :class:`SegmenterSource` asks a live segmenter (anything with
+``set_image`` and ``predict``), and the stage-1 cache (:mod:`dissam.coarse`) offers the same call.
+
+:class:`RefinerDataset` turns an im/gt folder into samples: one per enriched GT component (training) or
+one per image (``enrichment=None``, evaluation). Each sample's target is its own component; the other
+components are background. ``preload=True`` resizes everything to the network size once (uint8, fast CPU
+epochs); ``preload=False`` reads files per item (DIS5K at 1024^2). Per-item randomness (flips) draws from
+torch's global RNG, so ``torch.manual_seed`` and DataLoader worker seeding make epochs reproducible.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .enrichment import targets_for
+from .folders import DataError, Pair, list_pairs, read_mask
+from .prompts import Box, box_channel, jitter_box
+from .transforms import make_input, resize
+
+AUGMENTS = (None, "hflip", "hvflip")
+ENRICHMENTS = (None, "none", "paper", "authors")
+
+
+@runtime_checkable
+class CoarseSource(Protocol):
+    """Stage-1 masks for the refiner: ``(stem, image uint8 HxWx3, box xyxy) -> uint8 HxW``."""
+
+    def __call__(self, stem: str, image: np.ndarray, box: Box) -> np.ndarray: ...
+
+
+class MaskFolderSource:
+    """Coarse masks saved as ``<folder>/<stem>.png`` (the same mask whatever the box)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def __call__(self, stem: str, image: np.ndarray, box: Box) -> np.ndarray:
+        path = self.folder / f"{stem}.png"
+        mask = read_mask(path)
+        if mask.shape != image.shape[:2]:
+            raise DataError(f"coarse mask {path} is {mask.shape[1]}x{mask.shape[0]}, "
+                            f"its image is {image.shape[1]}x{image.shape[0]}")
+        return mask
+
+    def __repr__(self) -> str:
+        return f"MaskFolderSource({str(self.folder)!r})"
+
+
+class SegmenterSource:
+    """A live stage-1 segmenter as a coarse source; the image is set once per stem, boxes reuse it."""
+
+    def __init__(self, segmenter) -> None:
+        self.segmenter = segmenter
+        self._current: tuple | None = None
+
+    def __call__(self, stem: str, image: np.ndarray, box: Box) -> np.ndarray:
+        key = (stem, image.shape, hash(image[::7, ::7].tobytes()))
+        if key != self._current:
+            self.segmenter.set_image(image)
+            self._current = key
+        out = self.segmenter.predict(box)
+        mask = np.asarray(getattr(out, "mask", out))
+        return mask.astype(np.uint8) * 255 if mask.dtype == bool else mask.astype(np.uint8)
+
+
+@dataclass
+class Sample:
+    """One training/evaluation target: a GT component of one image (``index`` -1 = the whole GT).
+
+    ``box`` is the prompt box at the original resolution (the component's tight box, jittered when asked).
+    Arrays are filled by :meth:`load` (lazily, unless the dataset preloads).
+    """
+
+    stem: str
+    index: int
+    box: Box
+    pair: Pair
+    hw: tuple[int, int]
+    image: np.ndarray | None = None
+    gt: np.ndarray | None = None
+    coarse: np.ndarray | None = None
+
+
+def _pairs(folder_or_pairs: str | Path | Sequence[Pair]) -> list[Pair]:
+    if isinstance(folder_or_pairs, (str, Path)):
+        return list_pairs(folder_or_pairs)
+    return list(folder_or_pairs)
+
+
+class RefinerDataset(Dataset):
+    """Samples for the refiner: ``{"input": [in_ch,S,S], "gt": [1,S,S], "stem", "index", "box", "hw"}``.
+
+    ``input`` = RGB/255 - 0.5, coarse mask/255, filled box/255 (:func:`transforms.make_input`); channels
+    switched off by ``use_mask``/``use_box`` are zeros (Table III). ``augment``: ``"hflip"`` (paper: p=0.5)
+    or ``"hvflip"`` (authors' code: 25% h, 25% v, 25% both), applied to input, GT and box alike.
+    ``jitter`` > 0 moves each box side by up to that share of the box (fixed per sample, drawn from
+    ``seed``), and the coarse source is asked with that same box, so stage-1 masks stay cacheable.
+    """
+
+    def __init__(self, folder_or_pairs: str | Path | Sequence[Pair], coarse: CoarseSource | None, size: int,
+                 enrichment: str | None = "paper", augment: str | None = "hflip", use_box: bool = True,
+                 use_mask: bool = True, in_ch: int = 5, preload: bool = True, jitter: float = 0.0,
+                 seed: int = 0) -> None:
+        if enrichment not in ENRICHMENTS:
+            raise ValueError(f"enrichment must be one of {ENRICHMENTS}, not {enrichment!r}")
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}, not {augment!r}")
+        if in_ch not in (3, 5):
+            raise ValueError(f"the refiner takes 3 or 5 input channels, not {in_ch}")
+        self.use_mask = use_mask and in_ch == 5
+        self.use_box = use_box and in_ch == 5
+        if self.use_mask and coarse is None:
+            raise ValueError("use_mask=True needs a coarse source (stage-1 masks); pass one, or use_mask=False")
+        self.coarse, self.size, self.enrichment, self.augment = coarse, int(size), enrichment, augment
+        self.in_ch, self.preload, self.jitter, self.seed = in_ch, preload, float(jitter), seed
+        self.pairs = _pairs(folder_or_pairs)
+        self.samples: list[Sample] = []
+        self._image_of: list[int] = []
+        rgb, aux = [], []
+        for k, pair in enumerate(self.pairs):
+            image, gt = pair.load() if preload else (None, read_mask(pair.gt_path))
+            hw = gt.shape[:2]
+            if preload:
+                rgb.append(torch.from_numpy(np.ascontiguousarray(resize(image, self.size).transpose(2, 0, 1))))
+            for t in targets_for(gt, enrichment):
+                box = self._prompt_box(t.box, hw, k, t.index)
+                s = Sample(pair.stem, t.index, box, pair, hw)
+                if preload:
+                    aux.append(torch.from_numpy(self._aux(image, t.mask, box, pair.stem)))
+                self.samples.append(s)
+                self._image_of.append(len(rgb) - 1 if preload else k)
+        if not self.samples:
+            raise DataError(f"no sample: every GT mask is empty in {len(self.pairs)} image(s)")
+        self._rgb = torch.stack(rgb) if preload else None
+        self._aux_t = torch.stack(aux) if preload else None
+
+    # ------------------------------------------------------------------ building
+    def _prompt_box(self, box: Box, hw: tuple[int, int], image_index: int, index: int) -> Box:
+        if self.jitter <= 0:
+            return box
+        rng = np.random.default_rng([self.seed, image_index, index + 1])
+        return jitter_box(box, hw[0], hw[1], rng, self.jitter)
+
+    def _aux(self, image: np.ndarray, target: np.ndarray, box: Box, stem: str) -> np.ndarray:
+        """uint8 ``[3, S, S]``: coarse mask, box channel, GT (0/1), all at network size."""
+        h, w = target.shape
+        out = np.zeros((3, self.size, self.size), np.uint8)
+        if self.use_mask:
+            coarse = self._coarse(stem, image, box)
+            out[0] = resize(coarse, self.size)
+        if self.use_box:
+            out[1] = resize(box_channel(box, h, w), self.size)
+        out[2] = resize(target.astype(np.uint8) * 255, self.size) > 127
+        return out
+
+    def _coarse(self, stem: str, image: np.ndarray, box: Box) -> np.ndarray:
+        mask = np.asarray(self.coarse(stem, image, box))
+        if mask.shape != image.shape[:2]:
+            raise DataError(f"coarse mask for {stem!r} is {mask.shape}, its image is {image.shape[:2]}")
+        return mask
+
+    def load(self, i: int) -> Sample:
+        """The sample with its arrays at the original resolution (image, target GT 0/255, coarse mask)."""
+        s = self.samples[i]
+        image, gt = s.pair.load()
+        target = next(t for t in targets_for(gt, self.enrichment) if t.index == s.index)
+        coarse = self._coarse(s.stem, image, s.box) if self.use_mask else None
+        return Sample(s.stem, s.index, s.box, s.pair, s.hw, image, target.mask.astype(np.uint8) * 255, coarse)
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Base images -> samples (what enrichment did)."""
+        return {"images": len(self.pairs), "samples": len(self.samples)}
+
+    def _tensors(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.preload:
+            rgb = self._rgb[self._image_of[i]].float() / 255.0 - 0.5
+            aux = self._aux_t[i].float()
+            if self.in_ch == 3:
+                return rgb, aux[2:3]
+            return torch.cat([rgb, aux[0:2] / 255.0]), aux[2:3]
+        s = self.load(i)
+        x = make_input(s.image, s.coarse, s.box, self.size, self.use_mask, self.use_box, self.in_ch)
+        gt = resize(s.gt, self.size) > 127
+        return torch.from_numpy(x), torch.from_numpy(gt[None].astype(np.float32))
+
+    def _flips(self) -> tuple[bool, bool]:
+        if self.augment == "hflip":
+            return bool(torch.rand(()) < 0.5), False
+        if self.augment == "hvflip":  # 25% each: none, h, v, both
+            k = int(torch.randint(0, 4, ()))
+            return bool(k & 1), bool(k & 2)
+        return False, False
+
+    def __getitem__(self, i: int) -> dict:
+        x, gt = self._tensors(i)
+        s = self.samples[i]
+        x0, y0, x1, y1 = s.box
+        h, w = s.hw
+        hf, vf = self._flips()
+        if hf:
+            x, gt = x.flip(-1), gt.flip(-1)
+            x0, x1 = w - x1, w - x0
+        if vf:
+            x, gt = x.flip(-2), gt.flip(-2)
+            y0, y1 = h - y1, h - y0
+        return {"input": x.contiguous(), "gt": gt.contiguous(), "stem": s.stem, "index": s.index,
+                "box": torch.tensor([x0, y0, x1, y1], dtype=torch.int64), "hw": torch.tensor([h, w])}
+
+    def __repr__(self) -> str:
+        return (f"RefinerDataset({self.counts['images']} images -> {len(self)} samples, size={self.size}, "
+                f"enrichment={self.enrichment!r}, augment={self.augment!r}, mask={self.use_mask}, "
+                f"box={self.use_box}, preload={self.preload})")
+
