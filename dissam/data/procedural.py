@@ -85,7 +85,7 @@ def _background(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
 def _clutter_mask(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
     """One distractor: a straight or curved line as thin as the objects' strokes, or a blob."""
     m = np.zeros((size, size), np.uint8)
-    w = int(rng.choice([3, 3, 5, 7]))
+    w = int(rng.choice([3, 3, 5, 7] if size >= 128 else [3, 3, 5]))
     if kind == "line":
         p = (rng.uniform(-0.2, 1.2, (2, 2)) * size * 16).astype(np.int32)
         cv2.line(m, tuple(p[0]), tuple(p[1]), 255, w - 1, cv2.LINE_8, 4)
@@ -180,7 +180,7 @@ def _place_objects(rng: np.random.Generator, size: int, p: dict[str, Any], gap: 
         regions = [((size - s) / 2, (size - s) / 2, (size + s) / 2, (size + s) / 2)]
     else:
         regions = _regions(rng, size, n, *p["size"], gap=gap)
-    objects = []
+    objects: list[np.ndarray] = []
     for box in regions:
         fam = str(rng.choice(p["families"], p=p.get("weights")))
         builder = blob if fam == "blob" else FAMILIES[fam]
@@ -245,7 +245,9 @@ def render_scene(rng: np.random.Generator, size: int, family: str) -> tuple[np.n
     """One scene at ``size`` x ``size``: uint8 RGB image and uint8 GT (0/255). Deterministic given ``rng``."""
     p = _scene_params(family)
     ring_r = max(3, round(size / 48))
-    objects = _place_objects(rng, size, p, gap=2 * ring_r + 4)
+    objects: list[np.ndarray] = []
+    while not objects:  # an object too small to keep a 3 px part is dropped; a scene has at least one
+        objects = _place_objects(rng, size, p, gap=2 * ring_r + 4)
     gt = np.zeros((size, size), np.uint8)
     for m in objects:
         gt |= m
