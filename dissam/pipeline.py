@@ -22,8 +22,8 @@ from PIL import Image
 
 from .config import Profile, Variant, get_profile
 from .data.folders import IMAGE_EXTS, read_image
-from .data.prompts import Box, BoxError, box_from_mask, clip_box
-from .data.transforms import make_input, to_original
+from .data.prompts import Box, BoxError, box_from_mask, clip_box, scale_box
+from .data.transforms import make_input, resize, to_original
 from .model.inference import optimize_for_inference, predict_prob
 
 __all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Prediction", "as_rgb",
@@ -132,12 +132,15 @@ class DisSam:
     """The two stages behind one call: ``predict(image, box) -> Prediction``.
 
     ``refiner`` is a model whose forward returns IS-Net's ``(maps, features)``; ``segmenter`` has
-    ``set_image(rgb)`` and ``predict(box)`` (see :mod:`dissam.coarse`).
+    ``set_image(rgb)`` and ``predict(box)`` (see :mod:`dissam.coarse`). ``stage1_max_side``: when set,
+    stage 1 sees the image shrunk to at most that many pixels on its long side and its mask is scaled
+    back (GrabCut's cost grows with the pixel count; the refiner reads the mask at ``size`` anyway).
     """
 
     def __init__(self, refiner: torch.nn.Module, segmenter: Any, size: int = DEFAULT_SIZE,
                  use_mask: bool = True, use_box: bool = True, variant: Variant | None = None,
-                 device: str | torch.device | None = None, in_ch: int | None = None) -> None:
+                 device: str | torch.device | None = None, in_ch: int | None = None,
+                 stage1_max_side: int | None = None) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         config = getattr(refiner, "config", None) or {}
         self.in_ch = int(in_ch or config.get("in_ch", 5))
@@ -145,15 +148,19 @@ class DisSam:
         self.segmenter = segmenter
         self.size, self.use_mask, self.use_box = int(size), bool(use_mask), bool(use_box)
         self.variant = variant or Variant.paper()
+        self.stage1_max_side = stage1_max_side
         self._key: str | None = None
         self._rgb: np.ndarray | None = None
+        self._stage1_hw: tuple[int, int] = (0, 0)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, coarse: Any = None, device: str | None = None,
-                        profile: Profile | str | None = None, variant: Variant | None = None) -> "DisSam":
+                        profile: Profile | str | None = None, variant: Variant | None = None,
+                        stage1_max_side: int | None = None) -> "DisSam":
         """Load a refiner checkpoint; ``coarse`` is a stage-1 kind (``"grabcut"``, ``"sam"``...), a
-        ready segmenter, or None for the profile's own stage 1. Input size and channel switches come
-        from the checkpoint's ``train_config`` (size 192 when absent)."""
+        ready segmenter, or None for the profile's own stage 1 (profile: the one named, else the one
+        stored in the checkpoint, else ``$DISSAM_PROFILE``). Input size and channel switches come from
+        the checkpoint's ``train_config`` (size 192 when absent)."""
         from .model.checkpoint import load_refiner
 
         path = Path(path)
@@ -171,7 +178,7 @@ class DisSam:
         return cls(refiner, segmenter, size=int(train_config.get("size", DEFAULT_SIZE)),
                    use_mask=bool(train_config.get("use_mask", True)),
                    use_box=bool(train_config.get("use_box", True)),
-                   variant=variant or profile.variant, device=device)
+                   variant=variant or profile.variant, device=device, stage1_max_side=stage1_max_side)
 
     # ---- stage 1: the image embedding, once per image ----
     def set_image(self, image: Any) -> np.ndarray:
@@ -179,7 +186,16 @@ class DisSam:
         rgb = as_rgb(image)
         key = _content_key(rgb)
         if key != self._key:
-            self.segmenter.set_image(rgb)
+            h, w = rgb.shape[:2]
+            longest = max(h, w)
+            if self.stage1_max_side and longest > self.stage1_max_side:
+                f = self.stage1_max_side / longest
+                small = resize(rgb, (max(1, round(h * f)), max(1, round(w * f))))
+                self.segmenter.set_image(np.ascontiguousarray(small))
+                self._stage1_hw = small.shape[:2]
+            else:
+                self.segmenter.set_image(rgb)
+                self._stage1_hw = (h, w)
             self._key, self._rgb = key, rgb
         return self._rgb  # type: ignore[return-value]
 
@@ -201,8 +217,13 @@ class DisSam:
         h, w = rgb.shape[:2]
         clipped = clip_box(_as_box(box), h, w)
         start = time.perf_counter()
-        result = self.segmenter.predict(clipped)
-        coarse = _as_mask(result.mask, h, w)
+        if self._stage1_hw == (h, w):
+            result = self.segmenter.predict(clipped)
+            coarse = _as_mask(result.mask, h, w)
+        else:  # stage 1 ran on a shrunk copy: box down, mask back up (bilinear, then 0.5)
+            result = self.segmenter.predict(scale_box(clipped, (h, w), self._stage1_hw))
+            small = _as_mask(result.mask, *self._stage1_hw)
+            coarse = np.where(resize(small, (h, w), cv2.INTER_LINEAR) > 127, 255, 0).astype(np.uint8)
         t_prompt = time.perf_counter() - start
 
         start = time.perf_counter()

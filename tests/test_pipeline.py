@@ -262,3 +262,16 @@ def test_run_predict_single_image_and_csv(tmp_path, monkeypatch, capsys):
     bad.write_text("file,x0,y0,x1,y1\na.png,1,1,5,5\n")
     with pytest.raises(ValueError, match="image"):
         run_predict(folder, boxes_csv=bad, checkpoint=default)
+
+
+def test_stage1_on_a_shrunk_copy_maps_box_and_mask_back():
+    rgb, gt = scene()
+    seg = FilledBoxSegmenter()
+    model = DisSam(RedRefiner(), seg, size=64, device="cpu", stage1_max_side=40)
+    pred = model.predict(rgb, OBJ)
+    assert seg.hw == (30, 40) and pred.coarse.shape == (H, W)  # stage 1 saw the image at half size
+    box_mask = np.zeros((H, W), np.uint8)
+    box_mask[OBJ[1]:OBJ[3], OBJ[0]:OBJ[2]] = 255
+    assert iou(pred.coarse, box_mask) > 0.85 and iou(pred.mask, gt) > 0.9
+    model.predict(rgb, OBJ2)
+    assert seg.encoder_calls == 1
