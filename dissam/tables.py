@@ -1,0 +1,171 @@
+"""Paper-format Tables I, II and III (CSV + Markdown): the paper's rows beside reproduced ones.
+
+Input everywhere is a long table (``method``, ``dataset`` and the six metrics, as
+:func:`dissam.evaluate.summarize` or ``dissam.experiments.evaluate_table`` give it). Paper rows come from the
+shipped ``resources/paper_tables.csv`` (DIS-SAM paper, arXiv 2401.00248) and are marked "(paper)"; ours are
+marked with ``source_label`` (e.g. "smoke, procedural"). Table I's DIS-TE(ALL) of our rows is the mean of
+the four DIS-TE data-set values, the paper's convention.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from io import StringIO
+from pathlib import Path
+
+import pandas as pd
+
+from .metrics import HIGHER_IS_BETTER, METRICS
+
+ARROWS = {m: "↑" if HIGHER_IS_BETTER[m] else "↓" for m in METRICS}
+TE_SPLITS = ("DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4")
+TE_ALL = "DIS-TE(ALL)"
+# Column groups of each table, in the paper's order.
+GROUPS = {
+    "I": ("DIS-VD", *TE_SPLITS, TE_ALL),
+    "II": ("COIFT", "HRSOD", "ThinObject5K-TE", "ALL"),
+    "III": ("DIS-VD",),
+}
+TITLES = {
+    "I": "Comparison on DIS5K (DIS-VD, DIS-TE1-4)",
+    "II": "Zero-shot comparison (COIFT, HRSOD, ThinObject5K-TE)",
+    "III": "Ablation on DIS-VD: GT enrichment, box channel, mask channel",
+}
+_DATASET_ALIASES = {"ThinObject5K": "ThinObject5K-TE"}  # the paper's name -> the data set's folder name
+ABLATION_FLAGS = ("enrichment", "box", "mask")
+PAPER_NOTE = ("Paper rows: DIS-SAM paper (Liu, Fu, Jiang, Zhao; ICME 2025, arXiv 2401.00248), "
+              "values as printed there.")
+
+
+def _table_id(table: str) -> str:
+    key = str(table).strip().upper().removeprefix("TABLE").strip()
+    key = {"1": "I", "2": "II", "3": "III"}.get(key, key)
+    if key not in GROUPS:
+        raise ValueError(f"unknown table {table!r}: expected 'I', 'II' or 'III'")
+    return key
+
+
+@lru_cache(maxsize=1)
+def _paper_csv() -> pd.DataFrame:
+    text = resources.files("dissam").joinpath("resources/paper_tables.csv").read_text(encoding="utf-8")
+    df = pd.read_csv(StringIO(text), dtype={"table": str})
+    df["note"] = df["note"].fillna("")
+    return df
+
+
+def paper_rows(table: str) -> pd.DataFrame:
+    """The paper's numbers for one table, long format: dataset, method, six metrics, note."""
+    df = _paper_csv()
+    df = df[df["table"] == _table_id(table)].drop(columns="table").reset_index(drop=True)
+    df["dataset"] = df["dataset"].replace(_DATASET_ALIASES)
+    return df
+
+
+def ablation_flags(method: str) -> dict[str, bool]:
+    """(enrichment, box, mask) from a Table III row label such as 'box + mask' or 'no box, no mask'."""
+    label = method.lower()
+    return {f: f in label and f"no {f}" not in label for f in ABLATION_FLAGS}
+
+
+def _with_te_all(df: pd.DataFrame) -> pd.DataFrame:
+    """Add DIS-TE(ALL) = mean of the four DIS-TE data-set values for methods that have all four."""
+    rows = []
+    for method, group in df.groupby("method", sort=False):
+        te = group[group["dataset"].isin(TE_SPLITS)]
+        if TE_ALL not in set(group["dataset"]) and set(te["dataset"]) == set(TE_SPLITS):
+            rows.append({"method": method, "dataset": TE_ALL, **te[list(METRICS)].mean().to_dict()})
+    return pd.concat([df, pd.DataFrame(rows)], ignore_index=True) if rows else df
+
+
+def _wide(df: pd.DataFrame, table: str, label: str) -> pd.DataFrame:
+    """One row per method: Method column (+ check marks for Table III) and '<dataset> <metric><arrow>'."""
+    groups = GROUPS[table]
+    out = []
+    for method, group in df.groupby("method", sort=False):
+        row: dict[str, object] = {"Method": f"{method} ({label})"}
+        if table == "III":
+            flags = ablation_flags(method)
+            for f in ABLATION_FLAGS:
+                value = group[f].iloc[0] if f in group.columns and pd.notna(group[f].iloc[0]) else flags[f]
+                row[f.capitalize()] = "✓" if bool(value) else ""
+        by_set = group.drop_duplicates("dataset", keep="last").set_index("dataset")
+        for ds in groups:
+            for m in METRICS:
+                row[f"{ds} {m}{ARROWS[m]}"] = float(by_set.loc[ds, m]) if ds in by_set.index else float("nan")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _drop_empty_groups(wide: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Drop data-set column groups that no row fills (e.g. Table II's ALL when nobody reports it)."""
+    keep = [c for c in wide.columns if not any(c.startswith(f"{ds} ") for ds in GROUPS[table])
+            or wide[c].notna().any()]
+    return wide[keep]
+
+
+def _fmt(column: str, value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{value:.0f}" if column.endswith("HCE↓") else f"{value:.3f}"
+
+
+def to_markdown(wide: pd.DataFrame, title: str = "", caption: str = "") -> str:
+    """A pipe table (all cells formatted: 3 decimals, HCE as an integer, '–' for missing)."""
+    cols = list(wide.columns)
+    lines = []
+    if title:
+        lines += [f"**{title}**", ""]
+    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("|" + "|".join("---" if c == "Method" else ":---:" for c in cols) + "|")
+    for _, row in wide.iterrows():
+        lines.append("| " + " | ".join(_fmt(c, row[c]).replace("|", "\\|") for c in cols) + " |")
+    if caption:
+        lines += ["", caption]
+    return "\n".join(lines) + "\n"
+
+
+def render_table(df_long: pd.DataFrame, table: str = "I", paper: bool = True, source_label: str = "reproduced",
+                 caption: str | None = None) -> tuple[pd.DataFrame, str]:
+    """(wide DataFrame, Markdown) of Table ``table``: the paper's rows, marked "(paper)", then ours.
+
+    ``df_long``: columns method, dataset and the six metrics (Table III may add boolean enrichment/box/mask
+    columns; otherwise the check marks come from the method label). ``caption`` says what data and budget
+    produced our rows."""
+    table = _table_id(table)
+    missing = {"method", "dataset", *METRICS} - set(df_long.columns)
+    if missing:
+        raise ValueError(f"df_long lacks columns {sorted(missing)}")
+    ours = df_long.copy()
+    if table == "I":
+        ours = _with_te_all(ours)
+    parts = []
+    if paper:
+        parts.append(_wide(paper_rows(table), table, "paper"))
+    if len(ours):
+        parts.append(_wide(ours, table, source_label))
+    if not parts:
+        raise ValueError("nothing to render: no rows of ours and paper=False")
+    wide = _drop_empty_groups(pd.concat(parts, ignore_index=True), table)
+    notes = [caption] if caption else []
+    if paper:
+        notes.append(PAPER_NOTE)
+    if table == "I" and len(ours):
+        notes.append(f"{TE_ALL} of our rows: mean of the four DIS-TE data-set values (the paper's convention: "
+                     "the average of the TE1-TE4 results).")
+    if table == "III":
+        notes.append("✓ = GT enrichment / box channel / coarse-mask channel used; absent channels are all-zero.")
+    markdown = to_markdown(wide, f"Table {table}. {TITLES[table]}", " ".join(notes))
+    return wide, markdown
+
+
+def write_table(df_long: pd.DataFrame, table: str, out_dir: str | Path, name: str, paper: bool = True,
+                caption: str | None = None, source_label: str = "reproduced") -> str:
+    """Write ``<out_dir>/<name>.csv`` (full precision) and ``<out_dir>/<name>.md``; returns the Markdown."""
+    wide, markdown = render_table(df_long, table, paper=paper, source_label=source_label, caption=caption)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    wide.to_csv(out / f"{name}.csv", index=False)
+    (out / f"{name}.md").write_text(markdown, encoding="utf-8")
+    return markdown
