@@ -138,3 +138,43 @@ def test_large_images_are_shown_shrunk_and_boxes_mapped_back():
     assert demo.scale == 0.5 and demo.display_hw == (240, 320)
     demo.bbox.bboxes = [bbox(tuple(10 * v for v in OBJ), demo.scale)]
     assert demo.last.objects[0].box == tuple(10 * v for v in OBJ)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """The tiny profile's real refiner (trained here when missing, shared with the browser test's folder)
+    and GrabCut stage 1, with one DIS-VD scene."""
+    import os
+    from pathlib import Path
+
+    from dissam import config
+    from dissam.train import ensure_refiner
+    from dissam.widget import demo_image
+
+    runs = Path(os.environ.get("DISSAM_TEST_RUNS") or tmp_path_factory.getbasetemp() / "dissam-runs-tiny")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(config, "RUNS_ROOT", runs)
+        profile = config.get_profile("tiny")
+        model = DisSam.from_checkpoint(ensure_refiner(profile, progress=False), profile=profile)
+        image, gt = demo_image(profile)
+    return model, image, gt
+
+
+def test_real_tiny_model_end_to_end(tiny_model):
+    """The real path (trained checkpoint, GrabCut, optimised refiner). The tiny profile trains 4
+    iterations, so its refiner's output is not asserted to be good: only that it follows the box."""
+    from dissam.data.prompts import box_from_mask
+
+    model, image, gt = tiny_model
+    demo = box_drag_demo(model, image)
+    x0, y0, x1, y1 = box_from_mask(gt)
+    before = demo.refined_view.value
+    demo.bbox.bboxes = [bbox((x0 - 1, y0 - 1, x1 + 1, y1 + 1), demo.scale)]
+    obj = demo.last.objects[0]
+    assert demo.refined_view.value != before and obj.box == (x0 - 1, y0 - 1, x1 + 1, y1 + 1)
+    assert (obj.coarse > 127)[gt > 127].mean() > 0.9  # GrabCut's coarse mask holds the object
+    assert set(np.unique(obj.mask)) <= {0, 255} and obj.prob.shape == gt.shape
+    half = (x0, y0, (x0 + x1) // 2 + 1, y1)
+    demo.bbox.bboxes = [bbox(half, demo.scale)]
+    assert not np.array_equal(demo.last.objects[0].prob, obj.prob)  # the refiner reads box and mask
+    assert model.segmenter.encoder_calls == 1
