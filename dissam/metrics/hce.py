@@ -26,13 +26,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from skimage.morphology import skeletonize
 
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # skimage disk(1)
 
 
 def gt_skeleton(gt: np.ndarray) -> np.ndarray:
     """Zhang-Suen skeleton (skimage) of a bool GT, computed on its bounding box (same result, less work)."""
+    from skimage.morphology import skeletonize  # imported here: only a cache miss needs it
+
     rows, cols = np.flatnonzero(gt.any(axis=1)), np.flatnonzero(gt.any(axis=0))
     out = np.zeros(gt.shape, dtype=bool)
     if rows.size:
