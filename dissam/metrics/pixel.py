@@ -199,4 +199,5 @@ def s_measure(stats: PixelStats, alpha: float = 0.5) -> float:
     region = 0.0
     for q, (weight, rows, cols) in enumerate(quads):
         region = region + _ssim(stats.hist[q], values, stats.shape, rows, cols) * weight
-    return float(max(0.0, obj * alpha + region * (1 - alpha))) if not np.isnan(region) else float("nan")
+    score = obj * alpha + region * (1 - alpha)
+    return float("nan") if np.isnan(score) else float(max(0.0, score))  # NaN stays NaN, as np.maximum keeps it

@@ -95,23 +95,35 @@ def weighted_fmeasure(pred: np.ndarray, gt: np.ndarray, values: np.ndarray, code
     if code is None:
         code = pred.astype(np.uint16) | (gt_u8.astype(np.uint16) << 8)
     err_table, err_bg_table = _error_tables(values)
-    # --- background: error times importance B(distance to the foreground) ---
-    dist = cv2.distanceTransform(np.bitwise_xor(gt_u8, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    np.minimum(dist, _MAX_D, out=dist)
-    np.multiply(dist, dist, out=dist)  # float32 d^2 is within 0.02 of the integer for d <= 300
-    sq = np.rint(dist).astype(np.intp)
-    fp_w = float(np.dot(err_bg_table[code].ravel(), _importance_table()[sq].ravel()))
-    # --- foreground: min(error, Gaussian of the error field that copies edge errors outwards) ---
     ys, xs = np.flatnonzero(gt.any(axis=1)), np.flatnonzero(gt.any(axis=0))
     box = (slice(max(ys[0] - _REACH, 0), min(ys[-1] + _REACH + 1, gt.shape[0])),
            slice(max(xs[0] - _REACH, 0), min(xs[-1] + _REACH + 1, gt.shape[1])))
+    # --- background: error times importance B(distance to the foreground) ---
+    # Only pixels with an error count: the distance transform runs on the box holding them and the
+    # foreground (exact there, since every foreground pixel is inside).
+    err_bg = err_bg_table[code]
+    nz = err_bg != 0
+    rows, cols = np.flatnonzero(nz.any(axis=1)), np.flatnonzero(nz.any(axis=0))
+    if rows.size:
+        outer = (slice(min(rows[0], box[0].start), max(rows[-1] + 1, box[0].stop)),
+                 slice(min(cols[0], box[1].start), max(cols[-1] + 1, box[1].stop)))
+    else:
+        outer = box
+    dist = cv2.distanceTransform(np.bitwise_xor(gt_u8[outer], 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    np.minimum(dist, _MAX_D, out=dist)
+    np.multiply(dist, dist, out=dist)  # float32 d^2 is within 0.02 of the integer for d <= 300
+    sq = np.rint(dist).astype(np.intp)
+    fp_w = float(np.dot(err_bg[outer].ravel(), _importance_table()[sq].ravel()))
+    # --- foreground: min(error, Gaussian of the error field that copies edge errors outwards) ---
+    inner = (slice(box[0].start - outer[0].start, box[0].stop - outer[0].start),
+             slice(box[1].start - outer[1].start, box[1].stop - outer[1].start))
     g = gt[box]
     err = err_table[code[box]]
     kernel = np.ones((2 * _REACH + 1, 2 * _REACH + 1), np.uint8)
     band = cv2.dilate(g.view(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).view(bool) & ~g
     err_t = err.copy()
     if band.any():
-        err_t[band] = err.ravel()[_nearest_foreground(g, band, sq[box])]
+        err_t[band] = err.ravel()[_nearest_foreground(g, band, sq[inner])]
     k1 = gaussian_1d()
     blurred = cv2.sepFilter2D(err_t, cv2.CV_64F, k1, k1, borderType=cv2.BORDER_CONSTANT)
     e_fg, ea_fg = err[g], blurred[g]
