@@ -18,6 +18,7 @@ memory by GT content and, optionally, on disk.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import tempfile
 import threading
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # skimage disk(1)
+_SKELETONISER = f"skimage-{importlib.metadata.version('scikit-image')}-skeletonize-zhang"
 
 
 def gt_skeleton(gt: np.ndarray) -> np.ndarray:
@@ -56,7 +58,9 @@ class SkeletonCache:
 
     @staticmethod
     def key(gt: np.ndarray) -> str:
+        """Hash of the GT's shape and pixels, and of the skeletoniser's version (no stale disk entries)."""
         h = hashlib.blake2b(digest_size=16)
+        h.update(_SKELETONISER.encode())
         h.update(np.asarray(gt.shape, dtype=np.int64).tobytes())
         h.update(np.packbits(gt).tobytes())
         return h.hexdigest()
