@@ -33,13 +33,17 @@ def test_fold_bn_equals_conv_then_bn():
         assert torch.allclose(fold_bn(conv, bn)(x), bn(conv(x)), atol=1e-5)
 
 
-def test_optimized_refiner_matches_eager_and_leaves_original():
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_optimized_refiner_matches_eager_and_leaves_original(channels_last):
     torch.manual_seed(0)
     model = _with_bn_stats(build_refiner(5, W)).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    fast = optimize_for_inference(model)
+    fast = optimize_for_inference(model, channels_last=channels_last)
     assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert not fast.training and not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    convs = [m for m in fast.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 119 and all(c.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+                                     for c in convs if c.weight.shape[-1] > 1)
     x = torch.randn(2, 5, 64, 64)
     model.eval()
     with torch.no_grad():

@@ -24,7 +24,8 @@ def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     fused = copy.deepcopy(conv)
     with torch.no_grad():
         w = conv.weight.double()
-        b = conv.bias.double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+        b = (conv.bias.double() if conv.bias is not None
+             else torch.zeros(w.shape[0], dtype=torch.float64, device=w.device))
         gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(b)
         beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(b)
         scale = gamma / torch.sqrt(bn.running_var.double() + bn.eps)
@@ -65,14 +66,14 @@ class _ChannelsLastInput(nn.Module):
 def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """An eval-mode copy of ``model`` (refiner or GT encoder) for fast CPU inference: BatchNorm folded
     into the convs, weights and activations in channels_last. The original model is untouched;
-    ``forward`` and ``predict`` give the same values as eager mode within 1e-4."""
+    ``forward`` and ``predict`` give eager mode's values within 1e-4. Inference only: not for saving
+    (no BatchNorm keys) or training."""
     fast = fold_batchnorms(copy.deepcopy(model).eval())
     for p in fast.parameters():
         p.requires_grad_(False)
     if not channels_last:
         return fast
-    fast = fast.to(memory_format=torch.channels_last)
-    return _ChannelsLastInput(fast).eval()
+    return _ChannelsLastInput(fast.to(memory_format=torch.channels_last)).eval()
 
 
 def predict_prob(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

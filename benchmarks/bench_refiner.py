@@ -1,0 +1,132 @@
+"""Refiner speed on this CPU: eager fp32 vs the optimised inference path, and the smoke training step.
+
+Measured side by side in one run (repeats interleaved, medians), so machine load hits both alike:
+  * forward latency of the full-width 5-channel refiner at 256, 512 and 1024 px: eager ``model(x)``
+    vs ``predict_prob(optimize_for_inference(model), x)``, with the max abs difference of the maps;
+  * the smoke training step (width 0.25, 192 px, batch 8): forward + GT encoder + dis_sam_loss
+    (BCE, IoU, feature MSE, ORTHO) + backward + Adam, in the default layout and in channels_last.
+Run: ``python benchmarks/bench_refiner.py`` (about 2-3 minutes on 2 cores).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from dissam.losses import dis_sam_loss
+from dissam.model import build_gt_encoder, build_refiner
+from dissam.model.inference import optimize_for_inference, predict_prob
+
+
+def with_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Trained-looking BatchNorm statistics, so the comparison exercises BN folding for real."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    return model
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(cands: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """One warm-up each, then ``repeats`` rounds alternating the candidates; median seconds."""
+    for fn in cands.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in cands}
+    for _ in range(repeats):
+        for k, fn in cands.items():
+            times[k].append(timed(fn))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_inference(sizes: list[int], repeats: dict[int, int]) -> bool:
+    torch.manual_seed(0)
+    model = with_bn_stats(build_refiner(in_ch=5, width=1.0)).eval()
+    fast = optimize_for_inference(model)
+    folded = optimize_for_inference(model, channels_last=False)  # BN folding alone
+    ok = True
+    print(f"refiner width 1.0, 5 ch, batch 1, fp32, {torch.get_num_threads()} threads; "
+          f"optimised = BN folded + channels_last, maps[0] only")
+    print(f"{'size':>6} {'eager s':>9} {'optimised s':>12} {'speed-up':>9} {'max|diff|':>10} "
+          f"{'(fold only)':>12} {'reps':>5}")
+    for size in sizes:
+        x = torch.rand(1, 5, size, size) - 0.5
+
+        def eager() -> torch.Tensor:
+            with torch.inference_mode():
+                return model(x)[0][0]
+
+        med = interleaved({"eager": eager, "fast": lambda: predict_prob(fast, x),
+                           "fold": lambda: predict_prob(folded, x)}, repeats[size])
+        ref = eager()
+        diff = max((predict_prob(m, x) - ref).abs().max().item() for m in (fast, folded))
+        ok &= diff <= 1e-4
+        print(f"{size:>5}^2 {med['eager']:9.3f} {med['fast']:12.3f} {med['eager'] / med['fast']:8.2f}x "
+              f"{diff:10.2e} {med['eager'] / med['fold']:11.2f}x {repeats[size]:>5}")
+    print("max abs diff <= 1e-4:", "OK" if ok else "FAILED")
+    return ok
+
+
+def bench_train_step(width: float = 0.25, size: int = 192, batch: int = 8, repeats: int = 5) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(batch, 5, size, size) - 0.5
+    gt = (torch.rand(batch, 1, size, size) > 0.7).float()
+
+    def make(channels_last: bool) -> Callable[[], object]:
+        torch.manual_seed(0)
+        model, encoder = build_refiner(5, width).train(), build_gt_encoder(width).eval()
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        model, encoder = model.to(memory_format=fmt), encoder.to(memory_format=fmt)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+        xi, gi = x.contiguous(memory_format=fmt), gt.contiguous(memory_format=fmt)
+
+        def step() -> float:
+            maps, feats = model(xi)
+            with torch.no_grad():
+                _, gfeats = encoder(gi)
+            loss, terms = dis_sam_loss(maps, gt, feats, gfeats, model=model)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return terms["total"]
+        return step
+
+    med = interleaved({"default": make(False), "channels_last": make(True)}, repeats)
+    print(f"smoke train step (width {width}, {size} px, batch {batch}, fwd+GT enc+dis_sam_loss+bwd+Adam), "
+          f"median of {repeats}:")
+    print(f"  default layout {med['default']:.3f} s   channels_last {med['channels_last']:.3f} s   "
+          f"({med['default'] / med['channels_last']:.2f}x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--skip-train", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    ok = bench_inference(args.sizes, repeats={s: 7 if s <= 256 else 5 if s <= 512 else 3 for s in args.sizes})
+    if not args.skip_train:
+        bench_train_step()
+    print(f"total {time.perf_counter() - start:.0f} s")
+    if not ok:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
