@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,15 @@ def mean_across(values: dict[str, float], world: World) -> dict[str, float]:
     return {k: float(v) / world.size for k, v in zip(keys, t.tolist())}
 
 
+def any_across(flag: bool, world: World) -> bool:
+    """True on every rank when it is true on any (e.g. a wall-clock budget ran out on one of them)."""
+    if not world.distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
@@ -57,3 +67,63 @@ def barrier(world: World) -> None:
 def shutdown(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; the gradient of a sum is the sum of the gradients, all-reduced the same way."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
+class CrossProcessBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm whose training statistics span every process (``nn.SyncBatchNorm`` is CUDA-only).
+
+    Sums and sums of squares are all-reduced with autograd, so N processes with batch B/N normalise,
+    and backpropagate, exactly as one process with batch B.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return super().forward(x)
+        channels = x.shape[1]
+        count = torch.tensor([x.numel() / channels], dtype=x.dtype, device=x.device)
+        # Two passes (mean, then squared deviations): E[x^2] - E[x]^2 loses the variance to rounding.
+        sums = _AllReduceSum.apply(torch.cat([x.sum((0, 2, 3)), count]))
+        n = sums[-1]
+        mean = sums[:channels] / n
+        centred = x - mean.view(1, channels, 1, 1)
+        var = _AllReduceSum.apply((centred * centred).sum((0, 2, 3))) / n
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(m * mean.detach())
+                self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1).clamp_min(1))
+        shape = (1, channels, 1, 1)
+        y = centred * torch.rsqrt(var.view(shape) + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+
+
+def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """Batch statistics across processes: ``nn.SyncBatchNorm`` on CUDA, our all-reduce BatchNorm on CPU."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in model.named_children():
+        if type(child) is nn.BatchNorm2d:
+            replacement = CrossProcessBatchNorm2d(child.num_features, child.eps, child.momentum,
+                                                  child.affine, child.track_running_stats)
+            replacement.load_state_dict(child.state_dict())
+            setattr(model, name, replacement.to(child.weight.device if child.affine else device))
+        else:
+            sync_batchnorm(child, device)
+    return model

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from . import workflow
 from .config import Profile, TrainConfig, Variant
-from .distributed import World, barrier, init_world, mean_across
+from .distributed import World, any_across, barrier, init_world, mean_across, sync_batchnorm
 from .validation import quick_scores
 
 CHECKPOINT_FORMAT = "dissam/v1"
@@ -176,7 +176,7 @@ def _validate(model: nn.Module, dataset, device: torch.device, batch_size: int,
     was_training = model.training
     model.eval()
     probs, gts = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator()):
         x = batch[input_key].to(device).contiguous(memory_format=torch.channels_last)
         maps, _ = model(x)
         probs.append(maps[0].float().cpu())
@@ -274,12 +274,13 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
         it, seconds, history, best = state["iteration"], state["seconds"], state["history"], state["best"]
         _set_rng_state(state["rng"][min(world.rank, len(state["rng"]) - 1)])
     if world.distributed:
-        model = nn.parallel.DistributedDataParallel(nn.SyncBatchNorm.convert_sync_batchnorm(model))
+        model = nn.parallel.DistributedDataParallel(sync_batchnorm(model, device))
     model.train()
 
     def save(path: Path, full: bool) -> None:
+        """Best (weights only, rank 0 alone) or last (every rank: the RNG states are gathered)."""
         rng = [_rng_state()]
-        if world.distributed:
+        if full and world.distributed:
             gathered: list[Any] = [None] * world.size
             torch.distributed.all_gather_object(gathered, rng[0])
             rng = gathered
@@ -302,12 +303,17 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
     start, done_now = time.perf_counter() - seconds, 0
     bar = tqdm(total=horizon, initial=it, desc=f"refiner {spec.name}", disable=not (progress and world.is_main))
     try:
-        while it < horizon and not _time_up(start, minutes) and (stop_after is None or done_now < stop_after):
+        stopped = it >= horizon or any_across(_time_up(start, minutes), world) or stop_after == 0
+        while not stopped:
             epoch, position = divmod(it, steps_per_epoch)
             sampler.set_epoch(epoch)
             order = list(sampler)
             batches = [order[i * per_rank:(i + 1) * per_rank] for i in range(position, steps_per_epoch)]
-            for batch in DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.num_workers):
+            # A private generator: creating the loader must not draw from the global RNG, whose
+            # state the checkpoint restores (augmentation draws from it).
+            loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.num_workers,
+                                generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            for batch in loader:
                 lr = lr_at(it, cfg, horizon)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -317,10 +323,10 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
                 history.append({"iteration": it, "seconds": seconds, "lr": lr, **terms})
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items() if k in ("total", "bce", "iou", "feature")})
-                finished = it >= horizon or _time_up(start, minutes)
+                finished = any_across(it >= horizon or _time_up(start, minutes), world)
                 stop = finished or (stop_after is not None and done_now >= stop_after)
                 if it % cfg.val_every == 0 or finished:
-                    score = _validate(model, val_ds, device, cfg.batch_size) if world.is_main else {}
+                    score = _validate(_unwrap(model), val_ds, device, cfg.batch_size) if world.is_main else {}
                     if world.is_main:
                         history[-1].update({f"val_{k}": v for k, v in score.items()})
                         bar.write(f"[{spec.name}] iter {it}: val maxF {score['maxF']:.4f} MAE {score['MAE']:.4f}")
@@ -329,6 +335,7 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
                             save(best_path, full=False)
                     save(last_path, full=True)
                 if stop:
+                    stopped = True
                     break
     except KeyboardInterrupt:
         save(last_path, full=True)

@@ -13,6 +13,7 @@ import torch
 
 from dissam import workflow
 from dissam.config import get_profile
+from dissam.data.procedural import generate_dataset
 from dissam.train import RunSpec, lr_at, train_gt_encoder, train_refiner
 
 
@@ -20,7 +21,6 @@ def _prepared(root: Path, tag: str):
     """The tiny profile in its own run folder, data + stage-1 cache + GT encoder ready."""
     profile = dataclasses.replace(get_profile("tiny"), tag=tag)
     profile.data.root = root / "data"
-    workflow.prepare_data(profile, progress=False)
     workflow.cache_stage1(profile, [workflow.TRAIN_SPLIT, workflow.VAL_SPLIT], progress=False)
     train_gt_encoder(profile, progress=False)
     return profile
@@ -28,7 +28,10 @@ def _prepared(root: Path, tag: str):
 
 @pytest.fixture(scope="module")
 def shared_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("train")
+    """One tiny procedural data set (DIS5K layout) for every test here."""
+    root = tmp_path_factory.mktemp("train")
+    generate_dataset(root / "data", get_profile("tiny").data, progress=False)
+    return root
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
@@ -109,4 +112,8 @@ def test_two_process_ddp_equals_one_process(shared_root, monkeypatch):
     single = _cli_train(one, base.data_root, 1)
     double = _cli_train(two, base.data_root, 2)
     assert len(single) == len(double) == 3
-    assert double == pytest.approx(single, rel=1e-4, abs=1e-5)
+    # Same weights, same global batch, BatchNorm statistics across both processes: the same loss.
+    assert double[0] == pytest.approx(single[0], rel=1e-4)
+    # Later steps agree to float rounding only: Adam's first steps are ~lr*sign(grad), so parameters
+    # whose true gradient is ~0 move by rounding noise (test_distributed checks the gradients exactly).
+    assert double[1:] == pytest.approx(single[1:], rel=2e-2)
