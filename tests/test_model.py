@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dissam.model import build_gt_encoder, build_refiner
-from dissam.model.rsu import RSU, RSU4F, REBNCONV, scale_channels
+from dissam.model.rsu import RSU, RSU4F, REBNCONV, build_rsu, scale_channels
 
 REFERENCE = json.loads((Path(__file__).parent / "reference" / "isnet_official_state_dict.json").read_text())
 
@@ -104,3 +104,9 @@ def test_bad_width_rejected(bad):
         build_refiner(5, bad)
     with pytest.raises(ValueError):
         build_gt_encoder(bad)
+
+
+def test_rsu_registry():
+    assert isinstance(build_rsu("RSU4F", 2, 2, 2), RSU4F) and build_rsu("RSU6", 2, 2, 2).depth == 6
+    with pytest.raises(ValueError, match="unknown RSU block"):
+        build_rsu("RSU3", 2, 2, 2)

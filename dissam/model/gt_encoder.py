@@ -11,16 +11,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .isnet import SIDE_CHANNELS, make_stage, side_maps
-from .rsu import scale_channels
+from .isnet import SIDE_CHANNELS, side_maps
+from .rsu import build_rsu, scale_channels
 
 ENCODER = (
-    ("stage1", 7, 16, 16, 64),
-    ("stage2", 6, 64, 16, 64),
-    ("stage3", 5, 64, 32, 128),
-    ("stage4", 4, 128, 32, 256),
-    ("stage5", "F", 256, 64, 512),
-    ("stage6", "F", 512, 64, 512),
+    ("stage1", "RSU7", 16, 16, 64),
+    ("stage2", "RSU6", 64, 16, 64),
+    ("stage3", "RSU5", 64, 32, 128),
+    ("stage4", "RSU4", 128, 32, 256),
+    ("stage5", "RSU4F", 256, 64, 512),
+    ("stage6", "RSU4F", 512, 64, 512),
 )
 
 
@@ -46,8 +46,8 @@ class ISNetGTEncoder(nn.Module):
         c = lambda n: scale_channels(n, width)  # noqa: E731
         self.conv_in = ConvBNReLU(in_ch, c(16), stride=2)
         self.pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
-        for name, depth, cin, mid, cout in ENCODER:
-            setattr(self, name, make_stage(depth, c(cin), c(mid), c(cout)))
+        for name, kind, cin, mid, cout in ENCODER:
+            setattr(self, name, build_rsu(kind, c(cin), c(mid), c(cout)))
         for i, ch in enumerate(SIDE_CHANNELS, start=1):
             setattr(self, f"side{i}", nn.Conv2d(c(ch), 1, 3, padding=1))
 

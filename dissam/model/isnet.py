@@ -11,30 +11,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from .rsu import RSU4F, RSU, scale_channels, upsample_like
+from .rsu import build_rsu, scale_channels, upsample_like
 
-# (name, kind, in, mid, out) at width 1.0; decoder inputs are concatenations of two tensors.
+# (name, block, in, mid, out) at width 1.0; decoder inputs are concatenations of two tensors.
 ENCODER = (
-    ("stage1", 7, 64, 32, 64),
-    ("stage2", 6, 64, 32, 128),
-    ("stage3", 5, 128, 64, 256),
-    ("stage4", 4, 256, 128, 512),
-    ("stage5", "F", 512, 256, 512),
-    ("stage6", "F", 512, 256, 512),
+    ("stage1", "RSU7", 64, 32, 64),
+    ("stage2", "RSU6", 64, 32, 128),
+    ("stage3", "RSU5", 128, 64, 256),
+    ("stage4", "RSU4", 256, 128, 512),
+    ("stage5", "RSU4F", 512, 256, 512),
+    ("stage6", "RSU4F", 512, 256, 512),
 )
 DECODER = (
-    ("stage5d", "F", 1024, 256, 512),
-    ("stage4d", 4, 1024, 128, 256),
-    ("stage3d", 5, 512, 64, 128),
-    ("stage2d", 6, 256, 32, 64),
-    ("stage1d", 7, 128, 16, 64),
+    ("stage5d", "RSU4F", 1024, 256, 512),
+    ("stage4d", "RSU4", 1024, 128, 256),
+    ("stage3d", "RSU5", 512, 64, 128),
+    ("stage2d", "RSU6", 256, 32, 64),
+    ("stage1d", "RSU7", 128, 16, 64),
 )
 # Channels feeding side1..side6: decoder stages 1..5, then encoder stage 6.
 SIDE_CHANNELS = (64, 64, 128, 256, 512, 512)
-
-
-def make_stage(depth: int | str, in_ch: int, mid_ch: int, out_ch: int) -> nn.Module:
-    return RSU4F(in_ch, mid_ch, out_ch) if depth == "F" else RSU(int(depth), in_ch, mid_ch, out_ch)
 
 
 def side_maps(sides: list[torch.Tensor], ref: torch.Tensor) -> list[torch.Tensor]:
@@ -51,14 +47,14 @@ class ISNetDIS(nn.Module):
         c = lambda n: scale_channels(n, width)  # noqa: E731
         self.conv_in = nn.Conv2d(in_ch, c(64), 3, stride=2, padding=1)
         self.pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
-        for name, depth, cin, mid, cout in ENCODER:
-            setattr(self, name, make_stage(depth, c(cin), c(mid), c(cout)))
+        for name, kind, cin, mid, cout in ENCODER:
+            setattr(self, name, build_rsu(kind, c(cin), c(mid), c(cout)))
         # A decoder stage takes cat(upsampled deeper output, encoder skip): sum the scaled halves.
         skip_out = {f"stage{i + 1}": c(spec[4]) for i, spec in enumerate(ENCODER)}
         deeper = c(ENCODER[-1][4])
-        for name, depth, _cin, mid, cout in DECODER:
+        for name, kind, _cin, mid, cout in DECODER:
             skip = skip_out[name[:-1]]
-            setattr(self, name, make_stage(depth, deeper + skip, c(mid), c(cout)))
+            setattr(self, name, build_rsu(kind, deeper + skip, c(mid), c(cout)))
             deeper = c(cout)
         for i, ch in enumerate(SIDE_CHANNELS, start=1):
             setattr(self, f"side{i}", nn.Conv2d(c(ch), 1, 3, padding=1))

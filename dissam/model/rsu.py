@@ -116,10 +116,11 @@ def RSU4(in_ch: int, mid_ch: int, out_ch: int) -> RSU:  # noqa: N802
     return RSU(4, in_ch, mid_ch, out_ch)
 
 
+RSU_BLOCKS = {"RSU7": RSU7, "RSU6": RSU6, "RSU5": RSU5, "RSU4": RSU4, "RSU4F": RSU4F}
+
+
 def build_rsu(kind: str, in_ch: int, mid_ch: int, out_ch: int) -> nn.Module:
-    """``kind`` one of ``RSU7``, ``RSU6``, ``RSU5``, ``RSU4``, ``RSU4F``."""
-    if kind == "RSU4F":
-        return RSU4F(in_ch, mid_ch, out_ch)
-    if kind in ("RSU7", "RSU6", "RSU5", "RSU4"):
-        return RSU(int(kind[3]), in_ch, mid_ch, out_ch)
-    raise ValueError(f"unknown RSU kind {kind!r}")
+    """``kind`` one of ``RSU7``, ``RSU6``, ``RSU5``, ``RSU4``, ``RSU4F`` (a registry lookup)."""
+    if kind not in RSU_BLOCKS:
+        raise ValueError(f"unknown RSU block {kind!r}; choose one of {', '.join(RSU_BLOCKS)}")
+    return RSU_BLOCKS[kind](in_ch, mid_ch, out_ch)
