@@ -306,9 +306,10 @@ def _build_segmenter(profile: Profile, kind: str | None) -> Any:
 
 
 # ---- the `dissam predict` command ----
-def default_checkpoint(profile: str = "smoke") -> Path:
+def default_checkpoint(profile: str | None = "smoke") -> Path:
     """The profile's trained refiner, or a :class:`CheckpointError` saying how to train one."""
-    path = get_profile(profile).refiner_checkpoint
+    resolved = get_profile(profile)
+    profile, path = resolved.name, resolved.refiner_checkpoint
     if not path.is_file():
         raise CheckpointError(
             f"no trained refiner at {path}: train one with `make reproduce` or "
@@ -363,7 +364,8 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
                 model: DisSam | None = None) -> list[Path]:
     """The CLI's ``predict``: a single image and ``box`` -> one mask PNG (``out`` is the file when it ends
     in ``.png``, else a folder receiving ``<stem>_mask.png``); a folder (or image) and a CSV of boxes
-    (``image,x0,y0,x1,y1``) -> one mask per row, ``out/<stem>_<k>.png`` (k-th box of that image).
+    (``image,x0,y0,x1,y1``) -> one mask per row, ``out/<stem>_<k>.png`` (k-th box of that image; an
+    ``out`` ending in ``.png`` names the folder without the suffix, so ``-o mask.png`` writes ``mask/``).
     Without ``checkpoint`` it uses the profile's trained refiner and says so on stderr."""
     source, out = Path(image_or_folder), Path(out)
     if not source.exists():
@@ -375,8 +377,8 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
     if model is None:
         if checkpoint is None:
             checkpoint = default_checkpoint(profile)
-            print(f"dissam predict: no --checkpoint given; using the {profile} profile's trained refiner "
-                  f"{checkpoint}", file=sys.stderr)
+            print(f"dissam predict: no --checkpoint given; using the {get_profile(profile).name} profile's "
+                  f"trained refiner {checkpoint}", file=sys.stderr)
         model = DisSam.from_checkpoint(checkpoint, coarse=coarse, profile=profile)
 
     if boxes_csv is None:
@@ -384,11 +386,12 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
         target = out if out.suffix.lower() == ".png" else out / f"{source.stem}_mask.png"
         return [_save_mask(pred.mask, target)]
 
+    folder = out.with_suffix("") if out.suffix.lower() == ".png" else out
     written, seen = [], {}  # type: ignore[var-annotated]
     for name, row_box in read_boxes_csv(boxes_csv):
         path = source if source.is_file() else _resolve_image(source, name)
         k = seen.get(path, 0)
         seen[path] = k + 1
         pred = model.predict(path, row_box)
-        written.append(_save_mask(pred.mask, out / f"{path.stem}_{k}.png"))
+        written.append(_save_mask(pred.mask, folder / f"{path.stem}_{k}.png"))
     return written

@@ -256,6 +256,8 @@ def test_run_predict_single_image_and_csv(tmp_path, monkeypatch, capsys):
     outs = run_predict(folder, boxes_csv=csv, checkpoint=default, out=tmp_path / "masks", coarse="grabcut")
     assert [p.name for p in outs] == ["a_0.png", "b_0.png", "a_1.png"] and all(p.is_file() for p in outs)
     assert capsys.readouterr().err == ""  # an explicit checkpoint: nothing to announce
+    outs = run_predict(folder / "b.jpg", boxes_csv=csv, checkpoint=default, out=tmp_path / "m.png", coarse="grabcut")
+    assert [p.relative_to(tmp_path).as_posix() for p in outs] == ["m/b_0.png", "m/b_1.png", "m/b_2.png"]
     with pytest.raises(BoxError, match="--boxes"):
         run_predict(folder, checkpoint=default)
     bad = tmp_path / "bad.csv"
