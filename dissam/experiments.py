@@ -31,6 +31,7 @@ class Ablation:
     """One row of Table III."""
 
     name: str
+    label: str
     enrich: bool
     use_box: bool
     use_mask: bool
@@ -41,11 +42,11 @@ class Ablation:
 
 
 ABLATIONS = (
-    Ablation("ablation_none", enrich=False, use_box=False, use_mask=False),
-    Ablation("ablation_box", enrich=False, use_box=True, use_mask=False),
-    Ablation("ablation_mask", enrich=False, use_box=False, use_mask=True),
-    Ablation("ablation_box_mask", enrich=False, use_box=True, use_mask=True),
-    Ablation("ablation_box_mask_enrich", enrich=True, use_box=True, use_mask=True),
+    Ablation("ablation_none", "no box, no mask (IS-Net)", enrich=False, use_box=False, use_mask=False),
+    Ablation("ablation_box", "box only", enrich=False, use_box=True, use_mask=False),
+    Ablation("ablation_mask", "mask only", enrich=False, use_box=False, use_mask=True),
+    Ablation("ablation_box_mask", "box + mask", enrich=False, use_box=True, use_mask=True),
+    Ablation("ablation_box_mask_enrich", "box + mask + enrichment", enrich=True, use_box=True, use_mask=True),
 )
 ISNET_RUN = "ablation_none"
 DISSAM_SHORT_RUN = "ablation_box_mask_enrich"

@@ -67,7 +67,8 @@ def _write(df: pd.DataFrame, profile: Profile, table: str, name: str, caption: s
     from .tables import write_table
 
     ex.save_results(df, profile, name)
-    return write_table(df, table, profile.figures_dir, name, paper=True, caption=caption)
+    source = f"{profile.name}, {'procedural' if profile.data.root is None else 'measured'}"
+    return write_table(df, table, profile.figures_dir, name, paper=True, caption=caption, source_label=source)
 
 
 def table_one(profile: Profile) -> tuple[pd.DataFrame, str]:
@@ -100,7 +101,7 @@ def table_three(profile: Profile) -> tuple[pd.DataFrame, str]:
     rows = []
     for ablation in ex.ABLATIONS:
         summary = ex.evaluate_method(profile, ablation.name, workflow.VAL_SPLIT)
-        rows.append({"method": ablation.name, "dataset": workflow.VAL_SPLIT, "enrichment": ablation.enrich,
+        rows.append({"method": ablation.label, "dataset": workflow.VAL_SPLIT, "enrichment": ablation.enrich,
                      "box": ablation.use_box, "mask": ablation.use_mask, **summary})
     df = pd.DataFrame(rows)
     budget = ex.run_budget(profile, ex.ABLATIONS[-1].name)
@@ -150,10 +151,8 @@ def figure_three(profile: Profile, n: int = 4):
 
 
 def figure_five(profile: Profile, n: int = 3):
-    labels = {"ablation_none": "no box, no mask", "ablation_box": "box", "ablation_mask": "mask",
-              "ablation_box_mask": "box + mask", "ablation_box_mask_enrich": "box + mask + enrich."}
-    stems = pick_examples(profile, workflow.VAL_SPLIT, n, method="ablation_box_mask_enrich")
-    methods = {label: run for run, label in labels.items()}
+    stems = pick_examples(profile, workflow.VAL_SPLIT, n, method=ex.DISSAM_SHORT_RUN)
+    methods = {a.label: a.name for a in ex.ABLATIONS}
     return method_grid(profile, workflow.VAL_SPLIT, methods, stems, profile.figures_dir / "fig5_ablation.png")
 
 

@@ -41,8 +41,10 @@ def split_dir(profile: Profile, split: str) -> Path:
     return profile.data_root / split
 
 
-def coarse_cache_dir(profile: Profile, split: str, enriched: bool) -> Path:
-    return profile.cache_dir / (f"{split}-enriched" if enriched else split)
+def coarse_cache_dir(profile: Profile, split: str, enriched: bool = False) -> Path:
+    """One cache folder per split: the enriched and whole-GT boxes share it, so a single-component
+    image's box is computed once (entries are keyed by image, box and stage-1 model)."""
+    return profile.cache_dir / split
 
 
 def build_segmenter(profile: Profile):
