@@ -3,6 +3,7 @@
 Measured side by side in one run (repeats interleaved, medians), so machine load hits both alike:
   * forward latency of the full-width 5-channel refiner at 256, 512 and 1024 px: eager ``model(x)``
     vs ``predict_prob(optimize_for_inference(model), x)``, with the max abs difference of the maps;
+  * (information) the opt-in bf16 path, fast on AMX CPUs but only within ~1e-2;
   * the same at the largest size after ``retain_freed_memory()`` (glibc keeps freed memory);
   * the smoke training step (width 0.25, 192 px, batch 8): forward + GT encoder + dis_sam_loss
     (BCE, IoU, feature MSE, ORTHO) + backward + Adam, in the default layout and in channels_last.
@@ -59,11 +60,12 @@ def bench_inference(sizes: list[int], repeats: dict[int, int], retained_size: in
     model = with_bn_stats(build_refiner(in_ch=5, width=1.0)).eval()
     fast = optimize_for_inference(model)
     folded = optimize_for_inference(model, channels_last=False)  # BN folding alone
+    bf16 = optimize_for_inference(model, dtype=torch.bfloat16)  # opt-in, not within 1e-4
     ok = True
     print(f"refiner width 1.0, 5 ch, batch 1, fp32, {torch.get_num_threads()} threads; "
           f"optimised = BN folded + channels_last, maps[0] only")
     print(f"{'size':>6} {'eager s':>9} {'optimised s':>12} {'speed-up':>9} {'max|diff|':>10} "
-          f"{'(fold only)':>12} {'reps':>5}")
+          f"{'(fold only)':>12} {'(bf16 opt-in, max|diff|)':>26} {'reps':>5}")
     for size in sizes:
         x = torch.rand(1, 5, size, size) - 0.5
 
@@ -72,12 +74,15 @@ def bench_inference(sizes: list[int], repeats: dict[int, int], retained_size: in
                 return model(x)[0][0]
 
         med = interleaved({"eager": eager, "fast": lambda: predict_prob(fast, x),
-                           "fold": lambda: predict_prob(folded, x)}, repeats[size])
+                           "fold": lambda: predict_prob(folded, x), "bf16": lambda: predict_prob(bf16, x)},
+                          repeats[size])
         ref = eager()
         diff = max((predict_prob(m, x) - ref).abs().max().item() for m in (fast, folded))
         ok &= diff <= 1e-4
+        bf_diff = (predict_prob(bf16, x) - ref).abs().max().item()
         print(f"{size:>5}^2 {med['eager']:9.3f} {med['fast']:12.3f} {med['eager'] / med['fast']:8.2f}x "
-              f"{diff:10.2e} {med['eager'] / med['fold']:11.2f}x {repeats[size]:>5}")
+              f"{diff:10.2e} {med['eager'] / med['fold']:11.2f}x {med['eager'] / med['bf16']:14.2f}x, {bf_diff:8.1e} "
+              f"{repeats[size]:>5}")
     print("max abs diff <= 1e-4:", "OK" if ok else "FAILED")
     if retained_size and retain_freed_memory():  # process-wide from here on: run it last
         x = torch.rand(1, 5, retained_size, retained_size) - 0.5

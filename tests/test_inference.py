@@ -108,3 +108,19 @@ def test_retain_freed_memory_stops_page_faults_on_reuse():
         pytest.skip("not glibc")
     before, after = int(out[1]), int(out[2])
     assert before > 1000 and after < before / 10, (before, after)  # 64 MB: ~16,000 faults, then ~none
+
+
+def test_bfloat16_opt_in_is_close_and_returns_fp32():
+    torch.manual_seed(0)
+    model = _with_bn_stats(build_refiner(5, W))
+    x = torch.randn(1, 5, 64, 64)
+    fast = optimize_for_inference(model, dtype=torch.bfloat16)
+    assert all(p.dtype == torch.bfloat16 for p in fast.parameters())
+    prob = predict_prob(fast, x)
+    with torch.no_grad():
+        ref = model(x)[0][0]
+    assert prob.dtype == torch.float32 and (prob - ref).abs().max().item() < 5e-2
+    with pytest.raises(ValueError):
+        optimize_for_inference(model, dtype=torch.float16)
+    with pytest.raises(ValueError):
+        optimize_for_inference(model, channels_last=False, dtype=torch.bfloat16)
