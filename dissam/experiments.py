@@ -188,3 +188,13 @@ def load_results(profile: Profile, name: str) -> pd.DataFrame:
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def evaluate_main(profile: Profile) -> pd.DataFrame:
+    """Stage 1 alone and the main DIS-SAM model on the validation and test splits (``dissam evaluate``)."""
+    if not profile.refiner_checkpoint.exists():
+        raise FileNotFoundError(f"no trained model at {profile.refiner_checkpoint}: run "
+                                f"`python -m dissam train --profile {profile.name}` first")
+    splits = workflow.available_splits(profile, (workflow.VAL_SPLIT, *workflow.TEST_SPLITS))
+    workflow.cache_stage1(profile, splits)
+    return evaluate_table(profile, {stage1_label(profile): STAGE1, "DIS-SAM": "main"}, splits)
