@@ -182,7 +182,9 @@ def figure_four(profile: Profile, model=None, max_boxes: int = 4):
     folder = workflow.split_dir(profile, workflow.VAL_SPLIT)
     best, parts = None, []
     for pair in list_pairs(folder):
-        comps = enrich_mask(read_mask(pair.gt_path))
+        gt = read_mask(pair.gt_path)
+        min_area = 0.01 * gt.size  # whole objects, not specks
+        comps = [c for c in enrich_mask(gt) if c.mask.sum() >= min_area]
         if len(comps) > len(parts):
             best, parts = pair, comps
     image, gt = best.load()
