@@ -63,7 +63,7 @@ def bench_inference(sizes: list[int], repeats: dict[int, int], retained_size: in
     bf16 = optimize_for_inference(model, dtype=torch.bfloat16)  # opt-in, not within 1e-4
     ok = True
     print(f"refiner width 1.0, 5 ch, batch 1, fp32, {torch.get_num_threads()} threads; "
-          f"optimised = BN folded + channels_last, maps[0] only")
+          f"optimised = BN folded + channels_last + prepacked oneDNN conv+ReLU, maps[0] only")
     print(f"{'size':>6} {'eager s':>9} {'optimised s':>12} {'speed-up':>9} {'max|diff|':>10} "
           f"{'(fold only)':>12} {'(bf16 opt-in, max|diff|)':>26} {'reps':>5}")
     for size in sizes:

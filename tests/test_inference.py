@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from dissam.model import build_gt_encoder, build_refiner
-from dissam.model.inference import fold_bn, optimize_for_inference, predict_prob
+import copy
+
+from dissam.model.inference import FusedConv2d, fold_bn, optimize_for_inference, predict_prob
 
 W = 0.125
 
@@ -45,8 +47,12 @@ def test_optimized_refiner_matches_eager_and_leaves_original(channels_last):
     assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert not fast.training and not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
     convs = [m for m in fast.modules() if isinstance(m, nn.Conv2d)]
-    assert len(convs) == 119 and all(c.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
-                                     for c in convs if c.weight.shape[-1] > 1)
+    fused = [m for m in fast.modules() if isinstance(m, FusedConv2d)]
+    if channels_last and torch.backends.mkldnn.is_available():  # every conv prepacked, ReLUs fused
+        assert not convs and len(fused) == 119 and sum(f.act == "relu" for f in fused) == 112
+    else:
+        assert not fused and len(convs) == 119 and not any(
+            c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs if c.weight.shape[-1] > 1)
     x = torch.randn(2, 5, 64, 64)
     model.eval()
     with torch.no_grad():
@@ -56,6 +62,18 @@ def test_optimized_refiner_matches_eager_and_leaves_original(channels_last):
     for a, b in zip((*maps, *feats), (*ref_maps, *ref_feats)):
         assert a.shape == b.shape and (a - b).abs().max().item() <= 1e-4
     assert prob.shape == (2, 1, 64, 64) and (prob - ref_maps[0]).abs().max().item() <= 1e-4
+
+
+def test_fused_prepacked_path_matches_unfused_and_copies():
+    torch.manual_seed(0)
+    model = _with_bn_stats(build_refiner(5, W))
+    fast, plain = optimize_for_inference(model), optimize_for_inference(model, fuse=False)
+    assert not any(isinstance(m, FusedConv2d) for m in plain.modules())
+    x = torch.randn(1, 5, 72, 72)  # another size than the other tests: packing is size-independent
+    with torch.no_grad():
+        ref = model(x)[0][0]
+    for m in (fast, plain, copy.deepcopy(fast)):
+        assert (predict_prob(m, x) - ref).abs().max().item() <= 1e-4
 
 
 def test_predict_prob_is_maps0_without_grad_and_restores_mode():

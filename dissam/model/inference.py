@@ -1,11 +1,16 @@
 """A faster inference path for the refiner on CPU, with outputs equal to eager mode (1e-4).
 
 ``optimize_for_inference`` returns an eval-mode copy with every BatchNorm folded into the conv
-before it and the weights in channels_last layout (measured on this 2-core AVX-512 CPU against eager
-under inference_mode: 1.2x at 256^2, 1.4x at 1024^2; the convs then run near the CPU's fp32 peak, so
-oneDNN ReLU fusion and torch.compile (60 s to compile) gained < 10% and were left out). ``predict_prob``
-runs the model under ``inference_mode`` and returns maps[0] alone, skipping the five unused side
-outputs and their upsampling.
+before it, activations in channels_last and, on CPU in fp32, every conv replaced by a oneDNN conv with
+a weight prepacked once (``mkldnn._reorder_convolution_weight``) and the ReLU fused into it
+(``mkldnn._convolution_pointwise``, the kernel torch.compile's CPU backend emits). This removes a
+weight reorder per conv call, the separate ReLU pass and ATen's fallback to its slow im2col conv for
+small batch-1 inputs (most of the RSU blocks' deep levels). Measured on this 2-core CPU against eager
+under inference_mode (benchmarks/bench_refiner.py, with another job loading the CPU): fold +
+channels_last alone 1.3-1.7x, with the fused prepacked convs 2.2-2.8x at 256..1024^2, max abs diff
+~1e-7. torch.jit freeze + optimize_for_inference was slower than eager (0.74x at 256^2, 14 s to
+build); torch.compile took 60 s to compile. ``predict_prob`` runs the model under ``inference_mode``
+and returns maps[0] alone, skipping the five unused side outputs and their upsampling.
 """
 from __future__ import annotations
 
@@ -51,6 +56,71 @@ def fold_batchnorms(model: nn.Module) -> nn.Module:
     return model
 
 
+def _mkldnn_fusable(module: nn.Module) -> bool:
+    w = getattr(module, "weight", None)
+    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+            and isinstance(w, torch.Tensor) and w.device.type == "cpu" and w.dtype == torch.float32)
+
+
+class FusedConv2d(nn.Module):
+    """``act(conv(x))`` as one oneDNN call with the weight prepacked once (CPU, fp32, inference only).
+
+    ``act`` is ``"relu"`` or ``"none"``. The packed weight is a plain attribute (not a parameter or
+    buffer): it stays on the CPU and out of ``state_dict``. Input and output are dense tensors; feed
+    channels_last activations (other layouts work, but slower)."""
+
+    def __init__(self, conv: nn.Conv2d, act: str = "none") -> None:
+        super().__init__()
+        if act not in ("relu", "none"):
+            raise ValueError(f"act must be 'relu' or 'none', not {act!r}")
+        if not isinstance(conv.padding, tuple) or conv.padding_mode != "zeros":
+            raise ValueError("FusedConv2d needs numeric zero padding")
+        self.padding, self.stride = list(conv.padding), list(conv.stride)
+        self.dilation, self.groups, self.act = list(conv.dilation), conv.groups, act
+        self.out_channels = conv.out_channels
+        w = conv.weight.detach().contiguous(memory_format=torch.channels_last)
+        self.packed_weight = torch.ops.mkldnn._reorder_convolution_weight(
+            w, self.padding, self.stride, self.dilation, self.groups)
+        self.bias = None if conv.bias is None else conv.bias.detach().clone()
+
+    def __deepcopy__(self, memo: dict) -> "FusedConv2d":
+        """Copies repack the weight (an opaque oneDNN tensor has no storage to copy)."""
+        w = self.packed_weight.to_dense()
+        conv = nn.Conv2d(w.shape[1] * self.groups, w.shape[0], tuple(w.shape[2:]), stride=tuple(self.stride),
+                         padding=tuple(self.padding), dilation=tuple(self.dilation), groups=self.groups,
+                         bias=self.bias is not None)
+        with torch.no_grad():
+            conv.weight.copy_(w)
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        new = FusedConv2d(conv, self.act)
+        new.train(self.training)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._convolution_pointwise(x, self.packed_weight, self.bias, self.padding,
+                                                       self.stride, self.dilation, self.groups,
+                                                       self.act, [], "")
+
+
+def fuse_convs(model: nn.Module) -> nn.Module:
+    """In place, after ``fold_batchnorms``: every REBNCONV / GT-encoder stem (conv, Identity, ReLU)
+    becomes one ``FusedConv2d(..., "relu")`` and every other plain Conv2d a ``FusedConv2d``.
+    Convs that are not CPU fp32 (or where oneDNN is missing) are left as they are."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, REBNCONV) and isinstance(child.bn_s1, nn.Identity):
+                if _mkldnn_fusable(child.conv_s1):
+                    setattr(parent, name, FusedConv2d(child.conv_s1, "relu"))
+            elif isinstance(child, ConvBNReLU) and isinstance(child.bn, nn.Identity):
+                if _mkldnn_fusable(child.conv):
+                    setattr(parent, name, FusedConv2d(child.conv, "relu"))
+            elif type(child) is nn.Conv2d and _mkldnn_fusable(child) and child.padding_mode == "zeros" \
+                    and isinstance(child.padding, tuple):
+                setattr(parent, name, FusedConv2d(child, "none"))
+    return model
+
+
 class _ChannelsLastInput(nn.Module):
     """Wraps a model so its input goes in as channels_last (and ``dtype``); outputs come back fp32."""
 
@@ -72,9 +142,11 @@ class _ChannelsLastInput(nn.Module):
 
 
 def optimize_for_inference(model: nn.Module, channels_last: bool = True,
-                           dtype: torch.dtype = torch.float32) -> nn.Module:
+                           dtype: torch.dtype = torch.float32, fuse: bool = True) -> nn.Module:
     """An eval-mode copy of ``model`` (refiner or GT encoder) for fast CPU inference: BatchNorm folded
-    into the convs, weights and activations in channels_last. The original model is untouched;
+    into the convs, weights and activations in channels_last and (``fuse``, CPU fp32 only) each conv
+    + ReLU one oneDNN call with a prepacked weight (``FusedConv2d``; the copy then stays on the CPU:
+    ``.to(device)`` does not move packed weights). The original model is untouched;
     ``forward`` and ``predict`` give eager mode's values within 1e-4. Inference only: not for saving
     (no BatchNorm keys) or training.
 
@@ -92,6 +164,8 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True,
             raise ValueError("bfloat16 inference needs channels_last=True")
         return fast
     fast = fast.to(dtype=dtype, memory_format=torch.channels_last)
+    if fuse and dtype == torch.float32:
+        fuse_convs(fast)
     return _ChannelsLastInput(fast, dtype).eval()
 
 
