@@ -24,7 +24,7 @@ test: setup
 	DISSAM_PROFILE=tiny $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 test-lib: setup
-	$(PY) -m pytest tests -m "not browser"
+	$(PY) -m pytest tests -m "not slow and not browser"
 
 test-notebooks: setup
 	DISSAM_PROFILE=tiny $(PY) -m pytest notebooks --nbval-lax
