@@ -8,7 +8,6 @@ the prompt and the refiner: what makes box dragging interactive.
 from __future__ import annotations
 
 import csv
-import hashlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import torch
 from PIL import Image
 
 from .config import Profile, Variant, get_profile
+from .coarse.cache import image_digest
 from .data.folders import IMAGE_EXTS, read_image
 from .data.prompts import Box, BoxError, box_from_mask, clip_box, scale_box
 from .data.transforms import make_input, resize, to_original
@@ -115,12 +115,6 @@ def final_mask(prob: np.ndarray, mode: str = "threshold") -> np.ndarray:
     raise ValueError(f"final_mask must be 'threshold' or 'otsu', not {mode!r}")
 
 
-def _content_key(rgb: np.ndarray) -> str:
-    digest = hashlib.blake2b(rgb.tobytes(), digest_size=16)
-    digest.update(str(rgb.shape).encode())
-    return digest.hexdigest()
-
-
 def _as_box(box: Any) -> tuple[float, float, float, float]:
     values = tuple(float(v) for v in np.asarray(box, dtype=np.float64).ravel())
     if len(values) != 4:
@@ -184,7 +178,7 @@ class DisSam:
     def set_image(self, image: Any) -> np.ndarray:
         """Make ``image`` current; stage 1 embeds it only when its content differs from the current one."""
         rgb = as_rgb(image)
-        key = _content_key(rgb)
+        key = image_digest(rgb)
         if key != self._key:
             h, w = rgb.shape[:2]
             longest = max(h, w)

@@ -3,27 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from .coarse.grabcut import GrabCutSegmenter
 from .data.folders import list_pairs
 from .data.prompts import box_from_mask
-
-
-def grabcut_from_box(image: np.ndarray, box: tuple[int, int, int, int], iters: int = 3) -> np.ndarray:
-    """Plain cv2.grabCut initialised from ``box`` (x0, y0, x1, y1 half-open): uint8 mask 0/255.
-
-    A figure helper only; :mod:`dissam.coarse` wraps GrabCut properly as a stage-1 segmenter.
-    """
-    h, w = image.shape[:2]
-    x0, y0, x1, y1 = box
-    mask = np.zeros((h, w), np.uint8)
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    rect = (int(x0), int(y0), max(1, int(x1 - x0)), max(1, int(y1 - y0)))
-    if rect[2] >= w - 1 and rect[3] >= h - 1:  # GrabCut needs some background outside the rectangle
-        rect = (1, 1, w - 2, h - 2)
-    cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), mask, rect, bgd, fgd, iters, cv2.GC_INIT_WITH_RECT)
-    return np.where((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
 
 
 def _spotlight(image: np.ndarray, mask: np.ndarray, dim: float = 0.22) -> np.ndarray:
@@ -45,6 +29,7 @@ def sample_grid(root: str | Path, split: str, n: int = 12, path: str | Path | No
     from matplotlib.patches import Rectangle
 
     pairs = list_pairs(Path(root) / split)[:n]
+    grabcut = GrabCutSegmenter(iters=iters)  # the stage-1 segmenter itself, so the grid shows what training sees
     cols = 3 if with_grabcut else 2
     fig = Figure(figsize=(2.4 * cols, 2.4 * len(pairs)))
     axes = fig.subplots(len(pairs), cols, squeeze=False)
@@ -53,7 +38,7 @@ def sample_grid(root: str | Path, split: str, n: int = 12, path: str | Path | No
         box = box_from_mask(gt)
         panels = [(image, pair.stem), (_spotlight(image, gt), "GT")]
         if with_grabcut:
-            gc = grabcut_from_box(image, box, iters)
+            gc = grabcut(image, box)
             inter, union = np.logical_and(gc > 127, gt > 127).sum(), np.logical_or(gc > 127, gt > 127).sum()
             panels.append((_spotlight(image, gc), f"GrabCut IoU {inter / max(union, 1):.2f}"))
         for ax, (im, title) in zip(row, panels):

@@ -139,7 +139,10 @@ def method_grid(profile: Profile, split: str, methods: dict[str, str], stems: li
     folder = workflow.split_dir(profile, split)
     images = [read_image(next((folder / "im").glob(f"{s}.*"))) for s in stems]
     gts = {s: read_mask(folder / "gt" / f"{s}.png") for s in stems}
-    columns = {label: [ex.predictions(profile, m, split)[s] for s in stems] for label, m in methods.items()}
+    columns = {}
+    for label, method in methods.items():
+        preds = ex.predictions(profile, method, split)  # one read of the split per method, not per image
+        columns[label] = [preds[s] for s in stems]
     scores = {label: _hce({s: c for s, c in zip(stems, columns[label])}, gts, stems) for label in methods}
     return figures.qualitative_grid(images, columns, [gts[s] for s in stems], path, scores)
 
