@@ -1,7 +1,7 @@
 """Our six DIS metrics vs pysodmetrics 1.6.2, side by side on the same DIS-like 1024^2 pairs, in one run.
 
 pysodmetrics runs with its defaults for maxF (Fmeasure), wF, MAE, S, E and, for HCE, is fed
-``(pred > 128)`` as float with ``normalize=False`` (DESIGN.md section 3). Ours: ``dissam.metrics.DISMetrics``.
+``(pred > 128)`` as float with ``normalize=False`` (docs/conventions.md, "Evaluation"). Ours: ``dissam.metrics.DISMetrics``.
 Each image is measured by both (alternating which goes first); the values are checked to agree (1e-9;
 HCE exactly) and the time per image of each metric is printed with the overall ratio.
 

@@ -49,8 +49,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     profile = _profile(args)
     if args.max_iters:
         profile.train.max_iters = args.max_iters
-    if args.max_minutes:
-        profile.train.max_minutes = args.max_minutes
+    if args.time_limit_minutes:
+        profile.train.time_limit_minutes = args.time_limit_minutes
     if args.no_augment:
         profile.variant.augment = "none"
     prepare_data(profile)
@@ -83,7 +83,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import run_series
 
     return run_series(args.profile, data=args.data, sam_checkpoint=args.sam_checkpoint,
-                      sam_model_type=args.sam_model_type, dry_run=args.dry_run, notebooks=args.only)
+                      sam_model_type=args.sam_model_type, dry_run=args.dry_run, notebooks=args.only,
+                      isnet_checkpoint=args.isnet_checkpoint, hq_sam_checkpoint=args.hq_sam_checkpoint)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mask", action="store_true", help="zero the coarse-mask channel (ablation)")
     p.add_argument("--no-enrich", action="store_true", help="train on whole GTs, without enrichment")
     p.add_argument("--max-iters", type=int, help="override the profile's iteration budget")
-    p.add_argument("--max-minutes", type=float, help="override the profile's wall-clock budget")
+    p.add_argument("--time-limit-minutes", type=float,
+                   help="stop with an error (last checkpoint saved) past this many minutes; budgets stay iterations")
     p.add_argument("--restart", action="store_true", help="ignore an existing last checkpoint")
     p.add_argument("--no-augment", action="store_true", help="no flips (e.g. to compare runs exactly)")
     p = add("evaluate", cmd_evaluate, "evaluate the profile's model (or a folder of predictions) with the six DIS metrics")
@@ -131,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paper profile on the CPU: build everything, two iterations at a small size")
     p.add_argument("--only", nargs="*", help="run only these notebooks (name prefixes, e.g. 00 02)")
     p.add_argument("--sam-model-type", help="SAM architecture of --sam-checkpoint (vit_b, vit_l, vit_h; tiny for tests)")
+    p.add_argument("--isnet-checkpoint", type=Path,
+                   help="the published IS-Net weights (isnet.pth): Tables I/II evaluate the real IS-Net")
+    p.add_argument("--hq-sam-checkpoint", type=Path, help="HQ-SAM weights: adds the HQ-SAM rows of Tables I/II")
     p = add("predict", cmd_predict, "segment an image (or a folder with a CSV of boxes) from a box prompt",
             data_args=False)
     p.add_argument("image", type=Path, help="an image file, or a folder of images with --boxes")
@@ -145,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - user errors become one line and exit 2; the rest propagate
+        from .model.checkpoint import CheckpointError
+
+        if not isinstance(err, (FileNotFoundError, ValueError, CheckpointError)):
+            raise
         print(f"dissam {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -1,17 +1,18 @@
 """The paper's experiments on a profile: which runs make which table rows, predictions, evaluation.
 
-Table I rows: stage 1 alone, IS-Net (RGB only), DIS-SAM. Table III: the five input/enrichment
-configurations, trained on the ablation budget. The ablation's no-box/no-mask/no-enrichment run *is*
-IS-Net (all-zero channels contribute nothing, exactly as a 3-channel stem), so Table I reuses it and
-names its budget. Table II evaluates the same models on the zero-shot sets.
+Table I rows: stage 1 alone, IS-Net, DIS-SAM (and HQ-SAM when its checkpoint is given). Table III: the
+five input/enrichment configurations, trained on the ablation budget; the box+mask+enrichment row on the
+main budget is the main run itself. The IS-Net row is the published ``isnet.pth`` when it is given (the
+check that our evaluation matches the paper's: DIS-VD maxF 0.791, HCE 1116); without it, Table III's
+no-box/no-mask run stands in and is labelled for what it is, an RGB-only IS-Net trained with our recipe.
+Table II evaluates the same models on the zero-shot sets. Predictions are saved as IS-Net's Inference.py
+saves them, and read back by the one reader evaluation uses.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -21,9 +22,13 @@ from . import workflow
 from .config import Profile
 from .data.folders import list_pairs, read_mask
 from .data.transforms import to_original
+from .evaluate import read_prediction, save_prediction
 from .train import RunSpec, train_refiner
 
-STAGE1 = "stage1"
+STAGE1 = "stage1"  # the profile's stage 1 (SAM on the paper profile)
+HQ_SAM = "hq-sam"  # HQ-SAM as a stage-1 baseline, when its checkpoint is given
+ISNET_OFFICIAL = "isnet-official"  # the published 3-channel IS-Net, when its checkpoint is given
+MAIN = "main"
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class Ablation:
 
     def spec(self, profile: Profile) -> RunSpec:
         return RunSpec(name=self.name, use_box=self.use_box, use_mask=self.use_mask, enrich=self.enrich,
-                       max_iters=profile.ablation.max_iters, max_minutes=profile.ablation.max_minutes)
+                       max_iters=profile.ablation.max_iters)
 
 
 ABLATIONS = (
@@ -52,18 +57,43 @@ ISNET_RUN = "ablation_none"
 DISSAM_SHORT_RUN = "ablation_box_mask_enrich"
 
 
+def run_name(profile: Profile, run: str) -> str:
+    """The run that holds ``run``'s model: the box+mask+enrichment ablation on the main run's budget *is*
+    the main run (same inputs, data and recipe), so it is reused, never trained twice."""
+    if run == DISSAM_SHORT_RUN and profile.ablation.max_iters == profile.train.max_iters:
+        return MAIN
+    return run
+
+
 def stage1_label(profile: Profile) -> str:
     kind = profile.coarse.kind
     return {"sam": f"SAM ({profile.variant.sam_model_type})", "hq-sam": "HQ-SAM"}.get(kind, "GrabCut (stage 1)")
 
 
 def checkpoint_of(profile: Profile, run: str) -> Path:
-    return RunSpec(name=run).checkpoint(profile)
+    if run == ISNET_OFFICIAL:
+        return _given(profile.baselines.isnet_checkpoint, "IS-Net")
+    return RunSpec(name=run_name(profile, run)).checkpoint(profile)
+
+
+def _given(path: Path | None, what: str) -> Path:
+    if path is None or not Path(path).is_file():
+        raise FileNotFoundError(f"{what} checkpoint {'not given' if path is None else f'not found: {path}'}")
+    return Path(path)
+
+
+def train_run(profile: Profile, run: str, progress: bool = True) -> Path:
+    """Train (or reuse) one Table III run on the ablation budget, or the main run; its best checkpoint."""
+    name = run_name(profile, run)
+    if name == MAIN:
+        return train_refiner(profile, RunSpec(), progress=progress).checkpoint
+    ablation = next(a for a in ABLATIONS if a.name == name)
+    return train_refiner(profile, ablation.spec(profile), progress=progress).checkpoint
 
 
 def train_ablations(profile: Profile, progress: bool = True) -> dict[str, Path]:
     """Train (or reuse) every Table III run on the ablation budget."""
-    return {a.name: train_refiner(profile, a.spec(profile), progress=progress).checkpoint for a in ABLATIONS}
+    return {a.name: train_run(profile, a.name, progress) for a in ABLATIONS}
 
 
 # ----------------------------------------------------------------------------- predictions
@@ -72,28 +102,38 @@ def prediction_dir(profile: Profile, method: str, split: str) -> Path:
 
 
 def _write_predictions(out_dir: Path, preds: dict[str, np.ndarray]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
     for stem, pred in preds.items():
-        cv2.imwrite(str(out_dir / f"{stem}.png"), pred)
+        save_prediction(pred, out_dir / f"{stem}.png")
 
 
 def _read_predictions(out_dir: Path, stems: list[str]) -> dict[str, np.ndarray] | None:
+    """Saved predictions, read by the one reader evaluation uses (no rescaling of faint maps)."""
     paths = [out_dir / f"{s}.png" for s in stems]
     if not all(p.exists() for p in paths):
         return None
-    return {s: read_mask(p) for s, p in zip(stems, paths)}
+    return {s: read_prediction(p) for s, p in zip(stems, paths)}
 
 
-def stage1_predictions(profile: Profile, split: str, segmenter=None) -> dict[str, np.ndarray]:
-    """Stage-1 masks from the cache for the whole-GT box of each image (the 'SAM' row)."""
-    out_dir = prediction_dir(profile, STAGE1, split)
+def _stage1_segmenter(profile: Profile, method: str):
+    """None for the profile's stage 1 (cached masks, read by key); HQ-SAM built from its checkpoint."""
+    if method == STAGE1:
+        return None
+    from .coarse import build_coarse
+
+    return build_coarse("hq-sam", checkpoint=_given(profile.baselines.hq_sam_checkpoint, "HQ-SAM"),
+                        model_type=profile.variant.sam_model_type, multimask=profile.variant.sam_multimask)
+
+
+def stage1_predictions(profile: Profile, split: str, method: str = STAGE1) -> dict[str, np.ndarray]:
+    """Stage-1 masks for the whole-GT box of each image (the 'SAM' / 'HQ-SAM' rows), through the cache."""
+    out_dir = prediction_dir(profile, method, split)
     pairs = list_pairs(workflow.split_dir(profile, split))
     cached = _read_predictions(out_dir, [p.stem for p in pairs])
     if cached is not None:
         return cached
     from .data.enrichment import whole_mask
 
-    source = workflow.coarse_source(profile, split, segmenter=segmenter)
+    source = workflow.coarse_source(profile, split, segmenter=_stage1_segmenter(profile, method))
     preds = {}
     for pair in pairs:
         image, gt = pair.load()
@@ -103,19 +143,24 @@ def stage1_predictions(profile: Profile, split: str, segmenter=None) -> dict[str
     return preds
 
 
-def load_run(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """A trained refiner (optimised for inference) and the train config it was trained with."""
-    from .model.checkpoint import load_refiner
+def load_run(path: Path, device: str = "cpu", in_ch: int | None = None) -> tuple[torch.nn.Module, dict]:
+    """A trained refiner on ``device`` (optimised for inference) and the train config it was trained with."""
+    from .model.checkpoint import load_checkpoint, load_refiner
     from .model.inference import optimize_for_inference
 
-    meta = torch.load(path, map_location="cpu", weights_only=True).get("train_config", {})
-    model = load_refiner(path, map_location=device)
+    meta = load_checkpoint(path).get("train_config", {})
+    model = load_refiner(path, in_ch=in_ch).to(device)
     return optimize_for_inference(model), meta
+
+
+def _inference_device(profile: Profile) -> str:
+    return profile.device if profile.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
 
 
 @torch.inference_mode()
 def refiner_predictions(profile: Profile, run: str, split: str, batch_size: int = 16) -> dict[str, np.ndarray]:
-    """uint8 probability maps of a trained run on a split, at each GT's resolution (cached on disk)."""
+    """uint8 maps of a trained run (or the official IS-Net) on a split, at each GT's resolution, saved as
+    IS-Net's Inference.py saves them (upsampled, min-max normalised, x255); cached on disk."""
     from .data.datasets import RefinerDataset
     from .model.inference import predict_prob
 
@@ -124,25 +169,30 @@ def refiner_predictions(profile: Profile, run: str, split: str, batch_size: int 
     cached = _read_predictions(out_dir, [p.stem for p in pairs])
     if cached is not None:
         return cached
-    model, meta = load_run(checkpoint_of(profile, run))
-    use_box, use_mask = meta.get("use_box", True), meta.get("use_mask", True)
+    device = _inference_device(profile)
+    official = run == ISNET_OFFICIAL
+    model, meta = load_run(checkpoint_of(profile, run), device, in_ch=3 if official else None)
+    use_box, use_mask = meta.get("use_box", not official), meta.get("use_mask", not official)
+    in_ch = 3 if official else meta.get("in_ch", 5)
+    size = 1024 if official else meta.get("size", profile.train.size)
     dataset = RefinerDataset(workflow.split_dir(profile, split),
                              workflow.coarse_source(profile, split) if use_mask else None,
-                             meta.get("size", profile.train.size), enrichment=None, augment=None,
-                             use_box=use_box, use_mask=use_mask, in_ch=meta.get("in_ch", 5),
-                             preload=profile.name != "paper")
+                             size, enrichment=None, augment=None, use_box=use_box, use_mask=use_mask,
+                             in_ch=in_ch, preload=profile.name != "paper")
     sizes = {p.stem: read_mask(p.gt_path).shape for p in pairs}
     preds = {}
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        probs = predict_prob(model, batch["input"]).float().cpu().numpy()[:, 0]
+        probs = predict_prob(model, batch["input"].to(device)).float().cpu().numpy()[:, 0]
         for stem, prob in zip(batch["stem"], probs):
-            preds[stem] = to_original(prob, *sizes[stem])
+            preds[stem] = to_original(prob, *sizes[stem], minmax=True)
     _write_predictions(out_dir, preds)
     return preds
 
 
 def predictions(profile: Profile, method: str, split: str) -> dict[str, np.ndarray]:
-    return stage1_predictions(profile, split) if method == STAGE1 else refiner_predictions(profile, method, split)
+    if method in (STAGE1, HQ_SAM):
+        return stage1_predictions(profile, split, method)
+    return refiner_predictions(profile, method, split)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -158,6 +208,18 @@ def evaluate_method(profile: Profile, method: str, split: str) -> dict[str, floa
     return summary
 
 
+def evaluate_pooled(profile: Profile, method: str, splits: list[str]) -> dict[str, float]:
+    """Six-metric summary of one method over the images of several splits pooled as one data set."""
+    from .evaluate import evaluate_pairs
+
+    items = []
+    for split in splits:
+        preds = predictions(profile, method, split)
+        items += [(f"{split}/{p.stem}", preds[p.stem], read_mask(p.gt_path))
+                  for p in list_pairs(workflow.split_dir(profile, split))]
+    return evaluate_pairs(iter(items), progress=False)[1]
+
+
 def evaluate_table(profile: Profile, methods: dict[str, str], splits: list[str]) -> pd.DataFrame:
     """Long table (method, dataset, six metrics) for ``methods`` {row label: run name or STAGE1}."""
     rows = []
@@ -168,10 +230,12 @@ def evaluate_table(profile: Profile, methods: dict[str, str], splits: list[str])
 
 
 def run_budget(profile: Profile, run: str) -> str:
-    """'<iterations> it, <minutes> min' of a trained run, read from its last checkpoint."""
-    last = RunSpec(name=run).last_checkpoint(profile)
-    state = torch.load(last, map_location="cpu", weights_only=True)
-    return f"{state['iteration']} it, {state['seconds'] / 60:.1f} min"
+    """'<iterations> it' of a trained run, read from its last checkpoint (iteration budgets are what
+    reproduce; minutes depend on the machine and are left out of the tables)."""
+    from .model.checkpoint import load_checkpoint
+
+    state = load_checkpoint(RunSpec(name=run_name(profile, run)).last_checkpoint(profile))
+    return f"{state['iteration']} it"
 
 
 def save_results(df: pd.DataFrame, profile: Profile, name: str) -> Path:
@@ -181,14 +245,6 @@ def save_results(df: pd.DataFrame, profile: Profile, name: str) -> Path:
     return path
 
 
-def load_results(profile: Profile, name: str) -> pd.DataFrame:
-    return pd.read_csv(profile.run_dir / "results" / f"{name}.csv")
-
-
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str))
-
 
 def evaluate_main(profile: Profile) -> pd.DataFrame:
     """Stage 1 alone and the main DIS-SAM model on the validation and test splits (``dissam evaluate``)."""
@@ -197,4 +253,4 @@ def evaluate_main(profile: Profile) -> pd.DataFrame:
                                 f"`python -m dissam train --profile {profile.name}` first")
     splits = workflow.available_splits(profile, (workflow.VAL_SPLIT, *workflow.TEST_SPLITS))
     workflow.cache_stage1(profile, splits)
-    return evaluate_table(profile, {stage1_label(profile): STAGE1, "DIS-SAM": "main"}, splits)
+    return evaluate_table(profile, {stage1_label(profile): STAGE1, "DIS-SAM": MAIN}, splits)

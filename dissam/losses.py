@@ -6,7 +6,7 @@ layer) and the authors' code form (elementwise L1 sum over all non-bias weights)
 
 Everything here runs in fp32 with autocast switched off: under CUDA autocast,
 ``binary_cross_entropy`` on probabilities raises (CPU autocast does not), so the forward pass may
-be autocast but the loss never is (DESIGN.md section 2).
+be autocast but the loss never is (docs/conventions.md, "Training").
 """
 from __future__ import annotations
 
@@ -91,14 +91,25 @@ def ortho_frobenius(model: nn.Module) -> torch.Tensor:
 
 
 def ortho_l1(model: nn.Module) -> torch.Tensor:
-    """Authors' code: elementwise L1 sum of (W W^T - I) over all non-bias weights with >= 2 dims
-    (conv filters and any linear layers; BatchNorm scales are 1-d and left out)."""
+    """Authors' code: elementwise L1 sum of (W W^T - I) over every parameter whose name has no "bias",
+    each viewed as ``[shape[0], -1]``: conv filters and BatchNorm scales alike (a BN scale ``[C]``
+    gives the ``C x C`` matrix ``w w^T - I``)."""
     with fp32_region():
         return _sum([_gram_minus_identity(p).abs().sum() for name, p in model.named_parameters()
-                     if not name.endswith("bias") and p.dim() >= 2])
+                     if "bias" not in name])
 
 
 _ORTHO = {"frobenius": ortho_frobenius, "l1": ortho_l1}
+
+
+def gt_encoder_loss(maps: Sequence[torch.Tensor], gt: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+    """The GT encoder's loss on its side outputs: ``"bce"`` (IS-Net: BCE summed over the six) or
+    ``"bce_iou"`` (the authors' code: 20 BCE + 0.5 IoU)."""
+    if kind == "bce":
+        return bce(maps, gt)
+    if kind == "bce_iou":
+        return 20.0 * bce(maps, gt) + 0.5 * soft_iou(maps, gt)
+    raise ValueError(f"unknown GT-encoder loss {kind!r}; use 'bce' or 'bce_iou'")
 
 
 def ortho_penalty(model: nn.Module, variant: OrthoVariant = "frobenius") -> torch.Tensor:

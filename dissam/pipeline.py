@@ -24,16 +24,13 @@ from .coarse.cache import image_digest
 from .data.folders import IMAGE_EXTS, read_image
 from .data.prompts import Box, BoxError, box_from_mask, clip_box, scale_box
 from .data.transforms import make_input, resize, to_original
+from .model.checkpoint import CheckpointError, load_checkpoint
 from .model.inference import optimize_for_inference, predict_prob
 
 __all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Prediction", "as_rgb",
            "final_mask", "run_predict"]
 
 DEFAULT_SIZE = 192
-
-
-class CheckpointError(FileNotFoundError):
-    """No refiner checkpoint where one is needed; the one-line message says how to get one."""
 
 
 @dataclass
@@ -273,8 +270,6 @@ def _as_mask(mask: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def _checkpoint_meta(path: Path) -> dict[str, Any]:
     """The checkpoint's plain entries beside the weights: ``train_config`` and the profile's name."""
-    from .model.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict):
         return {}

@@ -40,16 +40,20 @@ def _failure(err: BaseException) -> str:
 
 def run_series(profile: str | None = None, data: str | Path | None = None, sam_checkpoint: str | Path | None = None,
                sam_model_type: str | None = None, dry_run: bool = False, notebooks: list[str] | None = None,
-               cell_timeout: int | None = None) -> int:
+               cell_timeout: int | None = None, isnet_checkpoint: str | Path | None = None,
+               hq_sam_checkpoint: str | Path | None = None) -> int:
     """Execute the series; print each notebook's time; return a process exit code."""
     import papermill as pm
 
-    prof = profile_from_params(profile, data, sam_checkpoint, sam_model_type, dry_run)
+    prof = profile_from_params(profile, data, sam_checkpoint, sam_model_type, dry_run, isnet_checkpoint,
+                               hq_sam_checkpoint)
     out_dir = prof.run_dir / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
     parameters = {"PROFILE": prof.name, "DATA_DIR": str(data) if data else None,
                   "SAM_CHECKPOINT": str(sam_checkpoint) if sam_checkpoint else None,
-                  "SAM_MODEL_TYPE": sam_model_type, "DRY_RUN": dry_run}
+                  "SAM_MODEL_TYPE": sam_model_type, "DRY_RUN": dry_run,
+                  "ISNET_CHECKPOINT": str(isnet_checkpoint) if isnet_checkpoint else None,
+                  "HQ_SAM_CHECKPOINT": str(hq_sam_checkpoint) if hq_sam_checkpoint else None}
     print(f"dissam reproduce: profile {prof.name}{' (dry run)' if dry_run else ''}; executed notebooks -> {out_dir}")
     total = time.perf_counter()
     for name in _select(notebooks):

@@ -1,8 +1,10 @@
 """Training: phase 1 fits the GT encoder on GT masks alone, phase 2 the refiner with that encoder frozen.
 
-One loop for every profile and world size. Budgets are iterations (the LR schedule's horizon) plus an
-optional wall-clock cap. Checkpoints are written atomically and carry the model config, optimiser,
-RNG states, iteration and history, so a stopped run resumes exactly where it was.
+One loop for every profile and world size. Budgets are iteration counts (the LR schedule's horizon), so
+a run trains the same model on a fast or a slow machine; an optional time limit only stops a run loudly
+(:class:`TimeLimitExceeded`), never silently. Checkpoints are written atomically through
+:mod:`dissam.model.checkpoint` and carry the model config, optimiser, RNG states, iteration and history,
+so a stopped run resumes exactly where it was, on any device.
 """
 from __future__ import annotations
 
@@ -22,9 +24,12 @@ from tqdm.auto import tqdm
 from . import workflow
 from .config import Profile, TrainConfig, Variant
 from .distributed import World, any_across, barrier, init_world, mean_across, sync_batchnorm
-from .validation import quick_scores
+from .model.checkpoint import load_checkpoint, save_gt_encoder, save_refiner
+from .validation import RunningScores
 
-CHECKPOINT_FORMAT = "dissam/v1"
+
+class TimeLimitExceeded(RuntimeError):
+    """A run passed its ``time_limit_minutes`` guard; its last checkpoint is saved, rerun to resume."""
 
 
 @dataclass
@@ -37,7 +42,6 @@ class RunSpec:
     enrich: bool = True
     in_ch: int = 5
     max_iters: int | None = None  # None: the profile's
-    max_minutes: float | None = -1.0  # -1: the profile's; None: no wall-clock cap
 
     def checkpoint(self, profile: Profile) -> Path:
         if self.name == "main":
@@ -59,22 +63,22 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def lr_at(iteration: int, cfg: TrainConfig, horizon: int) -> float:
-    """Linear warm-up, then constant or cosine decay to zero over ``horizon`` iterations."""
+def lr_at(iteration: int, cfg: TrainConfig, horizon: int, peak: float) -> float:
+    """Linear warm-up to ``peak``, then constant or cosine decay to zero over ``horizon`` iterations."""
     warmup = int(cfg.warmup_frac * horizon)
     if iteration < warmup:
-        return cfg.lr * (iteration + 1) / warmup
+        return peak * (iteration + 1) / warmup
     if cfg.schedule == "constant":
-        return cfg.lr
+        return peak
     progress = (iteration - warmup) / max(1, horizon - warmup)
-    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return 0.5 * peak * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_optimizer(params, variant: Variant, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """Adam (paper) or AdamW (authors' code)."""
-    if variant.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay or 1e-2)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+def make_optimizer(params, variant: Variant, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam (paper, IS-Net) or AdamW (authors' code); betas (0.9, 0.999), eps 1e-8 and the given weight
+    decay (0 in both references) either way."""
+    cls = torch.optim.AdamW if variant.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -85,11 +89,13 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    """Restore RNG states saved by :func:`_rng_state`; every state is a CPU ByteTensor whatever device
+    the run trains on (``torch.set_rng_state`` refuses a CUDA tensor)."""
+    torch.set_rng_state(state["torch"].cpu())
+    np.random.set_state(("MT19937", state["numpy"].cpu().numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
     random.setstate(state["python"])
     if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda"]])
 
 
 def seed_everything(seed: int) -> None:
@@ -112,42 +118,50 @@ def _time_up(start: float, minutes: float | None) -> bool:
     return minutes is not None and time.perf_counter() - start >= 60.0 * minutes
 
 
+def _check_time_limit(start: float, minutes: float | None, world: World, what: str) -> None:
+    if any_across(_time_up(start, minutes), world):
+        raise TimeLimitExceeded(f"{what} passed its time limit of {minutes} min; its last checkpoint is saved. "
+                                "Budgets are iteration counts: raise time_limit_minutes (or set it to None) "
+                                "and run again to resume.")
+
+
 # ----------------------------------------------------------------------------- phase 1: GT encoder
 def train_gt_encoder(profile: Profile, progress: bool = True, force: bool = False) -> Path:
-    """Fit the GT encoder to reproduce GT masks (BCE on its six side outputs) until its maxF on the
-    validation GTs exceeds the target or the iteration cap is reached; returns its checkpoint."""
+    """Fit the GT encoder to reproduce GT masks (the variant's loss on its six side outputs, optimiser and
+    rate) until its maxF on the validation GTs exceeds the target or the iteration cap is reached.
+    Validated every ``gt_encoder_val_every`` iterations (else ``val_every``); returns its checkpoint."""
     from .data.datasets import RefinerDataset
-    from .losses import bce
+    from .losses import gt_encoder_loss, ortho_penalty
     from .model import build_gt_encoder
-    from .model.checkpoint import atomic_torch_save
 
     path = profile.gt_encoder_checkpoint
     if path.exists() and not force:
         return path
-    cfg = profile.train
+    cfg, variant = profile.train, profile.variant
     world = init_world(profile.device)
     device = _device(profile, world)
     seed_everything(cfg.seed)
-    enrichment = profile.variant.enrichment if cfg.enrich else None
-    augment = None if profile.variant.augment == "none" else profile.variant.augment
+    preload = profile.name != "paper"
+    augment = None if variant.augment == "none" else variant.augment
     train_ds = RefinerDataset(workflow.split_dir(profile, workflow.TRAIN_SPLIT), None, cfg.size,
-                              enrichment=enrichment, augment=augment, use_box=False,
-                              use_mask=False, in_ch=3, preload=profile.name != "paper")
+                              enrichment=variant.enrichment if cfg.enrich else None, augment=augment,
+                              use_box=False, use_mask=False, in_ch=3, preload=preload)
     val_ds = RefinerDataset(workflow.split_dir(profile, workflow.VAL_SPLIT), None, cfg.size, enrichment=None,
-                            augment=None, use_box=False, use_mask=False, in_ch=3,
-                            preload=profile.name != "paper")
+                            augment=None, use_box=False, use_mask=False, in_ch=3, preload=preload)
     encoder = build_gt_encoder(width=cfg.width).to(device)
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=cfg.gt_encoder_lr)
+    optimizer = make_optimizer(encoder.parameters(), variant, profile.gt_encoder_lr, cfg.weight_decay)
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                         num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
-    check_every = max(1, min(50, cfg.gt_encoder_iters // 4))
-    it, score = 0, {"maxF": 0.0}
+    check_every = cfg.gt_encoder_val_every or cfg.val_every
+    it, score, start = 0, {"maxF": 0.0}, time.perf_counter()
     bar = tqdm(total=cfg.gt_encoder_iters, desc="GT encoder", disable=not progress)
     while it < cfg.gt_encoder_iters and score["maxF"] <= cfg.gt_encoder_target_maxf:
         for batch in loader:
             gt = batch["gt"].to(device)
             maps, _ = encoder(gt)
-            loss = bce([m.float() for m in maps], gt)
+            loss = gt_encoder_loss(maps, gt, variant.gt_encoder_loss)
+            if variant.ortho_gt_encoder and variant.ortho_weight:
+                loss = loss + variant.ortho_weight * ortho_penalty(encoder, variant.ortho)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -156,14 +170,12 @@ def train_gt_encoder(profile: Profile, progress: bool = True, force: bool = Fals
             if it % check_every == 0 or it == cfg.gt_encoder_iters:
                 score = _validate(encoder, val_ds, device, cfg.batch_size, input_key="gt")
                 bar.set_postfix(loss=f"{loss.item():.3f}", maxF=f"{score['maxF']:.4f}")
+            _check_time_limit(start, cfg.time_limit_minutes, world, "GT-encoder training")
             if it >= cfg.gt_encoder_iters or score["maxF"] > cfg.gt_encoder_target_maxf:
                 break
     bar.close()
-    encoder.eval()
     if world.is_main:
-        atomic_torch_save({"format": CHECKPOINT_FORMAT, "kind": "gt_encoder",
-                           "model_config": dict(encoder.config), "model": encoder.state_dict(),
-                           "iterations": it, "val": score}, path)
+        save_gt_encoder(encoder.eval(), path, iterations=it, val=score)
     barrier(world)
     return path
 
@@ -172,24 +184,26 @@ def train_gt_encoder(profile: Profile, progress: bool = True, force: bool = Fals
 @torch.inference_mode()
 def _validate(model: nn.Module, dataset, device: torch.device, batch_size: int,
               input_key: str = "input") -> dict[str, float]:
-    """maxF and MAE of maps[0] on a whole (non-augmented) data set at network size."""
+    """maxF and MAE of maps[0] on a whole (non-augmented) data set at network size, scored batch by
+    batch (one batch of maps in memory at a time)."""
     was_training = model.training
     model.eval()
-    probs, gts = [], []
+    scores = RunningScores()
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator()):
         x = batch[input_key].to(device).contiguous(memory_format=torch.channels_last)
         maps, _ = model(x)
-        probs.append(maps[0].float().cpu())
-        gts.append(batch["gt"])
+        scores.update(maps[0], batch["gt"])
     model.train(was_training)
-    return quick_scores(torch.cat(probs), torch.cat(gts))
+    return scores.result()
 
 
 def _load_frozen_gt_encoder(profile: Profile, device: torch.device) -> nn.Module:
+    """The GT encoder with frozen weights. Its BatchNorms use batch statistics (train mode) as in both
+    references, unless the variant asks for running statistics (``gt_encoder_bn="running"``)."""
     from .model.checkpoint import load_gt_encoder
 
     encoder = load_gt_encoder(train_gt_encoder(profile)).to(device)
-    encoder.eval()
+    encoder.train(profile.variant.gt_encoder_bn == "batch")
     for p in encoder.parameters():
         p.requires_grad_(False)
     return encoder
@@ -197,12 +211,13 @@ def _load_frozen_gt_encoder(profile: Profile, device: torch.device) -> nn.Module
 
 def _train_step(model: nn.Module, gt_encoder: nn.Module | None, batch: dict, optimizer, profile: Profile,
                 device: torch.device) -> dict[str, float]:
-    """One optimisation step. Autocast (CUDA only) wraps the forward passes alone: the losses run in
-    fp32 outside it, since binary_cross_entropy on probabilities is refused under CUDA autocast."""
+    """One optimisation step. fp32 by default, as both references train; with ``autocast="bf16"``
+    (CUDA only) autocast wraps the forward passes alone: the side maps leave the model in fp32 and the
+    losses run in fp32 outside it (binary_cross_entropy on probabilities is refused under CUDA autocast)."""
     from .losses import dis_sam_loss
 
     cfg, variant = profile.train, profile.variant
-    use_amp = device.type == "cuda"
+    use_amp = device.type == "cuda" and cfg.autocast == "bf16"
     x = batch["input"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
     gt = batch["gt"].to(device, non_blocking=True)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -240,21 +255,31 @@ def build_run_datasets(profile: Profile, spec: RunSpec):
     return train_ds, val_ds
 
 
+def _finished(path: Path, horizon: int) -> dict[str, Any] | None:
+    """The last checkpoint of a run that already reached ``horizon`` iterations, else None."""
+    if not path.exists():
+        return None
+    state = load_checkpoint(path)
+    return state if state.get("iteration", 0) >= horizon else None
+
+
 def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = True, progress: bool = True,
                   stop_after: int | None = None, datasets=None) -> TrainResult:
     """Train (or resume) one refiner run; returns where its best and last checkpoints are.
 
-    ``stop_after`` ends this call after that many iterations without changing the schedule (an
-    interruption, for tests); the next call with ``resume=True`` continues exactly.
+    A run whose last checkpoint already reached its budget returns at once (nothing is rebuilt,
+    restored or trained). ``stop_after`` ends this call after that many iterations without changing
+    the schedule (an interruption, for tests); the next call with ``resume=True`` continues exactly.
     """
     from .model import build_refiner
-    from .model.checkpoint import atomic_torch_save
 
     spec = spec or RunSpec()
     cfg, variant = profile.train, profile.variant
     horizon = spec.max_iters or cfg.max_iters
-    minutes = cfg.max_minutes if spec.max_minutes == -1.0 else spec.max_minutes
     best_path, last_path = spec.checkpoint(profile), spec.last_checkpoint(profile)
+    done = _finished(last_path, horizon) if resume else None
+    if done is not None and best_path.exists():
+        return TrainResult(best_path, last_path, done["iteration"], done["seconds"], done["best"], done["history"])
     world = init_world(profile.device)
     device = _device(profile, world)
     if cfg.batch_size % world.size:
@@ -264,11 +289,15 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
     seed_everything(cfg.seed)  # the same initial weights on every rank
     model = build_refiner(in_ch=spec.in_ch, width=cfg.width).to(device).to(memory_format=torch.channels_last)
     gt_encoder = _load_frozen_gt_encoder(profile, device) if cfg.use_gt_encoder else None
-    optimizer = make_optimizer(model.parameters(), variant, cfg.lr, cfg.weight_decay)
+    if gt_encoder is not None and gt_encoder.training and world.distributed:
+        gt_encoder = sync_batchnorm(gt_encoder, device)  # batch statistics of the global batch, as on one device
+    optimizer = make_optimizer(model.parameters(), variant, profile.refiner_lr, cfg.weight_decay)
     seed_everything(cfg.seed + world.rank)  # augmentation differs per rank
     it, seconds, history, best = 0, 0.0, [], {"maxF": -1.0}
     if resume and last_path.exists():
-        state = torch.load(last_path, map_location=device, weights_only=True)
+        # Read onto the CPU whatever the device: load_state_dict copies weights and optimiser state to
+        # the parameters' device, and RNG states must stay CPU tensors.
+        state = load_checkpoint(last_path, map_location="cpu")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         it, seconds, history, best = state["iteration"], state["seconds"], state["history"], state["best"]
@@ -286,13 +315,12 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
             rng = gathered
         if not world.is_main:
             return
-        payload = {"format": CHECKPOINT_FORMAT, "kind": "refiner", "model_config": dict(_unwrap(model).config),
-                   "model": _unwrap(model).state_dict(), "iteration": it, "seconds": seconds, "best": best,
-                   "history": history, "profile": profile.name, "variant": asdict(variant),
-                   "train_config": {**asdict(cfg), **asdict(spec), "size": cfg.size, "horizon": horizon}}
+        extra = dict(iteration=it, seconds=seconds, best=best, history=history, profile=profile.name,
+                     variant=asdict(variant), train_config={**asdict(cfg), **asdict(spec), "size": cfg.size,
+                                                            "horizon": horizon, "lr": profile.refiner_lr})
         if full:
-            payload.update(optimizer=optimizer.state_dict(), rng=rng)
-        atomic_torch_save(payload, path)
+            extra.update(optimizer=optimizer.state_dict(), rng=rng)
+        save_refiner(_unwrap(model), path, **extra)
 
     per_rank = cfg.batch_size // world.size
     sampler = DistributedSampler(train_ds, num_replicas=world.size, rank=world.rank, shuffle=True,
@@ -303,7 +331,7 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
     start, done_now = time.perf_counter() - seconds, 0
     bar = tqdm(total=horizon, initial=it, desc=f"refiner {spec.name}", disable=not (progress and world.is_main))
     try:
-        stopped = it >= horizon or any_across(_time_up(start, minutes), world) or stop_after == 0
+        stopped = it >= horizon or stop_after == 0
         while not stopped:
             epoch, position = divmod(it, steps_per_epoch)
             sampler.set_epoch(epoch)
@@ -314,7 +342,7 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
             loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.num_workers,
                                 generator=torch.Generator().manual_seed(cfg.seed + epoch))
             for batch in loader:
-                lr = lr_at(it, cfg, horizon)
+                lr = lr_at(it, cfg, horizon, profile.refiner_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 terms = mean_across(_train_step(model, gt_encoder, batch, optimizer, profile, device), world)
@@ -323,8 +351,7 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
                 history.append({"iteration": it, "seconds": seconds, "lr": lr, **terms})
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items() if k in ("total", "bce", "iou", "feature")})
-                finished = any_across(it >= horizon or _time_up(start, minutes), world)
-                stop = finished or (stop_after is not None and done_now >= stop_after)
+                finished = it >= horizon
                 if it % cfg.val_every == 0 or finished:
                     score = _validate(_unwrap(model), val_ds, device, cfg.batch_size) if world.is_main else {}
                     if world.is_main:
@@ -334,12 +361,13 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
                             best = {"iteration": it, **score}
                             save(best_path, full=False)
                     save(last_path, full=True)
-                if stop:
+                if finished or (stop_after is not None and done_now >= stop_after):
                     stopped = True
                     break
-    except KeyboardInterrupt:
+                _check_time_limit(start, cfg.time_limit_minutes, world, f"refiner run {spec.name!r}")
+    except (KeyboardInterrupt, TimeLimitExceeded):
         save(last_path, full=True)
-        bar.write(f"interrupted at iteration {it}: saved {last_path}; run again to resume")
+        bar.write(f"stopped at iteration {it}: saved {last_path}; run again to resume")
         raise
     finally:
         bar.close()

@@ -47,10 +47,57 @@ def coarse_cache_dir(profile: Profile, split: str, enriched: bool = False) -> Pa
     return profile.cache_dir / split
 
 
-def build_segmenter(profile: Profile):
+def build_segmenter(profile: Profile, device: str | None = None):
+    """The profile's stage-1 segmenter (SAM on ``device``, default the best available); its key is remembered."""
     from .coarse import build_coarse_from_profile
 
-    return build_coarse_from_profile(profile)
+    segmenter = build_coarse_from_profile(profile, device=device)
+    _remember_key(profile, segmenter.key)
+    return segmenter
+
+
+_KEYS: dict[str, str] = {}
+
+
+def _key_id(profile: Profile) -> str:
+    """What identifies the stage-1 model without loading it: kind, settings, and the checkpoint file's
+    path, size and modification time (a replaced file gets a new identity)."""
+    cfg, variant = profile.coarse, profile.variant
+    if cfg.kind == "grabcut":
+        return f"grabcut|iters={cfg.grabcut_iters}"
+    path = Path(cfg.checkpoint).resolve() if cfg.checkpoint else None
+    stat = path.stat() if path is not None and path.is_file() else None
+    file_id = f"{path}|{stat.st_size}|{stat.st_mtime_ns}" if stat else f"{path}|missing"
+    return f"{cfg.kind}|{variant.sam_model_type}|multimask={variant.sam_multimask}|{file_id}"
+
+
+def _keys_file(profile: Profile) -> Path:
+    return profile.cache_dir / "stage1_keys.json"
+
+
+def _remember_key(profile: Profile, key: str) -> None:
+    ident = _key_id(profile)
+    _KEYS[ident] = key
+    path = _keys_file(profile)
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    if known.get(ident) != key:
+        from .coarse.cache import atomic_write_bytes
+
+        atomic_write_bytes(path, json.dumps({**known, ident: key}, indent=1).encode())
+
+
+def stage1_key(profile: Profile) -> str:
+    """The cache key of the profile's stage 1, read without loading SAM's weights onto a device: from
+    memory, else from the run's key file, else (first time only) from a CPU-built segmenter."""
+    ident = _key_id(profile)
+    if ident not in _KEYS:
+        path = _keys_file(profile)
+        known = json.loads(path.read_text()) if path.is_file() else {}
+        if ident in known:
+            _KEYS[ident] = known[ident]
+        else:
+            build_segmenter(profile, device="cpu")
+    return _KEYS[ident]
 
 
 def cache_stage1(profile: Profile, splits: list[str] | None = None, segmenter=None,
@@ -76,12 +123,11 @@ def cache_stage1(profile: Profile, splits: list[str] | None = None, segmenter=No
 
 
 def coarse_source(profile: Profile, split: str, enriched: bool = False, segmenter=None):
-    """The cached stage-1 masks of a split, as the Dataset's coarse-mask seam."""
+    """The cached stage-1 masks of a split, as the Dataset's coarse-mask seam. With ``segmenter``,
+    missing entries are computed; without, they are an error (run :func:`cache_stage1` first)."""
     from .coarse.cache import CachedCoarse
 
-    segmenter = segmenter if segmenter is not None else build_segmenter(profile)
-    return CachedCoarse(coarse_cache_dir(profile, split, enriched), segmenter)
+    if segmenter is not None:
+        return CachedCoarse(coarse_cache_dir(profile, split, enriched), segmenter, compute_missing=True)
+    return CachedCoarse(coarse_cache_dir(profile, split, enriched), stage1_key(profile))
 
-
-def load_json(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

@@ -55,19 +55,19 @@ class Counting(GrabCutSegmenter):
 def test_enriched_split_embeds_each_image_once(tmp_path):
     data = make_split(tmp_path / "split")
     seg = Counting()
-    manifest = cache_masks(seg, data, tmp_path / "cache", enrichment="paper", progress=False)
+    manifest = cache_masks(seg, data, tmp_path / "cache", enrichment="components", progress=False)
     assert manifest["images"] == len(N_COMPONENTS) == manifest["encoder_calls"] == seg.encoder_calls
     assert manifest["boxes"] == sum(N_COMPONENTS) == seg.predictions == manifest["computed"]
     assert manifest["cache_hits"] == 0
     on_disk = json.loads((tmp_path / "cache" / "manifest.json").read_text())
     for field in ("images", "boxes", "encoder_calls", "cache_hits"):
         assert isinstance(on_disk[field], int) and on_disk[field] == manifest[field]
-    assert on_disk["segmenter"] == seg.key and on_disk["enrichment"] == "paper"
+    assert on_disk["segmenter"] == seg.key and on_disk["enrichment"] == "components"
     assert on_disk["data_dir"] == str(data.resolve()) and on_disk["seconds"] >= 0
     assert len(on_disk["samples"]) == sum(N_COMPONENTS)
     assert all((tmp_path / "cache" / s["file"]).is_file() for s in on_disk["samples"])
     assert not list((tmp_path / "cache").rglob("*.tmp"))
-    again = cache_masks(Counting(), data, tmp_path / "cache", progress=False)  # unchanged: all hits, no embedding
+    again = cache_masks(Counting(), data, tmp_path / "cache", enrichment="components", progress=False)  # unchanged: all hits, no embedding
     assert again["encoder_calls"] == 0 and again["cache_hits"] == sum(N_COMPONENTS) and again["computed"] == 0
 
 
@@ -76,10 +76,10 @@ def test_whole_mask_targets_and_shared_cache_dir(tmp_path):
     cache = tmp_path / "cache"
     whole = cache_masks(Counting(), a, cache, enrichment=None, progress=False)
     assert whole["boxes"] == whole["images"] == len(N_COMPONENTS) and whole["enrichment"] == "none"
-    enriched = cache_masks(Counting(), a, cache, enrichment="paper", progress=False)
+    enriched = cache_masks(Counting(), a, cache, enrichment="components", progress=False)
     # one-component image: its component box equals the whole box, so that one is a hit
     assert enriched["cache_hits"] == 1 and enriched["computed"] == sum(N_COMPONENTS) - 1
-    other = cache_masks(Counting(), b, cache, progress=False)
+    other = cache_masks(Counting(), b, cache, enrichment="components", progress=False)
     assert other["computed"] == 4 and other["encoder_calls"] == 2
     assert len(list((cache / "manifests").glob("*.json"))) == 3
     assert cache_masks(Counting(), a, cache, progress=False)["encoder_calls"] == 0
@@ -95,17 +95,17 @@ def test_changed_image_box_or_model_is_recomputed(tmp_path):
     pixels[0, 0] = 255 - pixels[0, 0]
     Image.fromarray(pixels).save(path)
     seg = Counting()
-    changed = cache_masks(seg, data, cache, progress=False)
+    changed = cache_masks(seg, data, cache, enrichment="components", progress=False)
     assert changed["encoder_calls"] == 1 and changed["computed"] == N_COMPONENTS[2]
     # other settings: a different key, nothing reused
     seg2 = Counting(iters=2)
     assert seg2.key != seg.key
-    m = cache_masks(seg2, data, cache, progress=False)
+    m = cache_masks(seg2, data, cache, enrichment="components", progress=False)
     assert m["cache_hits"] == 0 and m["encoder_calls"] == len(N_COMPONENTS)
     # another box of the same image: not in the cache
     reader = CachedCoarse(cache, seg.key)
     image = np.array(Image.open(data / "im" / "img0.png"))
-    box = targets_for(np.array(Image.open(data / "gt" / "img0.png")), "paper")[0].box
+    box = targets_for(np.array(Image.open(data / "gt" / "img0.png")), "components")[0].box
     assert reader("img0", image, box).shape == image.shape[:2]
     moved = (box[0] + 1, box[1], box[2] + 1, box[3])
     with pytest.raises(KeyError, match=r"img0.*\(%d, %d, %d, %d\)" % moved):
@@ -139,14 +139,14 @@ def test_interrupted_run_resumes(tmp_path):
     cache = tmp_path / "cache"
     fail_after = 4  # image 0 (3 boxes) done, image 1 has 1 of 2 boxes
     with pytest.raises(KeyboardInterrupt):
-        cache_masks(Counting(fail_after=fail_after), data, cache, progress=False)
+        cache_masks(Counting(fail_after=fail_after), data, cache, enrichment="components", progress=False)
     assert not list(cache.rglob("*.tmp")) and not (cache / "manifest.json").exists()
     done_images = 1
     seg = Counting()
-    resumed = cache_masks(seg, data, cache, progress=False)
+    resumed = cache_masks(seg, data, cache, enrichment="components", progress=False)
     assert resumed["encoder_calls"] == len(N_COMPONENTS) - done_images
     assert resumed["cache_hits"] == fail_after and seg.predictions == sum(N_COMPONENTS) - fail_after
-    fresh = cache_masks(Counting(), data, tmp_path / "fresh", progress=False)
+    fresh = cache_masks(Counting(), data, tmp_path / "fresh", enrichment="components", progress=False)
     for s in fresh["samples"]:  # resumed results equal an uninterrupted run's
         a = np.array(Image.open(cache / s["file"]))
         assert np.array_equal(a, np.array(Image.open(tmp_path / "fresh" / s["file"])))
@@ -155,11 +155,11 @@ def test_interrupted_run_resumes(tmp_path):
 def test_reader_is_a_coarse_source(tmp_path):
     data = make_split(tmp_path / "split", ext=".jpg")
     seg = build_coarse("grabcut", iters=1)
-    cache_masks(seg, data, tmp_path / "cache", progress=False)
+    cache_masks(seg, data, tmp_path / "cache", enrichment="components", progress=False)
     reader = CachedCoarse(tmp_path / "cache", seg)
     for pair in list_pairs(data):
         image, gt = pair.load()
-        for t in targets_for(gt, "paper"):
+        for t in targets_for(gt, "components"):
             got = reader(pair.stem, image, t.box)
             assert got.dtype == np.uint8 and got.shape == gt.shape
             seg.set_image(image)
@@ -184,10 +184,10 @@ def test_tiny_sam_end_to_end_through_the_cache(tmp_path):
     forwards = []
     seg.model.image_encoder.register_forward_hook(lambda *a: forwards.append(1))
     data = make_split(tmp_path / "split")
-    manifest = cache_masks(seg, data, tmp_path / "cache", progress=False)
+    manifest = cache_masks(seg, data, tmp_path / "cache", enrichment="components", progress=False)
     assert len(forwards) == manifest["encoder_calls"] == len(N_COMPONENTS)
     assert manifest["boxes"] == sum(N_COMPONENTS) and manifest["segmenter"].startswith("sam|")
     same = build_coarse("sam", model=build_tiny_sam(seed=3), device="cpu")  # same weights: shares entries
-    assert cache_masks(same, data, tmp_path / "cache", progress=False)["encoder_calls"] == 0
+    assert cache_masks(same, data, tmp_path / "cache", enrichment="components", progress=False)["encoder_calls"] == 0
     other = build_coarse("sam", model=build_tiny_sam(seed=4), device="cpu")
-    assert cache_masks(other, data, tmp_path / "cache", progress=False)["cache_hits"] == 0
+    assert cache_masks(other, data, tmp_path / "cache", enrichment="components", progress=False)["cache_hits"] == 0

@@ -45,8 +45,11 @@ def test_item_shapes_types_and_normalisation(train_dir, source):
     item = ds[0]
     assert item["input"].shape == (5, 48, 48) and item["input"].dtype == torch.float32
     assert item["gt"].shape == (1, 48, 48) and item["gt"].dtype == torch.float32
-    assert set(torch.unique(item["gt"]).tolist()) <= {0.0, 1.0}
     s = ds.samples[0]
+    target = ds.load(0).gt.astype(np.float32)  # soft, as the references: bilinear, truncated, /255
+    reference = torch.nn.functional.interpolate(torch.from_numpy(target)[None, None], size=(48, 48),
+                                                mode="bilinear", align_corners=False).to(torch.uint8) / 255.0
+    assert torch.equal(item["gt"], reference[0])
     image = read_image(s.pair.image_path)
     expected_rgb = resize(image, 48).astype(np.float32).transpose(2, 0, 1) / 255.0 - 0.5
     assert np.allclose(item["input"][:3].numpy(), expected_rgb, atol=1e-6)
@@ -64,7 +67,7 @@ def test_each_sample_targets_its_own_component(train_dir, source):
     assert multi, "the tiny training split should hold a multi-object image"
     s = ds.samples[multi[0]]
     gt = read_mask(s.pair.gt_path)
-    target = next(t for t in targets_for(gt, "paper") if t.index == s.index)
+    target = next(t for t in targets_for(gt, ds.enrichment) if t.index == s.index)
     item = ds[multi[0]]
     assert np.array_equal(item["gt"][0].numpy() > 0.5, target.mask)
     assert (item["gt"][0].numpy() > 0.5).sum() < (gt > 127).sum()  # other components are background
@@ -130,13 +133,13 @@ def test_ablation_switches_zero_their_channels(train_dir, source):
 
 def test_enrichment_counts(train_dir, source, tiny_data_config):
     gts = [read_mask(p.gt_path) for p in list_pairs(train_dir)]
-    paper = RefinerDataset(train_dir, source, 32)
+    paper = RefinerDataset(train_dir, source, 32, enrichment="components")
     assert paper.counts == {"images": tiny_data_config.n_train, "samples": sum(len(connected_components(g)) for g in gts)}
     whole = RefinerDataset(train_dir, source, 32, enrichment=None, augment=None)
     assert whole.counts == {"images": tiny_data_config.n_train, "samples": tiny_data_config.n_train}
     assert all(s.index == -1 for s in whole.samples)
-    authors = RefinerDataset(train_dir, source, 32, enrichment="authors")
-    assert authors.counts["samples"] == sum(len(targets_for(g, "authors")) for g in gts)
+    authors = RefinerDataset(train_dir, source, 32, enrichment="filtered")
+    assert authors.counts["samples"] == sum(len(targets_for(g, "filtered")) for g in gts)
     with pytest.raises(ValueError):
         RefinerDataset(train_dir, source, 32, enrichment="all")
     with pytest.raises(ValueError):

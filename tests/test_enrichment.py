@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from dissam.data.enrichment import AUTHORS_MIN_AREA_FRACTION, connected_components, enrich_mask, targets_for
+from dissam.data.enrichment import MIN_AREA_FRACTION, connected_components, enrich_mask, targets_for
 
 masks = st.integers(4, 40).flatmap(lambda h: st.integers(4, 40).flatmap(
     lambda w: arrays(np.bool_, (h, w), elements=st.booleans())))
@@ -25,7 +25,7 @@ def _blobs(rng: np.random.Generator, h: int, w: int, n: int, r_max: int) -> np.n
 @settings(max_examples=150, deadline=None)
 @given(uint8_masks)
 def test_paper_enrichment_partitions_the_gt(gt):
-    targets = enrich_mask(gt, "paper")
+    targets = enrich_mask(gt, "components")
     fg = gt > 128
     cover = np.zeros(gt.shape, np.int32)
     for t in targets:
@@ -43,7 +43,7 @@ def test_paper_enrichment_partitions_the_gt(gt):
 @settings(max_examples=150, deadline=None)
 @given(uint8_masks)
 def test_boxes_are_tight_and_contain_their_component(gt):
-    for t in targets_for(gt, "paper") + targets_for(gt, None):
+    for t in targets_for(gt, "components") + targets_for(gt, None):
         x0, y0, x1, y1 = t.box
         assert 0 <= x0 < x1 <= gt.shape[1] and 0 <= y0 < y1 <= gt.shape[0]
         inside = np.zeros_like(t.mask)
@@ -58,9 +58,9 @@ def test_authors_variant_drops_small_components_and_adds_the_whole_mask(seed):
     rng = np.random.default_rng(seed)
     h, w = int(rng.integers(60, 200)), int(rng.integers(60, 200))
     gt = _blobs(rng, h, w, int(rng.integers(1, 8)), int(rng.integers(2, 20)))
-    paper = enrich_mask(gt, "paper")
-    authors = enrich_mask(gt, "authors")
-    min_area = AUTHORS_MIN_AREA_FRACTION * h * w
+    paper = enrich_mask(gt, "components")
+    authors = enrich_mask(gt, "filtered")
+    min_area = MIN_AREA_FRACTION * h * w
     kept = [t for t in paper if t.mask.sum() >= min_area]
     parts = [t for t in authors if t.index >= 0]
     assert len(parts) == len(kept)
@@ -77,7 +77,7 @@ def test_authors_threshold_is_strict_at_04_percent():
     gt[0:2, 0:2] = 255  # 4 px = 0.04%: dropped
     gt[10:12, 10:30] = 255  # 40 px = exactly 0.4%: kept
     gt[50:60, 50:60] = 255  # 100 px: kept
-    authors = enrich_mask(gt, "authors")
+    authors = enrich_mask(gt, "filtered")
     assert sorted(int(t.mask.sum()) for t in authors if t.index >= 0) == [40, 100]
     assert authors[-1].index == -1 and authors[-1].mask.sum() == 144  # the whole mask, small part included
 
@@ -88,10 +88,10 @@ def test_whole_mask_and_empty_gt():
     assert len(whole) == 1 and whole[0].index == -1 and np.array_equal(whole[0].mask, gt > 128)
     assert targets_for(gt, "none")[0].box == whole[0].box
     empty = np.zeros((20, 20), np.uint8)
-    assert targets_for(empty, None) == [] and enrich_mask(empty, "paper") == [] == enrich_mask(empty, "authors")
-    assert len(connected_components(gt)) == len(enrich_mask(gt, "paper"))
+    assert targets_for(empty, None) == [] and enrich_mask(empty, "components") == [] == enrich_mask(empty, "filtered")
+    assert len(connected_components(gt)) == len(enrich_mask(gt, "components"))
 
 
 def test_unknown_variant_is_an_error():
-    with pytest.raises(ValueError, match="unknown enrichment variant"):
+    with pytest.raises(ValueError, match="unknown enrichment rule"):
         enrich_mask(np.zeros((4, 4), np.uint8), "both")

@@ -20,7 +20,7 @@ def test_refined_masks_beat_stage1_on_held_out_scenes(tmp_path, monkeypatch):
     monkeypatch.setenv("DISSAM_RUNS", str(tmp_path / "runs"))
     smoke = get_profile("smoke")
     data = dataclasses.replace(smoke.data, size=128, n_train=160, n_val=24, n_test=1, n_zero_shot=1, seed=7)
-    train = dataclasses.replace(smoke.train, size=128, max_iters=360, max_minutes=None, val_every=120,
+    train = dataclasses.replace(smoke.train, size=128, max_iters=360, val_every=120,
                                 gt_encoder_iters=60)
     profile = dataclasses.replace(smoke, data=data, train=train, ablation=AblationConfig(), tag="learning")
     workflow.prepare_data(profile, progress=False)

@@ -60,7 +60,7 @@ def _toy() -> nn.Module:
     with torch.no_grad():
         model[0].weight.fill_(1.0)  # W = [[1], [1]]: W W^T - I = [[0, 1], [1, 0]]
         model[0].bias.fill_(5.0)  # biases never count
-        model[1].weight.fill_(3.0)  # 1-d BatchNorm scale: never counts
+        model[1].weight.fill_(3.0)  # BatchNorm scale: frobenius skips it; l1 takes w w^T - I = [[8, 9], [9, 8]]
         model[2].weight.copy_(torch.eye(2).reshape(2, 2, 1, 1))  # orthonormal rows: 0
         model[4].weight.copy_(torch.tensor([[2.0, 0.0]]))  # Linear: W W^T - I = [[3]]
     return model
@@ -71,9 +71,10 @@ def test_ortho_frobenius_hand_value_convs_only():
     assert ortho_penalty(_toy(), "frobenius").item() == pytest.approx(math.sqrt(2), rel=1e-6)
 
 
-def test_ortho_l1_hand_value_all_non_bias_matrices():
-    assert ortho_l1(_toy()).item() == pytest.approx(2 + 0 + 3, rel=1e-6)
-    assert ortho_penalty(_toy(), "l1").item() == pytest.approx(5, rel=1e-6)
+def test_ortho_l1_hand_value_every_non_bias_parameter():
+    """The authors' code: every parameter without "bias" in its name, BatchNorm scales included."""
+    assert ortho_l1(_toy()).item() == pytest.approx(2 + 34 + 0 + 3, rel=1e-6)
+    assert ortho_penalty(_toy(), "l1").item() == pytest.approx(39, rel=1e-6)
     with pytest.raises(ValueError):
         ortho_penalty(_toy(), "l2")
 
@@ -92,7 +93,7 @@ def test_dis_sam_loss_combines_weighted_terms():
     expected = 20 * terms["bce"] + 0.5 * terms["iou"] + 1.0 + 1e-6 * math.sqrt(2)
     assert total.item() == pytest.approx(expected, rel=1e-6) and terms["total"] == pytest.approx(expected, rel=1e-6)
     _, l1 = dis_sam_loss(maps, G, model=_toy(), ortho="l1")
-    assert l1["ortho"] == pytest.approx(5.0)
+    assert l1["ortho"] == pytest.approx(39.0)
 
 
 def test_dis_sam_loss_skips_absent_terms():
@@ -119,7 +120,8 @@ def test_loss_runs_fp32_with_autocast_off_inside_cpu_autocast(monkeypatch):
         maps, feats = model(x)
         with torch.no_grad():
             _, gfeats = encoder(gt)
-        assert maps[0].dtype == torch.bfloat16  # the forward really ran in autocast
+        assert feats[0].dtype == torch.bfloat16  # the forward really ran in autocast
+        assert maps[0].dtype == torch.float32  # ... and the side maps left it in fp32
         total, terms = dis_sam_loss(maps, gt, feats, gfeats, model=model)
     assert len(seen) == 6
     assert all(state == (False, False, torch.float32, torch.float32) for state in seen)

@@ -38,7 +38,7 @@ def reference_five(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 
 def pysod_hce(pred: np.ndarray, gt: np.ndarray) -> float:
-    """pysodmetrics' HCE fed as DESIGN.md says: (pred > 128) as float, gt > 128, normalize=False."""
+    """pysodmetrics' HCE fed as docs/conventions.md says: (pred > 128) as float, gt > 128, normalize=False."""
     h = pysod.HumanCorrectionEffortMeasure()
     h.step((pred > 128).astype(np.float64), gt > 128, normalize=False)
     return float(h.hces[0])

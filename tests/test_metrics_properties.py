@@ -2,7 +2,7 @@
 
 maxF, wF, MAE, S, meanE: pysodmetrics with its defaults, to 1e-9 (NaN where it gives NaN).
 HCE: pysodmetrics' HCE fed ``(pred > 128)`` as float with ``normalize=False`` equals the official relax_HCE
-(DESIGN.md section 3) - checked here - except when a relaxed error region covers the whole image (empty GT
+(docs/conventions.md, "Evaluation") - checked here - except when a relaxed error region covers the whole image (empty GT
 with a full prediction, or the reverse), where the official code counts 0 and pysodmetrics 1.
 """
 from __future__ import annotations

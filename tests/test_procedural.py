@@ -120,10 +120,10 @@ def test_split_plan_rejects_unknown_zero_shot_sets(tiny_data_config):
 
 
 def test_enrichment_summary_counts(tiny_data, tiny_data_config):
-    paper = enrichment_summary(tiny_data, "DIS-TR", "paper")
+    paper = enrichment_summary(tiny_data, "DIS-TR", "components")
     assert paper["images"] == tiny_data_config.n_train
     assert paper["samples"] == paper["components"] >= paper["images"]
     assert sum(paper["components_hist"].values()) == paper["images"]
     assert sum(int(k) * v for k, v in paper["components_hist"].items()) == paper["components"]
-    authors = enrichment_summary(tiny_data, "DIS-TR", "authors")
+    authors = enrichment_summary(tiny_data, "DIS-TR", "filtered")
     assert authors["images"] == paper["images"] and authors["samples"] >= 1

@@ -36,7 +36,7 @@ def shared_root(tmp_path_factory):
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
     cfg = get_profile("smoke").train
-    lrs = [lr_at(i, cfg, 1000) for i in range(1000)]
+    lrs = [lr_at(i, cfg, 1000, cfg.lr) for i in range(1000)]
     assert lrs[0] < lrs[49] == pytest.approx(cfg.lr)
     assert max(lrs) == pytest.approx(cfg.lr)
     assert lrs[-1] < 1e-3 * cfg.lr
@@ -46,7 +46,7 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
 def test_resume_is_exact(shared_root, monkeypatch):
     monkeypatch.setattr("dissam.config.RUNS_ROOT", shared_root / "runs")
     straight = _prepared(shared_root, "straight")
-    spec = RunSpec(name="resume", max_iters=6, max_minutes=None)
+    spec = RunSpec(name="resume", max_iters=6)
     full = train_refiner(straight, spec, progress=False)
 
     stopped = dataclasses.replace(straight, tag="stopped")
@@ -79,7 +79,7 @@ def test_interrupted_run_keeps_its_progress(shared_root, monkeypatch):
         return real_step(*args, **kwargs)
 
     monkeypatch.setattr(train_mod, "_train_step", step_then_interrupt)
-    spec = RunSpec(name="interrupt", max_iters=5, max_minutes=None)
+    spec = RunSpec(name="interrupt", max_iters=5)
     with pytest.raises(KeyboardInterrupt):
         train_refiner(profile, spec, progress=False)
     saved = torch.load(spec.last_checkpoint(profile), weights_only=True)

@@ -34,13 +34,14 @@ def build_coarse(kind: str, checkpoint: str | Path | None = None, model_type: st
     raise ValueError(f"unknown stage-1 kind {kind!r}; choose one of {', '.join(KINDS)}")
 
 
-def build_coarse_from_profile(profile: Any) -> CoarseSegmenter:
-    """The stage-1 segmenter a profile configures (``profile.coarse``; SAM type and multimask from ``profile.variant``)."""
+def build_coarse_from_profile(profile: Any, device: str | None = None) -> CoarseSegmenter:
+    """The stage-1 segmenter a profile configures (``profile.coarse``; SAM type and multimask from
+    ``profile.variant``); SAM kinds go to ``device`` (default: CUDA when available)."""
     cfg, variant = profile.coarse, profile.variant
     if cfg.kind == "grabcut":
         return build_coarse("grabcut", iters=cfg.grabcut_iters)
     return build_coarse(cfg.kind, checkpoint=cfg.checkpoint, model_type=variant.sam_model_type,
-                        multimask=variant.sam_multimask)
+                        multimask=variant.sam_multimask, device=device)
 
 
 def __getattr__(name: str) -> Any:

@@ -97,10 +97,10 @@ class MaskStore:
 
 
 def cache_masks(segmenter: CoarseSegmenter, data_dir: str | Path, cache_dir: str | Path,
-                enrichment: str | None = "paper", progress: bool = True) -> dict[str, Any]:
+                enrichment: str | None = "filtered", progress: bool = True) -> dict[str, Any]:
     """Stage-1 masks for every (image, target box) of an im/gt folder; returns the manifest.
 
-    Targets: ``enrichment`` None/'none' = the whole GT's tight box, 'paper'/'authors' = one box per enriched
+    Targets: ``enrichment`` None/'none' = the whole GT's tight box, 'filtered'/'components' = one box per enriched
     component. Each image is embedded at most once (``set_image``, then every missing box); an image whose
     boxes are all cached is not embedded at all. The manifest (integer ``images``, ``boxes``,
     ``encoder_calls``, ``cache_hits``, ``computed``; ``seconds``, ``segmenter``, ``data_dir``,

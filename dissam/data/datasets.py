@@ -5,9 +5,11 @@ A *coarse source* is any callable ``source(stem, image, box) -> uint8 HxW`` mask
 ``set_image`` and ``predict``), and the stage-1 cache (:mod:`dissam.coarse`) offers the same call.
 
 :class:`RefinerDataset` turns an im/gt folder into samples: one per enriched GT component (training) or
-one per image (``enrichment=None``, evaluation). Each sample's target is its own component; the other
-components are background. ``preload=True`` resizes everything to the network size once (uint8, fast CPU
-epochs); ``preload=False`` reads files per item (DIS5K at 1024^2). Per-item randomness (flips) draws from
+one per image (``enrichment=None``, evaluation). Each sample's target is its own component (the GT's
+values inside it); the other components are background. Targets stay soft, as in the references: the GT
+is resized bilinearly and divided by 255, never re-binarised, so a 1-px wire survives a 3x shrink.
+``preload=True`` resizes everything to the network size once (uint8, fast CPU epochs); ``preload=False``
+reads files per item (DIS5K at 1024^2). Per-item randomness (flips) draws from
 torch's global RNG, so ``torch.manual_seed`` and DataLoader worker seeding make epochs reproducible.
 """
 from __future__ import annotations
@@ -20,13 +22,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .enrichment import targets_for
+from .enrichment import ENRICHMENT_RULES, target_mask, targets_for
 from .folders import DataError, Pair, list_pairs, read_mask
 from .prompts import Box, box_channel, jitter_box
 from .transforms import make_input, resize
 
 AUGMENTS = (None, "hflip", "hvflip")
-ENRICHMENTS = (None, "none", "paper", "authors")
+ENRICHMENTS = (None, "none", *ENRICHMENT_RULES)
 
 
 @runtime_checkable
@@ -106,9 +108,9 @@ class RefinerDataset(Dataset):
     """
 
     def __init__(self, folder_or_pairs: str | Path | Sequence[Pair], coarse: CoarseSource | None, size: int,
-                 enrichment: str | None = "paper", augment: str | None = "hflip", use_box: bool = True,
+                 enrichment: str | None = "filtered", augment: str | None = "hflip", use_box: bool = True,
                  use_mask: bool = True, in_ch: int = 5, preload: bool = True, jitter: float = 0.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, verbose: bool = False) -> None:
         if enrichment not in ENRICHMENTS:
             raise ValueError(f"enrichment must be one of {ENRICHMENTS}, not {enrichment!r}")
         if augment not in AUGMENTS:
@@ -134,13 +136,17 @@ class RefinerDataset(Dataset):
                 box = self._prompt_box(t.box, hw, k, t.index)
                 s = Sample(pair.stem, t.index, box, pair, hw)
                 if preload:
-                    aux.append(torch.from_numpy(self._aux(image, t.mask, box, pair.stem)))
+                    target = gt if t.index == -1 else np.where(t.mask, gt, 0).astype(np.uint8)
+                    aux.append(torch.from_numpy(self._aux(image, target, box, pair.stem)))
                 self.samples.append(s)
                 self._image_of.append(len(rgb) - 1 if preload else k)
         if not self.samples:
             raise DataError(f"no sample: every GT mask is empty in {len(self.pairs)} image(s)")
         self._rgb = torch.stack(rgb) if preload else None
         self._aux_t = torch.stack(aux) if preload else None
+        if verbose and enrichment not in (None, "none"):
+            print(f"GT enrichment ({enrichment}) of {Path(self.pairs[0].gt_path).parent.parent.name}: "
+                  f"{len(self.pairs)} images -> {len(self.samples)} samples")
 
     # ------------------------------------------------------------------ building
     def _prompt_box(self, box: Box, hw: tuple[int, int], image_index: int, index: int) -> Box:
@@ -150,7 +156,7 @@ class RefinerDataset(Dataset):
         return jitter_box(box, hw[0], hw[1], rng, self.jitter)
 
     def _aux(self, image: np.ndarray, target: np.ndarray, box: Box, stem: str) -> np.ndarray:
-        """uint8 ``[3, S, S]``: coarse mask, box channel, GT (0/1), all at network size."""
+        """uint8 ``[3, S, S]``: coarse mask, box channel, soft target GT (0..255), all at network size."""
         h, w = target.shape
         out = np.zeros((3, self.size, self.size), np.uint8)
         if self.use_mask:
@@ -158,7 +164,7 @@ class RefinerDataset(Dataset):
             out[0] = resize(coarse, self.size)
         if self.use_box:
             out[1] = resize(box_channel(box, h, w), self.size)
-        out[2] = resize(target.astype(np.uint8) * 255, self.size) > 127
+        out[2] = resize(target, self.size)
         return out
 
     def _coarse(self, stem: str, image: np.ndarray, box: Box) -> np.ndarray:
@@ -168,12 +174,12 @@ class RefinerDataset(Dataset):
         return mask
 
     def load(self, i: int) -> Sample:
-        """The sample with its arrays at the original resolution (image, target GT 0/255, coarse mask)."""
+        """The sample with its arrays at the original resolution (image, soft target GT 0..255, coarse mask)."""
         s = self.samples[i]
         image, gt = s.pair.load()
-        target = next(t for t in targets_for(gt, self.enrichment) if t.index == s.index)
+        target = target_mask(gt, self.enrichment, s.index)
         coarse = self._coarse(s.stem, image, s.box) if self.use_mask else None
-        return Sample(s.stem, s.index, s.box, s.pair, s.hw, image, target.mask.astype(np.uint8) * 255, coarse)
+        return Sample(s.stem, s.index, s.box, s.pair, s.hw, image, target, coarse)
 
     # ------------------------------------------------------------------ access
     def __len__(self) -> int:
@@ -187,14 +193,14 @@ class RefinerDataset(Dataset):
     def _tensors(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.preload:
             rgb = self._rgb[self._image_of[i]].float() / 255.0 - 0.5
-            aux = self._aux_t[i].float()
+            aux = self._aux_t[i].float() / 255.0
             if self.in_ch == 3:
                 return rgb, aux[2:3]
-            return torch.cat([rgb, aux[0:2] / 255.0]), aux[2:3]
+            return torch.cat([rgb, aux[0:2]]), aux[2:3]
         s = self.load(i)
         x = make_input(s.image, s.coarse, s.box, self.size, self.use_mask, self.use_box, self.in_ch)
-        gt = resize(s.gt, self.size) > 127
-        return torch.from_numpy(x), torch.from_numpy(gt[None].astype(np.float32))
+        gt = resize(s.gt, self.size).astype(np.float32) / 255.0
+        return torch.from_numpy(x), torch.from_numpy(gt[None])
 
     def _flips(self) -> tuple[bool, bool]:
         if self.augment == "hflip":

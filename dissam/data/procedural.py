@@ -1,6 +1,6 @@
 """Procedural DIS-like data: scenes rendered directly at the working resolution, written in DIS5K layout.
 
-What makes the refiner learn (DESIGN section 8): every fine structure is >= 3 px wide where the network
+What makes the refiner learn: every fine structure is >= 3 px wide where the network
 sees it (no resizing between generation and training); each object's colour is chosen far from the ring
 of background right around it, so a person sees every structure the GT marks; clutter, textures and
 distractor lines as thin as the objects' (some in an object's own colour) fill the rest of the image, so
@@ -364,7 +364,7 @@ def generate_dataset(root: Path, cfg: DataConfig, progress: bool = True, workers
     return summary
 
 
-def enrichment_summary(root: Path, split: str = "DIS-TR", variant: str = "paper") -> dict:
+def enrichment_summary(root: Path, split: str = "DIS-TR", variant: str = "filtered") -> dict:
     """What GT enrichment does to one split: base images -> samples, components-per-image histogram."""
     comps, samples = [], 0
     pairs = list_pairs(Path(root) / split)

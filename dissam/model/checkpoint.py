@@ -1,6 +1,7 @@
 """Saving and loading refiner / GT-encoder weights: our format and the official IS-Net files.
 
-Our checkpoint is a dict ``{"format": "dissam/v1", "model_kind": ..., "model_config": {...},
+The one reader (:func:`load_checkpoint`) and writers (:func:`save_refiner`, :func:`save_gt_encoder`) of
+the package. Our checkpoint is a dict ``{"format": "dissam/v1", "model_kind": ..., "model_config": {...},
 "model": state_dict, ...}`` plus whatever the trainer adds (optimizer, rng, iteration, config).
 Official ISNetDIS / ISNetGTEncoder files are plain state dicts (maybe wrapped in ``"model"`` or
 ``"state_dict"``, maybe with DDP's ``"module."`` prefixes); a 3-channel IS-Net loads into the
@@ -28,7 +29,8 @@ GT_STEM_KEY = "conv_in.conv.weight"  # GT encoder stem: [16 * width, 1, 3, 3]
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, unreadable, or does not fit the model asked for."""
+    """A checkpoint file is missing, unreadable, or does not fit the model asked for; the one-line
+    message names the file and says what was expected (the only checkpoint error of the package)."""
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:

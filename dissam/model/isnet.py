@@ -34,8 +34,13 @@ SIDE_CHANNELS = (64, 64, 128, 256, 512, 512)
 
 
 def side_maps(sides: list[torch.Tensor], ref: torch.Tensor) -> list[torch.Tensor]:
-    """Side logits -> probability maps at ``ref``'s size (upsample first, then sigmoid, as IS-Net)."""
-    return [torch.sigmoid(upsample_like(s, ref)) for s in sides]
+    """Side logits -> fp32 probability maps at ``ref``'s size (upsample first, then sigmoid, as IS-Net).
+
+    Always in fp32 with autocast off, even inside a bf16/fp16 autocast forward: in bf16 every sigmoid
+    above ~0.998 rounds to exactly 1.0, and a confidently wrong pixel then gets no gradient (both
+    references train in fp32)."""
+    with torch.autocast(device_type=ref.device.type, enabled=False):
+        return [torch.sigmoid(upsample_like(s.float(), ref)) for s in sides]
 
 
 class ISNetDIS(nn.Module):

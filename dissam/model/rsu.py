@@ -2,7 +2,7 @@
 
 Attribute names (``rebnconvin``, ``rebnconv1``..``rebnconv7``, ``rebnconv6d``..``rebnconv1d``,
 ``conv_s1``, ``bn_s1``) follow the official IS-Net layout so that official checkpoints load
-with no key conversion (DESIGN.md section 2).
+with no key conversion.
 """
 from __future__ import annotations
 
