@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dissam-setup
 PROFILE ?= smoke
 
-.PHONY: setup reproduce test test-lib test-notebooks test-browser lab bench clean
+.PHONY: setup reproduce test test-lib test-notebooks test-browser lab bench gpu-check check-cpu clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,12 @@ test-lib: setup
 
 test-notebooks: setup
 	DISSAM_PROFILE=tiny $(PY) -m pytest notebooks --nbval-lax
+
+gpu-check: setup
+	$(PY) -m dissam check --profile paper
+
+check-cpu: setup
+	$(PY) -m dissam check --profile paper --device cpu --out runs/check-cpu
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

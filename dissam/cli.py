@@ -97,6 +97,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dissam", description="DIS-SAM reproduction: data, stage-1 cache, "
                                      "training, evaluation, the notebook series, and box-prompted prediction.")
@@ -136,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--isnet-checkpoint", type=Path,
                    help="the published IS-Net weights (isnet.pth): Tables I/II evaluate the real IS-Net")
     p.add_argument("--hq-sam-checkpoint", type=Path, help="HQ-SAM weights: adds the HQ-SAM rows of Tables I/II")
+    p = add("check", cmd_check, "acceptance run of a profile's code path on one device (GPU; a small version on "
+            "the CPU); writes a JSON report, exits 1 if a step failed", data_args=False)
+    from .check import add_arguments
+
+    add_arguments(p)
     p = add("predict", cmd_predict, "segment an image (or a folder with a CSV of boxes) from a box prompt",
             data_args=False)
     p.add_argument("image", type=Path, help="an image file, or a folder of images with --boxes")
