@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import socket
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -10,9 +14,11 @@ import pytest
 
 from dissam.data.enrichment import connected_components
 from dissam.data.folders import DIS5K_SPLITS, list_pairs
-from dissam.data.procedural import (SCENES, _lab, enrichment_summary, generate_dataset, render_scene, scene_rng,
-                                    split_plan)
-from dissam.data.shapes import FAMILIES
+from dissam.data import textures
+from dissam.data.procedural import (COMPLEXITY_ORDER, MIX, SCENES, _lab, enrichment_summary, family_weights,
+                                    generate_dataset, render_scene, scene_rng, solid_core_fraction, split_plan,
+                                    te_family_weights)
+from dissam.data.shapes import FAMILIES, FINE_PART_FAMILIES, FRAME_FAMILIES, SMOOTH_FAMILIES, render_shape
 
 CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
@@ -127,3 +133,120 @@ def test_enrichment_summary_counts(tiny_data, tiny_data_config):
     assert sum(int(k) * v for k, v in paper["components_hist"].items()) == paper["components"]
     authors = enrichment_summary(tiny_data, "DIS-TR", "filtered")
     assert authors["images"] == paper["images"] and authors["samples"] >= 1
+
+
+# ------------------------------------------------------------------ the object mix
+def _largest_fill(gt: np.ndarray) -> float:
+    comp = connected_components(gt)[0]
+    ys, xs = np.nonzero(comp)
+    return comp.sum() / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))
+
+
+def test_dis_mix_is_mostly_solid_objects_with_a_third_of_frames():
+    """About two thirds of the objects are solid (MIX), but multi-object scenes and thin legs blur that."""
+    gts = [render_scene(scene_rng(0, "DIS-TR", i), 192, "dis")[1] for i in range(80)]
+    core = np.array([solid_core_fraction(gt) for gt in gts])
+    fill = np.array([_largest_fill(gt) for gt in gts])
+    assert 0.45 <= np.mean(core > 0.3) <= 0.8  # largest object has a solid body (generator v1: 0.15)
+    assert 0.3 <= np.mean(fill > 0.5) <= 0.75  # largest object fills most of its box (generator v1: 0.2)
+    assert np.mean(core < 0.1) >= 0.15  # thin frames are still there
+
+
+@pytest.mark.parametrize("family", sorted(set(FINE_PART_FAMILIES) | set(SMOOTH_FAMILIES)))
+def test_solid_families_are_solid_and_at_least_3px_wide(family):
+    for size in (64, 192):
+        for i in range(12):
+            rng = np.random.default_rng(i)
+            px = size * rng.uniform(0.4, 0.95)
+            box = ((size - px) / 2,) * 2 + ((size + px) / 2,) * 2
+            m = render_shape(FAMILIES[family](rng, px, rng.uniform()), size, box, rng.uniform(-180, 180))
+            assert np.array_equal(cv2.morphologyEx(m, cv2.MORPH_OPEN, CROSS), m), (family, size, i)
+            if size == 192 and px > 0.6 * size:  # a solid body at least S/12 thick
+                assert solid_core_fraction(m) > 0.25, (family, i)
+
+
+def test_family_weights_follow_the_mix_and_te_sets_tilt_by_complexity():
+    w = family_weights()
+    assert set(w) == set(FAMILIES) == set(COMPLEXITY_ORDER)
+    for share, group in zip(MIX.values(), (FINE_PART_FAMILIES, SMOOTH_FAMILIES, FRAME_FAMILIES)):
+        assert sum(w[f] for f in group) == pytest.approx(share)
+    assert MIX == {"fine": 0.45, "smooth": 0.20, "frames": 0.35}
+    te = [te_family_weights(k) for k in (1, 2, 3, 4)]
+    assert all(sum(t.values()) == pytest.approx(1) for t in te)
+    frames = [sum(t[f] for f in FRAME_FAMILIES) for t in te]
+    assert frames == sorted(frames) and frames[0] < 0.2 < 0.6 < frames[3]
+    union = {f: np.mean([t[f] for t in te]) for f in FAMILIES}  # the four TE sets keep about the mix
+    assert sum(union[f] for f in FRAME_FAMILIES) == pytest.approx(MIX["frames"], abs=0.06)
+
+
+def test_test_splits_grow_monotonically_in_structural_complexity():
+    means = [np.mean([_contour_complexity(render_scene(scene_rng(0, f"te{k}", i), 128, f"dis-te{k}")[1])
+                      for i in range(24)]) for k in (1, 2, 3, 4)]
+    assert means == sorted(means), means
+
+
+# ------------------------------------------------------------------ textures
+def test_textures_load_offline_and_never_from_evaluation_photos(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    textures.load_textures.cache_clear()
+    try:
+        loaded = textures.load_textures()
+    finally:
+        textures.load_textures.cache_clear()
+    assert len(loaded) == len(textures.TEXTURE_SOURCES)
+    for name, img in zip(textures.TEXTURE_SOURCES, loaded):
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, name
+        assert min(img.shape[:2]) >= 96 and img.std() > 5, name
+    assert not set(textures.TEXTURE_SOURCES) & textures.EVALUATION_PHOTOS
+    assert {"astronaut", "chelsea", "coffee"} <= textures.EVALUATION_PHOTOS
+    with pytest.raises(ValueError, match="evaluation photo"):
+        textures._load_one("chelsea")
+
+
+def test_texture_crops_are_deterministic_and_photographic():
+    a = textures.photo_background(np.random.default_rng(5), 96)
+    b = textures.photo_background(np.random.default_rng(5), 96)
+    assert a.shape == (96, 96, 3) and a.dtype == np.float32 and np.array_equal(a, b)
+    d = textures.texture_detail(np.random.default_rng(6), 96)
+    assert d.shape == (96, 96) and abs(float(d.mean())) < 1e-3 and 0.9 < float(d.std()) < 1.1
+
+
+# ------------------------------------------------------------------ determinism
+def _scene_digest(family: str, size: int, n: int = 3) -> str:
+    h = hashlib.sha256()
+    for i in range(n):
+        image, gt = render_scene(scene_rng(0, "pin", i), size, family)
+        h.update(image.tobytes())
+        h.update(gt.tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_scenes_are_identical_in_a_fresh_process():
+    """Same seed, same bytes, also when the textures are loaded anew by another interpreter."""
+    code = ("from dissam.data.procedural import render_scene, scene_rng; import hashlib; h = hashlib.sha256()\n"
+            "for i in range(3):\n    im, gt = render_scene(scene_rng(0, 'pin', i), 96, 'dis')\n"
+            "    h.update(im.tobytes()); h.update(gt.tobytes())\nprint(h.hexdigest()[:16])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == _scene_digest("dis", 96)
+
+
+def test_zero_shot_scenes_are_those_of_generator_version_1():
+    """coift, hrsod and thin keep their look: the same scenes, byte for byte, as generator version 1 (if a
+    change to them is meant, bump GENERATOR_VERSION and update these digests)."""
+    assert _scene_digest("coift", 64) == "e818c6cf992eba8a"
+    assert _scene_digest("hrsod", 64) == "865c891e22282c5c"
+    assert _scene_digest("thin", 64) == "ea689f70d7af3f82"
+
+
+def test_two_generations_are_byte_identical(tmp_path, tiny_data_config):
+    cfg = dataclasses.replace(tiny_data_config, n_train=4, n_val=2, n_test=2, n_zero_shot=1)
+    generate_dataset(tmp_path / "a", cfg, progress=False, workers=1)
+    generate_dataset(tmp_path / "b", cfg, progress=False, workers=1)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.*") if p.name != "dataset.json")
+    assert len(files) == 2 * (4 + 2 + 4 * 2 + len(cfg.zero_shot_sets))
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel

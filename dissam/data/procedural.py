@@ -1,17 +1,39 @@
 """Procedural DIS-like data: scenes rendered directly at the working resolution, written in DIS5K layout.
 
-What makes the refiner learn: every fine structure is >= 3 px wide where the network
-sees it (no resizing between generation and training); each object's colour is chosen far from the ring
-of background right around it, so a person sees every structure the GT marks; clutter, textures and
-distractor lines as thin as the objects' (some in an object's own colour) fill the rest of the image, so
-neither thinness nor colour alone gives the answer. Mild blur, noise and JPEG (quality 90) finish it.
+What makes the refiner learn: every fine structure is >= 3 px wide where the network sees it (no
+resizing between generation and training); each object's colour is chosen far from the ring of
+background right around it, so a person sees every structure the GT marks; clutter and distractor lines
+as thin as the objects' (some in an object's own colour) fill the rest of the image, so neither thinness
+nor colour alone gives the answer.
 
-Scenes (``render_scene``'s ``family``): ``dis`` (training/validation: 1-3 objects of the six structure
-families of :mod:`.shapes`, complexity uniform in [0, 1]), ``dis-te1`` .. ``dis-te4`` (the same with
-complexity in quarters [0, .25] .. [.75, 1]: TE1 simplest, TE4 most complex, as DIS5K's TE sets grow in
-structural complexity), and the shifted zero-shot families ``coift`` (mid-size objects with fine parts on
-smooth gradients), ``hrsod`` (large smooth salient objects) and ``thin`` (one centred thin object on a
-plain background). A structure family name (``tree``, ``grid``, ...) gives a ``dis`` scene of that family.
+Object mix of ``dis`` scenes (per object, :data:`MIX`; :func:`family_weights`): 45% solid bodies with
+fine parts (:data:`~.shapes.FINE_PART_FAMILIES`: animals with legs and antennae, vessels with handle
+rings, shapes with punched holes, spiky bodies, solid parts joined by thin poles), 20% smooth solids
+(:data:`~.shapes.SMOOTH_FAMILIES`) and 35% thin frames (:data:`~.shapes.FRAME_FAMILIES`: trees, grids,
+chains, thin-legged furniture, perforated plates, stroke patterns). Why these shares: DIS5K is mostly
+photographs of everyday solid things (animals, plants, furniture, tools, vehicles, containers) whose
+hard part is a few fine parts on a solid body; wire-like frames (fences, towers, nets, bicycles, chairs)
+are a large minority and plain smooth solids a smaller one. The shares are a judgement from that
+description, not a count. They are also what the refiner needs: trained on frames only (generator
+version 1) it learned that objects are thin and returned the outline of stage 1's correct solid blob;
+with about two thirds of the objects solid, keeping a blob's inside is the common case, while the thin
+parts of most objects (which GrabCut misses) keep thin-structure recovery half of the task.
+
+Appearance of ``dis`` scenes: backgrounds cropped from photographs bundled with scikit-image
+(:mod:`.textures`; never the evaluation's "real photo" images) or synthetic palettes and gradients;
+soft cast shadows (never in the GT); objects lit like solids (a shading ramp, photo-texture surface
+detail, brighter or darker inside thick parts, sometimes two colours) in muted or vivid colours; uneven
+multiplicative illumination; blur, sensor noise, sometimes a JPEG pass at quality 50-90, and JPEG
+(quality 90) when written.
+
+Scenes (``render_scene``'s ``family``): ``dis`` (training/validation: 1-3 objects of the mix above,
+complexity uniform in [0, 1]), ``dis-te1`` .. ``dis-te4`` (complexity in quarters [0, .25] .. [.75, 1]
+and the mix tilted along :data:`COMPLEXITY_ORDER`, :func:`te_family_weights`: TE1 mostly smooth solids
+and solids with fine parts, TE4 mostly frames, as DIS5K's TE sets grow in structural complexity; the four
+together keep about the training mix), and the shifted zero-shot families ``coift`` (mid-size objects
+with fine parts on smooth gradients), ``hrsod`` (large smooth salient objects) and ``thin`` (one centred
+thin object on a plain background), which keep their synthetic look. A family name (``tree``,
+``critter``, ...) gives a ``dis`` scene of that family only.
 """
 from __future__ import annotations
 
@@ -27,18 +49,42 @@ import cv2
 import numpy as np
 
 from ..config import DataConfig
-from .enrichment import connected_components, targets_for
+from .enrichment import connected_components, label_components, targets_for
 from .folders import DIS5K_SPLITS, list_pairs, read_mask
-from .shapes import FAMILIES, UPRIGHT, blob, render_shape
+from .shapes import FAMILIES, FINE_PART_FAMILIES, FRAME_FAMILIES, SMOOTH_FAMILIES, UPRIGHT, blob, render_shape
+from .textures import load_textures, photo_background, texture_detail, texture_source_id
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SCENES = ("dis", "dis-te1", "dis-te2", "dis-te3", "dis-te4", "coift", "hrsod", "thin")
 ZERO_SHOT_SCENES = {"COIFT": "coift", "HRSOD": "hrsod", "ThinObject5K-TE": "thin"}
 SPLIT_SCENES = {"DIS-TR": "dis", "DIS-VD": "dis", **{f"DIS-TE{k}": f"dis-te{k}" for k in range(1, 5)}}
 MULTI_OBJECT_P = 0.45  # share of dis scenes with 2-3 disjoint objects
-# Structure families from simplest to most complex outline (mean contour length / sqrt(area), measured):
-# DIS-TE1 leans to the first, DIS-TE4 to the last; DIS-TR and DIS-VD draw them uniformly.
-COMPLEXITY_ORDER = ("holes", "tree", "chain", "legged", "grid", "strokes")
+# Share of each object group in dis scenes (per object; why: module docstring).
+MIX = {"fine": 0.45, "smooth": 0.20, "frames": 0.35}
+_GROUPS = {"fine": FINE_PART_FAMILIES, "smooth": SMOOTH_FAMILIES, "frames": FRAME_FAMILIES}
+# Families from simplest to most complex outline (mean contour length / sqrt(area) at 192 px, measured:
+# 3.9 7.3 8.4 8.9 10.5 11.6 12.6 13.2 19.0 21.1 26.6 27.6). DIS-TE1 leans to the first, DIS-TE4 to the
+# last; DIS-TR and DIS-VD draw them by MIX.
+COMPLEXITY_ORDER = ("smooth", "gadget", "vessel", "perforated", "spiky", "holes", "critter", "tree", "chain",
+                    "legged", "grid", "strokes")
+# DIS-TE k weighs family f by MIX times exp(TE_TILT * (k - 2.5) * z_f), z from -1 (simplest) to 1: TE1's
+# weights fall e^3 = 20-fold from the simplest to the most complex family, TE4's rise as much.
+TE_TILT = 1.0
+
+
+def family_weights() -> dict[str, float]:
+    """Probability of each family for one object of a ``dis`` scene: a group's share of :data:`MIX`,
+    split evenly among the group's families."""
+    return {f: MIX[g] / len(fams) for g, fams in _GROUPS.items() for f in fams}
+
+
+def te_family_weights(k: int) -> dict[str, float]:
+    """Family probabilities of DIS-TE``k``: the ``dis`` mix tilted towards simple (k=1) or complex (k=4)
+    outlines along :data:`COMPLEXITY_ORDER`; the four TE sets together keep roughly the training mix."""
+    base = family_weights()
+    z = np.linspace(-1, 1, len(COMPLEXITY_ORDER))
+    w = np.array([base[f] for f in COMPLEXITY_ORDER]) * np.exp(TE_TILT * (k - 2.5) * z)
+    return dict(zip(COMPLEXITY_ORDER, (w / w.sum()).tolist()))
 
 
 # ------------------------------------------------------------------ backgrounds
@@ -127,10 +173,21 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.clip(rgb, 0, 255).astype(np.uint8).reshape(-1, 1, 3), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
 
 
-def _pick_colour(rng: np.random.Generator, ring_rgb: np.ndarray, n: int = 48, good: float = 70.0) -> np.ndarray:
-    """An object colour far (CIELAB, 5th percentile) from its ring of background; random among the good."""
-    cands = rng.uniform(0, 255, (n, 3))
+def _pick_colour(rng: np.random.Generator, ring_rgb: np.ndarray, n: int = 48, good: float = 70.0,
+                 natural: bool = False) -> np.ndarray:
+    """An object colour far (CIELAB, 5th percentile) from its ring of background; random among the good.
+    ``natural``: first try candidates of random, often lower, saturation (the muted colours of photographs),
+    and fall back to vivid ones when none of those is far enough."""
     ring = _lab(ring_rgb)[:: max(1, len(ring_rgb) // 400)]
+    if natural:
+        cands = rng.uniform(0, 255, (n, 3))
+        grey = cands.mean(1, keepdims=True)
+        cands = grey + (cands - grey) * rng.uniform(0.2, 1.0, (n, 1))
+        score = np.percentile(np.linalg.norm(_lab(cands)[:, None, :] - ring[None], axis=2), 5, axis=1)
+        ok = np.flatnonzero(score >= good)
+        if ok.size:
+            return cands[rng.choice(ok)]
+    cands = rng.uniform(0, 255, (n, 3))
     d = np.linalg.norm(_lab(cands)[:, None, :] - ring[None], axis=2)
     score = np.percentile(d, 5, axis=1)
     ok = np.flatnonzero(score >= good)
@@ -138,16 +195,16 @@ def _pick_colour(rng: np.random.Generator, ring_rgb: np.ndarray, n: int = 48, go
 
 
 def _scene_params(family: str) -> dict[str, Any]:
-    dis = dict(c=(0.0, 1.0), multi=MULTI_OBJECT_P, bg="mixed", clutter=True, size=(0.55, 0.95), weights=None)
+    dis = dict(c=(0.0, 1.0), multi=MULTI_OBJECT_P, bg="photo", clutter=True, size=(0.55, 0.95), weights=None)
     if family in FAMILIES:
         return {**dis, "families": [family]}
     if family == "dis":
-        return {**dis, "families": list(FAMILIES)}
+        w = family_weights()
+        return {**dis, "families": list(w), "weights": list(w.values())}
     if family in ("dis-te1", "dis-te2", "dis-te3", "dis-te4"):
         k = int(family[-1])
-        z = np.arange(len(COMPLEXITY_ORDER)) - (len(COMPLEXITY_ORDER) - 1) / 2
-        w = np.exp(0.4 * (k - 2.5) * z)
-        return {**dis, "families": list(COMPLEXITY_ORDER), "c": ((k - 1) / 4, k / 4), "weights": w / w.sum()}
+        w = te_family_weights(k)
+        return {**dis, "families": list(w), "c": ((k - 1) / 4, k / 4), "weights": list(w.values())}
     if family == "coift":
         return dict(families=["legged", "tree", "chain", "grid"], c=(0.3, 0.9), multi=0.0, bg="gradient",
                     clutter=False, size=(0.45, 0.7))
@@ -241,6 +298,81 @@ def _paint(rng: np.random.Generator, img: np.ndarray, m: np.ndarray, col: np.nda
     img[ys, xs] = pix + rng.normal(0, 3, pix.shape)
 
 
+# ------------------------------------------------------------ photographic look
+def _cast_shadow(rng: np.random.Generator, img: np.ndarray, gt: np.ndarray) -> None:
+    """Darken the background under a soft, offset copy of the GT (a cast shadow; never part of the GT)."""
+    size = gt.shape[0]
+    dx, dy = rng.uniform(-1, 1, 2) * size / 24
+    shift = np.float32([[1, 0, dx], [0, 1, dy]])
+    shadow = cv2.warpAffine(gt.astype(np.float32) / 255, shift, (size, size))
+    shadow = cv2.GaussianBlur(shadow, (0, 0), rng.uniform(1.0, 3.0) * size / 96)
+    img *= (1 - rng.uniform(0.25, 0.5) * shadow)[..., None]
+
+
+def _paint_solid(rng: np.random.Generator, img: np.ndarray, m: np.ndarray, col: np.ndarray,
+                 second: np.ndarray | None) -> None:
+    """Paint an object like a lit solid: its colour with a shading ramp, surface detail from a photo
+    texture, brighter or darker towards the inside of thick parts (thin parts keep the chosen colour),
+    and sometimes a second colour in smooth patches."""
+    size = m.shape[0]
+    ys, xs = np.nonzero(m)
+    th = rng.uniform(0, 2 * np.pi)
+    t = xs * np.cos(th) + ys * np.sin(th)
+    t = ((t - t.min()) / max(1.0, t.max() - t.min()) * 2 - 1)[:, None]
+    pix = col + rng.uniform(4, 18) * t
+    if second is not None:
+        w = _field(rng, size, int(rng.integers(3, 7)))[ys, xs]
+        w = np.clip((w - 0.5) * 4 + 0.5, 0, 1)
+        pix = pix * (1 - w) + (second + rng.uniform(4, 18) * t) * w
+    if rng.random() < 0.75:
+        pix = pix + rng.uniform(4, 16) * texture_detail(rng, size)[ys, xs][:, None]
+    depth = cv2.distanceTransform(m, cv2.DIST_L2, 3)[ys, xs]
+    shade = 1 + rng.uniform(-0.15, 0.2) * (1 - np.exp(-depth / rng.uniform(3, 12)))
+    img[ys, xs] = pix * shade[:, None] + rng.normal(0, 2, pix.shape)
+
+
+def _lighting(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Multiplicative illumination ``[S, S, 1]``: a linear fall-off plus a soft low-frequency field."""
+    th = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:size, 0:size] / size - 0.5
+    ramp = (xx * np.cos(th) + yy * np.sin(th)).astype(np.float32)
+    light = 1 + rng.uniform(0, 0.35) * ramp + rng.uniform(0, 0.25) * (_field(rng, size, 3)[..., 0] - 0.5)
+    return light[..., None] * rng.uniform(0.85, 1.1)
+
+
+def _finish(rng: np.random.Generator, img: np.ndarray, jpeg_p: float) -> np.ndarray:
+    """Camera effects: blur, sensor noise and (sometimes) a stronger JPEG pass; uint8 RGB."""
+    img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 0.7))
+    img += rng.normal(0, rng.uniform(1.5, 5.0), img.shape).astype(np.float32)
+    out = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    if rng.random() < jpeg_p:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 91)),
+                                             cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
+        out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return out
+
+
+def _render_photo(rng: np.random.Generator, size: int, objects: list[np.ndarray], gt: np.ndarray,
+                  p: dict[str, Any], ring_r: int) -> np.ndarray:
+    """The photographic look of ``dis`` scenes: photo-texture or synthetic background, cast shadows, clutter,
+    lit textured objects, uneven illumination, camera blur, noise and JPEG. Returns the uint8 image."""
+    bg_kind = str(rng.choice(["photo", "textured", "gradient", "plain"], p=[0.55, 0.25, 0.12, 0.08]))
+    img = photo_background(rng, size) if bg_kind == "photo" else _background(rng, size, bg_kind)
+    if rng.random() < 0.4:
+        _cast_shadow(rng, img, gt)
+    colours, seconds = [], []
+    for m in objects:  # each object's colour is far from the background right around it
+        ring = (cv2.dilate(m, _disk(ring_r)) > 0) & (gt == 0)
+        colours.append(_pick_colour(rng, img[ring], natural=True))
+        seconds.append(_pick_colour(rng, img[ring], natural=True) if rng.random() < 0.25 else None)
+    if p["clutter"]:
+        _add_clutter(rng, img, gt, objects, colours, int(rng.integers(1, 3 + round(7 * p["c"][1]))), ring_r)
+    for m, col, sec in zip(objects, colours, seconds):
+        _paint_solid(rng, img, m, col, sec)
+    img *= _lighting(rng, size)
+    return _finish(rng, img, jpeg_p=0.35)
+
+
 def render_scene(rng: np.random.Generator, size: int, family: str) -> tuple[np.ndarray, np.ndarray]:
     """One scene at ``size`` x ``size``: uint8 RGB image and uint8 GT (0/255). Deterministic given ``rng``."""
     p = _scene_params(family)
@@ -251,20 +383,39 @@ def render_scene(rng: np.random.Generator, size: int, family: str) -> tuple[np.n
     gt = np.zeros((size, size), np.uint8)
     for m in objects:
         gt |= m
-    bg_kind = str(rng.choice(["textured", "gradient", "plain"], p=[0.7, 0.2, 0.1])) if p["bg"] == "mixed" else p["bg"]
-    img = _background(rng, size, bg_kind)
+    render = _render_photo if p["bg"] == "photo" else _render_synthetic
+    return render(rng, size, objects, gt, p, ring_r), gt
+
+
+def _render_synthetic(rng: np.random.Generator, size: int, objects: list[np.ndarray], gt: np.ndarray,
+                      p: dict[str, Any], ring_r: int) -> np.ndarray:
+    """The synthetic look of the zero-shot families (unchanged since generator version 1: the same scenes,
+    byte for byte): palette or gradient background, flat-coloured objects, blur and noise."""
+    hrsod = p["families"] == ["blob"]
+    img = _background(rng, size, p["bg"])
     colours, seconds = [], []
     for m in objects:  # each object's colour is far from the background right around it
         ring = (cv2.dilate(m, _disk(ring_r)) > 0) & (gt == 0)
         colours.append(_pick_colour(rng, img[ring]))
-        seconds.append(_pick_colour(rng, img[ring]) if family == "hrsod" else None)
+        seconds.append(_pick_colour(rng, img[ring]) if hrsod else None)
     if p["clutter"]:
         _add_clutter(rng, img, gt, objects, colours, int(rng.integers(2, 4 + round(10 * p["c"][1]))), ring_r)
     for m, col, sec in zip(objects, colours, seconds):
-        _paint(rng, img, m, col, rng.uniform(5, 30 if family == "hrsod" else 14), sec)
+        _paint(rng, img, m, col, rng.uniform(5, 30 if hrsod else 14), sec)
     img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 0.6))
     img += rng.normal(0, rng.uniform(1.5, 4.0), img.shape).astype(np.float32)
-    return np.clip(img + 0.5, 0, 255).astype(np.uint8), gt
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+def solid_core_fraction(gt: np.ndarray) -> float:
+    """Share of the largest GT component's area in parts at least about S/12 px thick (what an opening
+    with a disk of radius S/24 keeps): near 1 for solid objects, near 0 for thin frames."""
+    labels, order, _ = label_components(gt)
+    if not order:
+        return 0.0
+    comp = (labels == order[0]).astype(np.uint8)
+    core = cv2.morphologyEx(comp, cv2.MORPH_OPEN, _disk(max(2, round(gt.shape[0] / 24))))
+    return float(core.sum() / comp.sum())
 
 
 # ------------------------------------------------------------------ data sets
@@ -302,7 +453,7 @@ def _config_key(cfg: DataConfig) -> dict[str, Any]:
     d = asdict(cfg)
     d.pop("root", None)
     d["zero_shot_sets"] = list(d["zero_shot_sets"])
-    return {"generator": GENERATOR_VERSION, **d}
+    return {"generator": GENERATOR_VERSION, "textures": texture_source_id(), **d}
 
 
 def _complete(root: Path, plan: dict[str, tuple[str, int]]) -> bool:
@@ -339,6 +490,7 @@ def generate_dataset(root: Path, cfg: DataConfig, progress: bool = True, workers
                     f.unlink()
         tasks += [(str(root), split, family, i, cfg.seed, cfg.size) for i in range(n)]
     workers = workers if workers is not None else (2 if len(tasks) > 60 else 1)
+    load_textures()  # once, before the workers fork: they share it
     it: Any
     if workers > 1:
         pool = get_context("fork").Pool(workers)
