@@ -16,15 +16,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
+# Tests: one OpenMP thread that sleeps instead of spinning while it waits. With another job on the cores,
+# spinning threads made the test suite 10-15x slower here; the tests' tensors are tiny anyway. (Training
+# keeps the default: passive waiting made a smoke training step 1.5x slower on a quiet machine.)
 reproduce: setup
 	$(PY) -m dissam reproduce --profile $(PROFILE)
 
 test: setup
 	bash scripts/ensure_chromium.sh
-	DISSAM_PROFILE=tiny $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	DISSAM_PROFILE=tiny OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 test-lib: setup
-	$(PY) -m pytest tests -m "not slow and not browser"
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest tests -m "not slow and not browser"
 
 test-notebooks: setup
 	DISSAM_PROFILE=tiny $(PY) -m pytest notebooks --nbval-lax

@@ -225,6 +225,17 @@ def figure_four(profile: Profile, model=None, max_boxes: int = 4):
                                     profile.figures_dir / "fig4_boxes.png")
 
 
+def real_photos(profile: Profile, model=None) -> tuple[pd.DataFrame, object]:
+    """Stage 1 | refined | cut-out on real photographs (scikit-image's), with the share of stage 1's
+    interior the refiner keeps: a refiner must not hollow out a solid object that stage 1 found."""
+    from . import real_photos as rp
+
+    results, table = rp.run_photos(model or demo_model(profile))
+    figure = rp.photos_figure(results, profile.figures_dir / "real_photos.png")
+    table.to_csv(profile.figures_dir / "real_photos.csv", index=False, float_format="%.1f")
+    return table, figure
+
+
 def figure_index(profile: Profile) -> pd.DataFrame:
     """Every figure and table written for the profile."""
     files = sorted(p for p in profile.figures_dir.glob("*") if p.suffix in (".png", ".md", ".csv"))
