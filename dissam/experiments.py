@@ -29,6 +29,7 @@ STAGE1 = "stage1"  # the profile's stage 1 (SAM on the paper profile)
 HQ_SAM = "hq-sam"  # HQ-SAM as a stage-1 baseline, when its checkpoint is given
 ISNET_OFFICIAL = "isnet-official"  # the published 3-channel IS-Net, when its checkpoint is given
 MAIN = "main"
+ISNET_INPUT_SIZE = 1024  # the published IS-Net's input size (its Inference.py)
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def refiner_predictions(profile: Profile, run: str, split: str, batch_size: int 
     model, meta = load_run(checkpoint_of(profile, run), device, in_ch=3 if official else None)
     use_box, use_mask = meta.get("use_box", not official), meta.get("use_mask", not official)
     in_ch = 3 if official else meta.get("in_ch", 5)
-    size = 1024 if official else meta.get("size", profile.train.size)
+    size = ISNET_INPUT_SIZE if official else meta.get("size", profile.train.size)
     dataset = RefinerDataset(workflow.split_dir(profile, split),
                              workflow.coarse_source(profile, split) if use_mask else None,
                              size, enrichment=None, augment=None, use_box=use_box, use_mask=use_mask,
