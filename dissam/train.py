@@ -255,14 +255,6 @@ def build_run_datasets(profile: Profile, spec: RunSpec):
     return train_ds, val_ds
 
 
-def _finished(path: Path, horizon: int) -> dict[str, Any] | None:
-    """The last checkpoint of a run that already reached ``horizon`` iterations, else None."""
-    if not path.exists():
-        return None
-    state = load_checkpoint(path)
-    return state if state.get("iteration", 0) >= horizon else None
-
-
 def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = True, progress: bool = True,
                   stop_after: int | None = None, datasets=None) -> TrainResult:
     """Train (or resume) one refiner run; returns where its best and last checkpoints are.
@@ -277,9 +269,11 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
     cfg, variant = profile.train, profile.variant
     horizon = spec.max_iters or cfg.max_iters
     best_path, last_path = spec.checkpoint(profile), spec.last_checkpoint(profile)
-    done = _finished(last_path, horizon) if resume else None
-    if done is not None and best_path.exists():
-        return TrainResult(best_path, last_path, done["iteration"], done["seconds"], done["best"], done["history"])
+    # Read once, onto the CPU whatever the device: load_state_dict copies weights and optimiser state to
+    # the parameters' device, and RNG states must stay CPU tensors.
+    state = load_checkpoint(last_path, map_location="cpu") if resume and last_path.exists() else None
+    if state is not None and state["iteration"] >= horizon and best_path.exists():
+        return TrainResult(best_path, last_path, state["iteration"], state["seconds"], state["best"], state["history"])
     world = init_world(profile.device)
     device = _device(profile, world)
     if cfg.batch_size % world.size:
@@ -294,10 +288,7 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
     optimizer = make_optimizer(model.parameters(), variant, profile.refiner_lr, cfg.weight_decay)
     seed_everything(cfg.seed + world.rank)  # augmentation differs per rank
     it, seconds, history, best = 0, 0.0, [], {"maxF": -1.0}
-    if resume and last_path.exists():
-        # Read onto the CPU whatever the device: load_state_dict copies weights and optimiser state to
-        # the parameters' device, and RNG states must stay CPU tensors.
-        state = load_checkpoint(last_path, map_location="cpu")
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         it, seconds, history, best = state["iteration"], state["seconds"], state["history"], state["best"]
