@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .enrichment import ENRICHMENT_RULES, target_mask, targets_for
+from .enrichment import ENRICHMENT_RULES, component_target, target_mask, targets_for
 from .folders import DataError, Pair, list_pairs, read_mask
 from .prompts import Box, box_channel, jitter_box
 from .transforms import make_input, resize
@@ -136,7 +136,7 @@ class RefinerDataset(Dataset):
                 box = self._prompt_box(t.box, hw, k, t.index)
                 s = Sample(pair.stem, t.index, box, pair, hw)
                 if preload:
-                    target = gt if t.index == -1 else np.where(t.mask, gt, 0).astype(np.uint8)
+                    target = component_target(gt, None if t.index == -1 else t.mask)
                     aux.append(torch.from_numpy(self._aux(image, target, box, pair.stem)))
                 self.samples.append(s)
                 self._image_of.append(len(rgb) - 1 if preload else k)

@@ -92,15 +92,21 @@ def targets_for(gt: np.ndarray, enrichment: str | None, threshold: int = 128) ->
     return enrich_mask(gt, enrichment, threshold)
 
 
+def component_target(gt: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The soft target (uint8, the GT's own values) of one sample: the whole GT for ``mask=None``, else
+    the GT inside ``mask`` (one component), zero elsewhere."""
+    source = gt.astype(np.uint8) * 255 if gt.dtype == bool else gt
+    return source if mask is None else np.where(mask, source, 0).astype(np.uint8)
+
+
 def target_mask(gt: np.ndarray, enrichment: str | None, index: int, threshold: int = 128) -> np.ndarray:
-    """The soft target (uint8, GT values kept) of sample ``index`` of one GT: the whole GT for -1,
-    else the GT inside that one component. Labels the GT once and builds one mask, not all of them."""
+    """The soft target of sample ``index`` of one GT (:func:`component_target`; -1 = the whole GT).
+    Labels the GT once and builds one component's mask, not all of them."""
     if index == -1:
-        return gt.astype(np.uint8) * 255 if gt.dtype == bool else gt
+        return component_target(gt, None)
     if enrichment in (None, "none"):
         raise IndexError(f"without enrichment a GT has only the whole-mask sample (-1), not {index}")
     labels, kept, _ = _kept_labels(gt, enrichment, threshold)
     if not 0 <= index < len(kept):
         raise IndexError(f"component {index} does not exist ({len(kept)} kept under rule {enrichment!r})")
-    source = gt.astype(np.uint8) * 255 if gt.dtype == bool else gt
-    return np.where(labels == kept[index], source, 0).astype(np.uint8)
+    return component_target(gt, labels == kept[index])
