@@ -4,7 +4,6 @@ each test here fails when its convention is wrong."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +158,7 @@ def test_learning_rates_come_from_the_variant():
 def test_gt_encoder_trains_with_the_variants_optimiser_rate_and_loss(runs, monkeypatch):
     profile = _tiny(runs, "gtenc", monkeypatch, variant=Variant.authors_code())
     made, losses = [], []
-    real_make, real_loss = train_mod.make_optimizer, train_mod.__dict__.get("gt_encoder_loss")
+    real_make = train_mod.make_optimizer
     monkeypatch.setattr(train_mod, "make_optimizer",
                         lambda params, variant, lr, wd=0.0: made.append((variant.optimizer, lr, wd))
                         or real_make(params, variant, lr, wd))
