@@ -10,10 +10,11 @@ PROFILE ?= smoke
 
 setup: $(STAMP)
 
+# The library, the notebook stack ([notebooks]: JupyterLab, papermill, widgets, Voila) and the tests ([dev]).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,notebooks]"
 	@touch $(STAMP)
 
 # Tests: one OpenMP thread that sleeps instead of spinning while it waits. With another job on the cores,

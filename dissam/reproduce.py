@@ -2,7 +2,7 @@
 
 Source notebooks are never written: each executed copy goes to the run folder, with the notebooks'
 folder as working directory and the ``python3`` kernel. On failure the partial notebook is kept and
-the notebook and cell are named.
+the notebook and cell are named. Needs the notebook stack: ``pip install "dissam[notebooks]"``.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from .config import REPO_ROOT, profile_from_params
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+INSTALL_HINT = 'pip install "dissam[notebooks]"'
 SERIES = ("00_data_enrichment", "01_sam_caching", "02_training", "03_evaluation", "04_ablations",
           "05_zero_shot", "06_figures")
 
@@ -43,7 +44,11 @@ def run_series(profile: str | None = None, data: str | Path | None = None, sam_c
                cell_timeout: int | None = None, isnet_checkpoint: str | Path | None = None,
                hq_sam_checkpoint: str | Path | None = None) -> int:
     """Execute the series; print each notebook's time; return a process exit code."""
-    import papermill as pm
+    try:
+        import papermill as pm
+    except ImportError as err:
+        raise ModuleNotFoundError(f"dissam reproduce runs the notebooks with papermill, which is not installed "
+                                  f"({err}); install the notebook extra: {INSTALL_HINT}", name=err.name) from err
 
     prof = profile_from_params(profile, data, sam_checkpoint, sam_model_type, dry_run, isnet_checkpoint,
                                hq_sam_checkpoint)
