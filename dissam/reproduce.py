@@ -2,7 +2,9 @@
 
 Source notebooks are never written: each executed copy goes to the run folder, with the notebooks'
 folder as working directory and the ``python3`` kernel. On failure the partial notebook is kept and
-the notebook and cell are named. Needs the notebook stack: ``pip install "dissam[notebooks]"``.
+the notebook and cell are named. After a successful run, a reader's copy of each executed notebook goes to
+``<figures_dir>/notebooks/`` (``figures/smoke/notebooks/`` for the smoke profile; see
+:mod:`dissam.notebook_export`). Needs the notebook stack: ``pip install "dissam[notebooks]"``.
 """
 from __future__ import annotations
 
@@ -43,9 +45,12 @@ def run_series(profile: str | None = None, data: str | Path | None = None, sam_c
                sam_model_type: str | None = None, dry_run: bool = False, notebooks: list[str] | None = None,
                cell_timeout: int | None = None, isnet_checkpoint: str | Path | None = None,
                hq_sam_checkpoint: str | Path | None = None) -> int:
-    """Execute the series; print each notebook's time; return a process exit code."""
+    """Execute the series; print each notebook's time; write the reader's copies of the executed notebooks
+    into the profile's ``figures_dir / "notebooks"``; return a process exit code."""
     try:
         import papermill as pm
+
+        from .notebook_export import ExportError, export_series
     except ImportError as err:
         raise ModuleNotFoundError(f"dissam reproduce runs the notebooks with papermill, which is not installed "
                                   f"({err}); install the notebook extra: {INSTALL_HINT}", name=err.name) from err
@@ -61,7 +66,8 @@ def run_series(profile: str | None = None, data: str | Path | None = None, sam_c
                   "HQ_SAM_CHECKPOINT": str(hq_sam_checkpoint) if hq_sam_checkpoint else None}
     print(f"dissam reproduce: profile {prof.name}{' (dry run)' if dry_run else ''}; executed notebooks -> {out_dir}")
     total = time.perf_counter()
-    for name in _select(notebooks):
+    selected = _select(notebooks)
+    for name in selected:
         source, target = NOTEBOOK_DIR / f"{name}.ipynb", out_dir / f"{name}.ipynb"
         start = time.perf_counter()
         try:
@@ -72,5 +78,12 @@ def run_series(profile: str | None = None, data: str | Path | None = None, sam_c
                   f"  partial notebook kept: {target}", file=sys.stderr)
             return 1
         print(f"  {name:<22} {time.perf_counter() - start:7.1f} s", flush=True)
+    reader_dir = prof.figures_dir / "notebooks"
+    try:
+        sizes = export_series([out_dir / f"{name}.ipynb" for name in selected], reader_dir, root=REPO_ROOT)
+    except ExportError as err:
+        print(f"FAILED writing the executed notebooks to {reader_dir}: {err}", file=sys.stderr)
+        return 1
+    print(f"executed notebooks for readers -> {reader_dir} ({sum(sizes.values()) / 1e6:.2f} MB)")
     print(f"done in {(time.perf_counter() - total) / 60:.1f} min; figures and tables in {prof.figures_dir}")
     return 0

@@ -1,9 +1,13 @@
 """The papermill driver: failures name the notebook and cell; the paper profile's dry run goes end to end."""
 from __future__ import annotations
 
+import base64
+import io
+
 import nbformat
 import pytest
 import torch
+from PIL import Image
 
 from dissam import reproduce
 from dissam.config import get_profile
@@ -32,6 +36,28 @@ def test_failure_names_notebook_and_cell_and_keeps_partial_output(tmp_path, monk
     assert "00_data_enrichment" in err and "RuntimeError" in err and "boom in cell" in err
     assert "cell" in err
     assert (tmp_path / "runs" / "tiny" / "executed" / "00_data_enrichment.ipynb").exists()
+
+
+def test_success_writes_readers_copies_into_the_figures_folder(tmp_path, monkeypatch, capsys):
+    """After the series runs, figures_dir/notebooks/ (the run folder's for tiny) holds each executed notebook
+    with its outputs, images downscaled and tqdm's widget bars turned into text."""
+    monkeypatch.setenv("DISSAM_RUNS", str(tmp_path / "runs"))
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "00_data_enrichment.ipynb", [
+        "from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='steps'): pass",
+        "import matplotlib.pyplot as plt\nplt.figure(figsize=(20, 2), dpi=100)\nplt.plot([0, 1])\nplt.show()"])
+    monkeypatch.setattr(reproduce, "NOTEBOOK_DIR", notebooks)
+    assert reproduce.run_series("tiny", notebooks=["00"]) == 0
+    reader = tmp_path / "runs" / "tiny" / "figures" / "notebooks" / "00_data_enrichment.ipynb"
+    assert str(reader.parent) in capsys.readouterr().out
+    book = nbformat.read(reader, as_version=4)
+    nbformat.validate(book)
+    assert "widgets" not in book.metadata
+    outputs = [o for cell in book.cells for o in cell.get("outputs", [])]
+    assert any(o.output_type == "stream" and "steps: 100%" in o.text for o in outputs)
+    [png] = [o.data["image/png"] for o in outputs if "image/png" in o.get("data", {})]
+    assert Image.open(io.BytesIO(base64.b64decode(png))).width == 900  # 2000 px, downscaled
 
 
 def test_unknown_notebook_selection_is_an_error():
