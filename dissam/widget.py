@@ -3,7 +3,9 @@
 Built on ``jupyter_bbox_widget.BBoxWidget`` (its ``bboxes`` trait holds the drawn boxes in image pixels
 of the picture it shows) and plain ipywidgets, so it runs in JupyterLab 4 and in Voila. All the logic
 sits in :class:`BoxDragDemo` and runs whenever ``bboxes`` changes, so tests drive it by setting that
-trait, exactly as the browser does.
+trait, exactly as the browser does. Where widgets cannot render (Colab without its custom widget manager,
+VS Code, a static viewer), :func:`side_by_side` draws the same two panels as one static image (notebook 07's
+``BOX`` parameter).
 """
 from __future__ import annotations
 
@@ -176,14 +178,17 @@ def status_html(result: MultiPrediction, embed_seconds: float = float("nan")) ->
     return f"<div>{head}</div><table style='font-size:90%'>{''.join(rows)}</table>"
 
 
-def side_by_side(rgb: np.ndarray, prediction: Prediction | MultiPrediction, scale: int = 4) -> np.ndarray:
-    """Stage-1 and refined overlays next to each other (a static figure of one prediction)."""
+def side_by_side(rgb: np.ndarray, prediction: Prediction | MultiPrediction, display_size: int = 384) -> np.ndarray:
+    """Stage-1 and refined overlays next to each other: a static figure of one prediction, for viewers that
+    cannot draw the widget. Each panel is exactly what the widget's views show for the same box and
+    ``display_size`` (small images enlarged by an integer factor, large ones shrunk)."""
     objects = getattr(prediction, "objects", [prediction])
     boxes = [o.box for o in objects]
-    pair = [overlay(rgb, prediction.coarse, COARSE_COLOUR, boxes),
-            np.full((rgb.shape[0], max(2, rgb.shape[1] // 32), 3), 255, np.uint8),
-            overlay(rgb, prediction.mask, REFINED_COLOUR, boxes)]
-    return np.kron(np.hstack(pair), np.ones((scale, scale, 1), np.uint8)) if scale > 1 else np.hstack(pair)
+    scale = _display_scale(*rgb.shape[:2], display_size)
+    coarse = overlay(rgb, prediction.coarse, COARSE_COLOUR, boxes, scale)
+    refined = overlay(rgb, prediction.mask, REFINED_COLOUR, boxes, scale)
+    gap = np.full((coarse.shape[0], max(2, coarse.shape[1] // 32), 3), 255, np.uint8)
+    return np.hstack([coarse, gap, refined])
 
 
 def demo_image(profile: Profile, index: int = 0, split: str = "DIS-VD") -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from dissam.pipeline import DisSam
-from dissam.widget import BoxDragDemo, box_drag_demo, boxes_from_bboxes, overlay
+from dissam.widget import BoxDragDemo, box_drag_demo, boxes_from_bboxes, overlay, side_by_side
 
 H, W = 48, 64
 OBJ = (8, 10, 28, 34)
@@ -105,6 +105,22 @@ def test_dragging_a_box_shows_both_masks_and_covers_the_object(demo):
     assert np.array_equal(view, expected) and view.shape == (192, 256, 3)
     green = np.all(view[::4, ::4] == overlay(demo.rgb, obj.mask, (0, 200, 90))[..., :], axis=2)
     assert green.mean() > 0.9  # away from the box outline, the display is the mask overlay, upscaled
+
+
+def test_static_figure_shows_the_widgets_two_panels(demo):
+    """Where the widget cannot render, side_by_side(image, model.predict(image, box)) is the figure: the
+    widget's stage-1 and refined views for the same box, next to each other."""
+    box = (OBJ[0] - 4, OBJ[1] - 4, OBJ[2] + 4, OBJ[3] + 4)
+    demo.bbox.bboxes = [bbox(box, demo.scale)]
+    coarse = np.asarray(Image.open(io.BytesIO(demo.coarse_view.value)))
+    refined = np.asarray(Image.open(io.BytesIO(demo.refined_view.value)))
+    figure = side_by_side(scene()[0], demo.model.predict(scene()[0], box), display_size=256)
+    assert figure.shape[0] == coarse.shape[0] and figure.shape[1] > 2 * coarse.shape[1]
+    assert np.array_equal(figure[:, :coarse.shape[1]], coarse)
+    assert np.array_equal(figure[:, -refined.shape[1]:], refined)
+    big = np.kron(scene()[0], np.ones((40, 40, 1), np.uint8))  # 1920 x 2560: shrunk, like the widget
+    shrunk = side_by_side(big, demo.model.predict(big, tuple(40 * v for v in box)))
+    assert shrunk.shape[0] == 288 and shrunk.shape[1] < 2 * 384 + 40
 
 
 def test_zero_area_mousedown_box_is_ignored(demo):
