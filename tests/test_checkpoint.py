@@ -51,8 +51,8 @@ def _fail_mid_write(fh) -> None:
 
 
 def test_checkpoints_and_the_stage1_cache_share_one_atomic_writer(tmp_path):
-    import dissam.coarse.cache as cache
     from dissam import fileio
+    from dissam.coarse import cache
 
     assert cache.atomic_write_bytes is fileio.atomic_write_bytes
     plain = tmp_path / "plain.bin"
