@@ -308,6 +308,7 @@ def _finish(run: Loop) -> None:
 
 
 def _fills_a_batch(n_samples: int, steps_per_epoch: int, batch_size: int) -> None:
+    """Refuse a training set that gives no full batch (an epoch of no step would never end the loop)."""
     if steps_per_epoch == 0:
         raise ValueError(f"{n_samples} training samples cannot fill one batch of {batch_size}")
 
