@@ -1,27 +1,31 @@
 """Training: phase 1 fits the GT encoder on GT masks alone, phase 2 the refiner with that encoder frozen.
 
-One loop for every profile and world size. Budgets are iteration counts (the LR schedule's horizon), so
-a run trains the same model on a fast or a slow machine; an optional time limit only stops a run loudly
-(:class:`TimeLimitExceeded`), never silently. Checkpoints are written atomically through
-:mod:`dissam.model.checkpoint` and carry the model config, optimiser, RNG states, iteration and history,
-so a stopped run resumes exactly where it was, on any device.
+One loop (:func:`_run_loop`) serves both phases, every profile and every world size; each phase brings
+its parts as a :class:`Loop`: the model, what a batch's loss is (:class:`GTEncoderObjective`,
+:class:`RefinerObjective`), its data and validated input, and its :class:`Checkpoints`. Budgets are
+iteration counts (the LR schedule's horizon), so a run trains the same model on a fast or a slow machine;
+an optional time limit only stops a run loudly (:class:`TimeLimitExceeded`), never silently. Checkpoints
+are written atomically through :mod:`dissam.model.checkpoint`. The refiner's last checkpoint carries the
+model config, optimiser, RNG states, iteration and history, so a stopped run resumes exactly where it
+was, on any device; the GT encoder is written once, when phase 1 ends (a stopped phase 1 starts again).
 """
 from __future__ import annotations
 
 import math
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from . import workflow
+from . import losses, workflow
 from .config import Profile, TrainConfig, Variant
 from .distributed import World, any_across, barrier, init_world, mean_across, sync_batchnorm
 from .model.checkpoint import load_checkpoint, save_gt_encoder, save_refiner
@@ -51,6 +55,10 @@ class RunSpec:
     def last_checkpoint(self, profile: Profile) -> Path:
         best = self.checkpoint(profile)
         return best.with_name(best.stem + "_last.pt")
+
+    def horizon(self, profile: Profile) -> int:
+        """The run's iteration budget (the LR schedule's horizon)."""
+        return self.max_iters or profile.train.max_iters
 
 
 @dataclass
@@ -125,62 +133,186 @@ def _check_time_limit(start: float, minutes: float | None, world: World, what: s
                                 "and run again to resume.")
 
 
-# ----------------------------------------------------------------------------- phase 1: GT encoder
-def train_gt_encoder(profile: Profile, progress: bool = True, force: bool = False) -> Path:
-    """Fit the GT encoder to reproduce GT masks (the variant's loss on its six side outputs, optimiser and
-    rate) until its maxF on the validation GTs exceeds the target or the iteration cap is reached.
-    Validated every ``gt_encoder_val_every`` iterations (else ``val_every``); returns its checkpoint."""
-    from .data.datasets import RefinerDataset
-    from .losses import gt_encoder_loss, ortho_penalty
-    from .model import build_gt_encoder
+# ----------------------------------------------------------------------------- the shared loop
+class Objective(Protocol):
+    """What a batch's loss is, in one phase: ``forward`` runs the networks (under autocast when the run
+    asks for bf16), ``loss`` turns their outputs into the loss to minimise and the terms to log."""
 
-    path = profile.gt_encoder_checkpoint
-    if path.exists() and not force:
-        return path
-    cfg, variant = profile.train, profile.variant
-    world = init_world(profile.device)
-    device = _device(profile, world)
-    seed_everything(cfg.seed)
-    preload = profile.name != "paper"
-    augment = None if variant.augment == "none" else variant.augment
-    train_ds = RefinerDataset(workflow.split_dir(profile, workflow.TRAIN_SPLIT), None, cfg.size,
-                              enrichment=variant.enrichment if cfg.enrich else None, augment=augment,
-                              use_box=False, use_mask=False, in_ch=3, preload=preload)
-    val_ds = RefinerDataset(workflow.split_dir(profile, workflow.VAL_SPLIT), None, cfg.size, enrichment=None,
-                            augment=None, use_box=False, use_mask=False, in_ch=3, preload=preload)
-    encoder = build_gt_encoder(width=cfg.width).to(device)
-    optimizer = make_optimizer(encoder.parameters(), variant, profile.gt_encoder_lr, cfg.weight_decay)
-    loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
-    check_every = cfg.gt_encoder_val_every or cfg.val_every
-    it, score, start = 0, {"maxF": 0.0}, time.perf_counter()
-    bar = tqdm(total=cfg.gt_encoder_iters, desc="GT encoder", disable=not progress)
-    while it < cfg.gt_encoder_iters and score["maxF"] <= cfg.gt_encoder_target_maxf:
-        for batch in loader:
-            gt = batch["gt"].to(device)
-            maps, _ = encoder(gt)
-            loss = gt_encoder_loss(maps, gt, variant.gt_encoder_loss)
-            if variant.ortho_gt_encoder and variant.ortho_weight:
-                loss = loss + variant.ortho_weight * ortho_penalty(encoder, variant.ortho)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            it += 1
-            bar.update(1)
-            if it % check_every == 0 or it == cfg.gt_encoder_iters:
-                score = _validate(encoder, val_ds, device, cfg.batch_size, input_key="gt")
-                bar.set_postfix(loss=f"{loss.item():.3f}", maxF=f"{score['maxF']:.4f}")
-            _check_time_limit(start, cfg.time_limit_minutes, world, "GT-encoder training")
-            if it >= cfg.gt_encoder_iters or score["maxF"] > cfg.gt_encoder_target_maxf:
-                break
-    bar.close()
-    if world.is_main:
-        save_gt_encoder(encoder.eval(), path, iterations=it, val=score)
-    barrier(world)
-    return path
+    def forward(self, batch: dict) -> Any: ...
+
+    def loss(self, outputs: Any, batch: dict) -> tuple[torch.Tensor, dict[str, float]]: ...
 
 
-# ----------------------------------------------------------------------------- phase 2: refiner
+@dataclass
+class Checkpoints:
+    """Where a phase's weights go. ``best``: weights and ``meta`` when validation maxF improves (rank 0);
+    ``last``: weights, ``meta``, optimiser and every rank's RNG state at each validation, at the end and
+    on an interruption, for an exact resume; ``final``: weights and ``meta`` once, at the end."""
+
+    write: Callable[..., Path]  # save_refiner or save_gt_encoder
+    meta: Callable[[Loop], dict[str, Any]]  # the keys stored beside the weights
+    best: Path | None = None
+    last: Path | None = None
+    final: Path | None = None
+
+
+@dataclass
+class Loop:
+    """One phase's run as the shared loop (:func:`_run_loop`) drives it: the phase's parts, then its state."""
+
+    name: str  # validation lines
+    desc: str  # progress bar
+    what: str  # errors
+    model: nn.Module  # what is trained (wrapped in DDP when distributed)
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    lr: Callable[[int], float]  # the rate of an iteration
+    batches: Callable[[int], Iterable[dict]]  # the rest of the epoch that holds an iteration
+    val_set: Dataset
+    input_key: str  # what validation feeds the model: "input" (refiner) or "gt" (GT encoder)
+    horizon: int  # the iteration budget
+    val_every: int
+    checkpoints: Checkpoints
+    world: World
+    device: torch.device
+    batch_size: int
+    time_limit_minutes: float | None = None
+    bf16: bool = False  # autocast the forward passes (CUDA)
+    target_maxf: float | None = None  # stop once validation maxF exceeds it
+    it: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, float] = field(default_factory=lambda: {"maxF": -1.0})
+    score: dict[str, float] = field(default_factory=lambda: {"maxF": 0.0})  # the last validation's
+    reached_target: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.it >= self.horizon or self.reached_target
+
+
+def _train_step(objective: Objective, batch: dict, optimizer: torch.optim.Optimizer, device: torch.device,
+                bf16: bool = False) -> dict[str, float]:
+    """One optimisation step. fp32 by default, as both references train; with ``bf16`` (CUDA only)
+    autocast wraps the forward passes alone: the side maps leave the model in fp32 and the losses run
+    in fp32 outside it (binary_cross_entropy on probabilities is refused under CUDA autocast)."""
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+        outputs = objective.forward(batch)
+    total, terms = objective.loss(outputs, batch)
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    return terms
+
+
+def _save(run: Loop, path: Path, full: bool) -> None:
+    """Write ``path`` on rank 0; ``full`` adds the optimiser and the RNG states (gathered from every
+    rank, so every rank must call it)."""
+    rng = [_rng_state()]
+    if full and run.world.distributed:
+        gathered: list[Any] = [None] * run.world.size
+        torch.distributed.all_gather_object(gathered, rng[0])
+        rng = gathered
+    if not run.world.is_main:
+        return
+    extra = run.checkpoints.meta(run)
+    if full:
+        extra.update(optimizer=run.optimizer.state_dict(), rng=rng)
+    run.checkpoints.write(_unwrap(run.model), path, **extra)
+
+
+def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any] | None,
+            world: World) -> dict[str, Any]:
+    """Continue from a last checkpoint (read onto the CPU): weights, optimiser and this rank's RNG
+    restored; returns the loop's counters (fresh ones without a checkpoint)."""
+    if state is None:
+        return {}
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"][min(world.rank, len(state["rng"]) - 1)])
+    return dict(it=state["iteration"], seconds=state["seconds"], history=state["history"], best=state["best"])
+
+
+def _step(run: Loop, batch: dict, start: float, bar: tqdm) -> None:
+    """Set the scheduled rate, take one step, log it (losses averaged over the ranks)."""
+    lr = run.lr(run.it)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    terms = mean_across(_train_step(run.objective, batch, run.optimizer, run.device, run.bf16), run.world)
+    run.it += 1
+    run.seconds = time.perf_counter() - start
+    run.history.append({"iteration": run.it, "seconds": run.seconds, "lr": lr, **terms})
+    bar.update(1)
+    bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items() if k in ("total", "bce", "iou", "feature")})
+
+
+def _validate_and_keep(run: Loop, bar: tqdm) -> None:
+    """Score the model on the validation set (rank 0), keep the best, save the checkpoints a validation writes."""
+    main = run.world.is_main
+    score = (_validate(_unwrap(run.model), run.val_set, run.device, run.batch_size, input_key=run.input_key)
+             if main else {})
+    improved = False
+    if main:
+        run.history[-1].update({f"val_{k}": v for k, v in score.items()})
+        bar.write(f"[{run.name}] iter {run.it}: val maxF {score['maxF']:.4f} MAE {score['MAE']:.4f}")
+        improved = score["maxF"] > run.best["maxF"]
+        if improved:
+            run.best = {"iteration": run.it, **score}
+    run.score = score
+    if run.target_maxf is not None:
+        run.reached_target = any_across(main and score["maxF"] > run.target_maxf, run.world)
+    if improved and run.checkpoints.best is not None:
+        _save(run, run.checkpoints.best, full=False)
+    if run.checkpoints.last is not None:
+        _save(run, run.checkpoints.last, full=True)
+
+
+def _run_loop(run: Loop, progress: bool = True, stop_after: int | None = None) -> None:
+    """Train until the budget (or the target score) is reached, validating every ``val_every`` iterations
+    and at the end. ``stop_after`` ends this call after that many iterations without changing the
+    schedule. Past the time limit, or on Ctrl-C, the last checkpoint is saved and the error raised."""
+    start, done_now = time.perf_counter() - run.seconds, 0
+    bar = tqdm(total=run.horizon, initial=run.it, desc=run.desc, disable=not (progress and run.world.is_main))
+    try:
+        stopped = run.finished or stop_after == 0
+        while not stopped:
+            for batch in run.batches(run.it):
+                _step(run, batch, start, bar)
+                done_now += 1
+                if run.it % run.val_every == 0 or run.it >= run.horizon:
+                    _validate_and_keep(run, bar)
+                if run.finished or (stop_after is not None and done_now >= stop_after):
+                    stopped = True
+                    break
+                _check_time_limit(start, run.time_limit_minutes, run.world, run.what)
+    except (KeyboardInterrupt, TimeLimitExceeded):
+        if run.checkpoints.last is not None:
+            _save(run, run.checkpoints.last, full=True)
+            bar.write(f"stopped at iteration {run.it}: saved {run.checkpoints.last}; run again to resume")
+        raise
+    finally:
+        bar.close()
+    _finish(run)
+
+
+def _finish(run: Loop) -> None:
+    """The checkpoints written when a call ends: last, best (when no validation wrote one), final."""
+    ckpt = run.checkpoints
+    if ckpt.last is not None:
+        _save(run, ckpt.last, full=True)
+    if ckpt.best is not None and run.world.is_main and not ckpt.best.exists():
+        _save(run, ckpt.best, full=False)
+    if ckpt.final is not None:
+        _save(run, ckpt.final, full=False)
+    barrier(run.world)
+
+
+def _fills_a_batch(n_samples: int, steps_per_epoch: int, batch_size: int) -> None:
+    """Refuse a training set that gives no full batch (an epoch of no step would never end the loop)."""
+    if steps_per_epoch == 0:
+        raise ValueError(f"{n_samples} training samples cannot fill one batch of {batch_size}")
+
+
 @torch.inference_mode()
 def _validate(model: nn.Module, dataset, device: torch.device, batch_size: int,
               input_key: str = "input") -> dict[str, float]:
@@ -197,6 +329,69 @@ def _validate(model: nn.Module, dataset, device: torch.device, batch_size: int,
     return scores.result()
 
 
+# ----------------------------------------------------------------------------- phase 1: GT encoder
+@dataclass
+class GTEncoderObjective:
+    """Phase 1: reproduce the GT from the GT alone (the variant's loss on the six side outputs, plus its
+    ORTHO term when the variant penalises the encoder too)."""
+
+    encoder: nn.Module
+    variant: Variant
+    device: torch.device
+
+    def forward(self, batch: dict) -> tuple[list[torch.Tensor], torch.Tensor]:
+        gt = batch["gt"].to(self.device)
+        maps, _ = self.encoder(gt)
+        return maps, gt
+
+    def loss(self, outputs, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        maps, gt = outputs
+        loss = losses.gt_encoder_loss(maps, gt, self.variant.gt_encoder_loss)
+        if self.variant.ortho_gt_encoder and self.variant.ortho_weight:
+            loss = loss + self.variant.ortho_weight * losses.ortho_penalty(self.encoder, self.variant.ortho)
+        return loss, {"total": loss.item()}
+
+
+def _gt_encoder_loop(profile: Profile, world: World, device: torch.device) -> Loop:
+    """Phase 1 as a :class:`Loop`: GT-only data (3-channel samples, no box or mask), the variant's rate
+    throughout, one shuffled DataLoader over the epochs, no resume; the weights written once, at the end."""
+    from .data.datasets import refiner_dataset
+    from .model import build_gt_encoder
+
+    cfg, variant = profile.train, profile.variant
+    seed_everything(cfg.seed)
+    gt_only = dict(use_box=False, use_mask=False, in_ch=3)
+    train_ds = refiner_dataset(profile, workflow.TRAIN_SPLIT, train=True, enrich=cfg.enrich, **gt_only)
+    val_ds = refiner_dataset(profile, workflow.VAL_SPLIT, **gt_only)
+    encoder = build_gt_encoder(width=cfg.width).to(device)
+    peak = profile.gt_encoder_lr
+    optimizer = make_optimizer(encoder.parameters(), variant, peak, cfg.weight_decay)
+    loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
+    _fills_a_batch(len(train_ds), len(loader), cfg.batch_size)
+    checkpoints = Checkpoints(save_gt_encoder, lambda run: dict(iterations=run.it, val=run.score),
+                              final=profile.gt_encoder_checkpoint)
+    return Loop(name="GT encoder", desc="GT encoder", what="GT-encoder training", model=encoder,
+                objective=GTEncoderObjective(encoder, variant, device), optimizer=optimizer,
+                lr=lambda it: peak, batches=lambda it: loader, val_set=val_ds, input_key="gt",
+                horizon=cfg.gt_encoder_iters, val_every=cfg.gt_encoder_val_every or cfg.val_every,
+                checkpoints=checkpoints, world=world, device=device, batch_size=cfg.batch_size,
+                time_limit_minutes=cfg.time_limit_minutes, target_maxf=cfg.gt_encoder_target_maxf)
+
+
+def train_gt_encoder(profile: Profile, progress: bool = True, force: bool = False) -> Path:
+    """Fit the GT encoder to reproduce GT masks (the variant's loss on its six side outputs, optimiser and
+    rate) until its maxF on the validation GTs exceeds the target or the iteration cap is reached.
+    Validated every ``gt_encoder_val_every`` iterations (else ``val_every``); returns its checkpoint."""
+    path = profile.gt_encoder_checkpoint
+    if path.exists() and not force:
+        return path
+    world = init_world(profile.device)
+    _run_loop(_gt_encoder_loop(profile, world, _device(profile, world)), progress=progress)
+    return path
+
+
+# ----------------------------------------------------------------------------- phase 2: refiner
 def _load_frozen_gt_encoder(profile: Profile, device: torch.device) -> nn.Module:
     """The GT encoder with frozen weights. Its BatchNorms use batch statistics (train mode) as in both
     references, unless the variant asks for running statistics (``gt_encoder_bn="running"``)."""
@@ -209,50 +404,106 @@ def _load_frozen_gt_encoder(profile: Profile, device: torch.device) -> nn.Module
     return encoder
 
 
-def _train_step(model: nn.Module, gt_encoder: nn.Module | None, batch: dict, optimizer, profile: Profile,
-                device: torch.device) -> dict[str, float]:
-    """One optimisation step. fp32 by default, as both references train; with ``autocast="bf16"``
-    (CUDA only) autocast wraps the forward passes alone: the side maps leave the model in fp32 and the
-    losses run in fp32 outside it (binary_cross_entropy on probabilities is refused under CUDA autocast)."""
-    from .losses import dis_sam_loss
+@dataclass
+class RefinerObjective:
+    """Phase 2: the DIS-SAM loss (paper eq. 4) of the refiner's side maps against the soft GT, with the
+    frozen GT encoder's features as the feature target (when there is one)."""
 
-    cfg, variant = profile.train, profile.variant
-    use_amp = device.type == "cuda" and cfg.autocast == "bf16"
-    x = batch["input"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-    gt = batch["gt"].to(device, non_blocking=True)
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-        maps, features = model(x)
+    model: nn.Module
+    gt_encoder: nn.Module | None
+    profile: Profile
+    device: torch.device
+
+    def forward(self, batch: dict) -> tuple:
+        x = batch["input"].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        gt = batch["gt"].to(self.device, non_blocking=True)
+        maps, features = self.model(x)
         gt_features = None
-        if gt_encoder is not None:
+        if self.gt_encoder is not None:
             with torch.no_grad():
-                _, gt_features = gt_encoder(gt)
-    total, terms = dis_sam_loss(
-        [m.float() for m in maps], gt,
-        features=[f.float() for f in features] if gt_features is not None else None,
-        gt_features=[f.float() for f in gt_features] if gt_features is not None else None,
-        model=_unwrap(model), w_bce=cfg.w_bce, w_iou=cfg.w_iou, w_feature=cfg.w_feature,
-        w_ortho=variant.ortho_weight, ortho=variant.ortho)
-    optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    optimizer.step()
-    return terms
+                _, gt_features = self.gt_encoder(gt)
+        return maps, features, gt_features, gt
+
+    def loss(self, outputs, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        maps, features, gt_features, gt = outputs
+        cfg, variant = self.profile.train, self.profile.variant
+        return losses.dis_sam_loss(
+            [m.float() for m in maps], gt,
+            features=[f.float() for f in features] if gt_features is not None else None,
+            gt_features=[f.float() for f in gt_features] if gt_features is not None else None,
+            model=_unwrap(self.model), w_bce=cfg.w_bce, w_iou=cfg.w_iou, w_feature=cfg.w_feature,
+            w_ortho=variant.ortho_weight, ortho=variant.ortho)
+
+
+class EpochBatches:
+    """The refiner's batches, resumable at any iteration: epoch ``e`` is DistributedSampler's shuffle of
+    ``(seed, e)`` split over the ranks, entered at the iteration's position. A private generator per
+    epoch: building the loader must not draw from the global RNG, whose state the checkpoint restores
+    (augmentation draws from it)."""
+
+    def __init__(self, dataset: Dataset, cfg: TrainConfig, world: World) -> None:
+        self.dataset, self.cfg = dataset, cfg
+        self.per_rank = cfg.batch_size // world.size
+        self.sampler = DistributedSampler(dataset, num_replicas=world.size, rank=world.rank, shuffle=True,
+                                          seed=cfg.seed, drop_last=True)
+        self.steps_per_epoch = len(self.sampler) // self.per_rank
+        _fills_a_batch(len(dataset), self.steps_per_epoch, cfg.batch_size)
+
+    def __call__(self, it: int) -> DataLoader:
+        epoch, position = divmod(it, self.steps_per_epoch)
+        self.sampler.set_epoch(epoch)
+        order, n = list(self.sampler), self.per_rank
+        batches = [order[i * n:(i + 1) * n] for i in range(position, self.steps_per_epoch)]
+        return DataLoader(self.dataset, batch_sampler=batches, num_workers=self.cfg.num_workers,
+                          generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
 
 
 def build_run_datasets(profile: Profile, spec: RunSpec):
     """The run's training set (enriched or not) and the validation set, with the spec's input switches."""
-    from .data.datasets import RefinerDataset
+    from .data.datasets import refiner_dataset
 
-    cfg, variant = profile.train, profile.variant
-    preload = profile.name != "paper"
-    kwargs = dict(size=cfg.size, use_box=spec.use_box, use_mask=spec.use_mask, in_ch=spec.in_ch, preload=preload)
-    train_coarse = workflow.coarse_source(profile, workflow.TRAIN_SPLIT, spec.enrich) if spec.use_mask else None
-    val_coarse = workflow.coarse_source(profile, workflow.VAL_SPLIT) if spec.use_mask else None
-    train_ds = RefinerDataset(workflow.split_dir(profile, workflow.TRAIN_SPLIT), train_coarse,
-                              enrichment=variant.enrichment if spec.enrich else None,
-                              augment=None if variant.augment == "none" else variant.augment, **kwargs)
-    val_ds = RefinerDataset(workflow.split_dir(profile, workflow.VAL_SPLIT), val_coarse, enrichment=None,
-                            augment=None, **kwargs)
-    return train_ds, val_ds
+    inputs = dict(use_box=spec.use_box, use_mask=spec.use_mask, in_ch=spec.in_ch)
+    return (refiner_dataset(profile, workflow.TRAIN_SPLIT, train=True, enrich=spec.enrich, **inputs),
+            refiner_dataset(profile, workflow.VAL_SPLIT, **inputs))
+
+
+def _refiner_meta(profile: Profile, spec: RunSpec) -> Callable[[Loop], dict[str, Any]]:
+    """What a refiner checkpoint stores beside its weights: progress, history, profile, variant, config."""
+    cfg = profile.train
+    config = {**asdict(cfg), **asdict(spec), "size": cfg.size, "horizon": spec.horizon(profile),
+              "lr": profile.refiner_lr}
+    return lambda run: dict(iteration=run.it, seconds=run.seconds, best=run.best, history=run.history,
+                            profile=profile.name, variant=asdict(profile.variant), train_config=config)
+
+
+def _refiner_loop(profile: Profile, spec: RunSpec, world: World, device: torch.device, datasets,
+                  state: dict[str, Any] | None) -> Loop:
+    """Phase 2 as a :class:`Loop`: the same initial weights on every rank, augmentation seeded per rank,
+    resumed from ``state`` when given, wrapped in DDP (with SyncBatchNorm) when distributed."""
+    from .model import build_refiner
+
+    cfg, horizon = profile.train, spec.horizon(profile)
+    train_ds, val_ds = datasets or build_run_datasets(profile, spec)
+    seed_everything(cfg.seed)  # the same initial weights on every rank
+    model = build_refiner(in_ch=spec.in_ch, width=cfg.width).to(device).to(memory_format=torch.channels_last)
+    gt_encoder = _load_frozen_gt_encoder(profile, device) if cfg.use_gt_encoder else None
+    if gt_encoder is not None and gt_encoder.training and world.distributed:
+        gt_encoder = sync_batchnorm(gt_encoder, device)  # batch statistics of the global batch, as on one device
+    optimizer = make_optimizer(model.parameters(), profile.variant, profile.refiner_lr, cfg.weight_decay)
+    seed_everything(cfg.seed + world.rank)  # augmentation differs per rank
+    checkpoints = Checkpoints(save_refiner, _refiner_meta(profile, spec),
+                              best=spec.checkpoint(profile), last=spec.last_checkpoint(profile))
+    progress = _resume(model, optimizer, state, world)
+    if world.distributed:
+        model = nn.parallel.DistributedDataParallel(sync_batchnorm(model, device))
+    model.train()
+    return Loop(name=spec.name, desc=f"refiner {spec.name}", what=f"refiner run {spec.name!r}", model=model,
+                objective=RefinerObjective(model, gt_encoder, profile, device), optimizer=optimizer,
+                lr=lambda it: lr_at(it, cfg, horizon, profile.refiner_lr), batches=EpochBatches(train_ds, cfg, world),
+                val_set=val_ds, input_key="input", horizon=horizon, val_every=cfg.val_every,
+                checkpoints=checkpoints, world=world, device=device, batch_size=cfg.batch_size,
+                time_limit_minutes=cfg.time_limit_minutes, bf16=device.type == "cuda" and cfg.autocast == "bf16",
+                **progress)
 
 
 def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = True, progress: bool = True,
@@ -263,11 +514,8 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
     restored or trained). ``stop_after`` ends this call after that many iterations without changing
     the schedule (an interruption, for tests); the next call with ``resume=True`` continues exactly.
     """
-    from .model import build_refiner
-
     spec = spec or RunSpec()
-    cfg, variant = profile.train, profile.variant
-    horizon = spec.max_iters or cfg.max_iters
+    horizon = spec.horizon(profile)
     best_path, last_path = spec.checkpoint(profile), spec.last_checkpoint(profile)
     # Read once, onto the CPU whatever the device: load_state_dict copies weights and optimiser state to
     # the parameters' device, and RNG states must stay CPU tensors.
@@ -275,98 +523,11 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
     if state is not None and state["iteration"] >= horizon and best_path.exists():
         return TrainResult(best_path, last_path, state["iteration"], state["seconds"], state["best"], state["history"])
     world = init_world(profile.device)
-    device = _device(profile, world)
-    if cfg.batch_size % world.size:
-        raise ValueError(f"batch size {cfg.batch_size} does not split over {world.size} processes")
-
-    train_ds, val_ds = datasets or build_run_datasets(profile, spec)
-    seed_everything(cfg.seed)  # the same initial weights on every rank
-    model = build_refiner(in_ch=spec.in_ch, width=cfg.width).to(device).to(memory_format=torch.channels_last)
-    gt_encoder = _load_frozen_gt_encoder(profile, device) if cfg.use_gt_encoder else None
-    if gt_encoder is not None and gt_encoder.training and world.distributed:
-        gt_encoder = sync_batchnorm(gt_encoder, device)  # batch statistics of the global batch, as on one device
-    optimizer = make_optimizer(model.parameters(), variant, profile.refiner_lr, cfg.weight_decay)
-    seed_everything(cfg.seed + world.rank)  # augmentation differs per rank
-    it, seconds, history, best = 0, 0.0, [], {"maxF": -1.0}
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        it, seconds, history, best = state["iteration"], state["seconds"], state["history"], state["best"]
-        _set_rng_state(state["rng"][min(world.rank, len(state["rng"]) - 1)])
-    if world.distributed:
-        model = nn.parallel.DistributedDataParallel(sync_batchnorm(model, device))
-    model.train()
-
-    def save(path: Path, full: bool) -> None:
-        """Best (weights only, rank 0 alone) or last (every rank: the RNG states are gathered)."""
-        rng = [_rng_state()]
-        if full and world.distributed:
-            gathered: list[Any] = [None] * world.size
-            torch.distributed.all_gather_object(gathered, rng[0])
-            rng = gathered
-        if not world.is_main:
-            return
-        extra = dict(iteration=it, seconds=seconds, best=best, history=history, profile=profile.name,
-                     variant=asdict(variant), train_config={**asdict(cfg), **asdict(spec), "size": cfg.size,
-                                                            "horizon": horizon, "lr": profile.refiner_lr})
-        if full:
-            extra.update(optimizer=optimizer.state_dict(), rng=rng)
-        save_refiner(_unwrap(model), path, **extra)
-
-    per_rank = cfg.batch_size // world.size
-    sampler = DistributedSampler(train_ds, num_replicas=world.size, rank=world.rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=True)
-    steps_per_epoch = len(sampler) // per_rank
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(train_ds)} training samples cannot fill one batch of {cfg.batch_size}")
-    start, done_now = time.perf_counter() - seconds, 0
-    bar = tqdm(total=horizon, initial=it, desc=f"refiner {spec.name}", disable=not (progress and world.is_main))
-    try:
-        stopped = it >= horizon or stop_after == 0
-        while not stopped:
-            epoch, position = divmod(it, steps_per_epoch)
-            sampler.set_epoch(epoch)
-            order = list(sampler)
-            batches = [order[i * per_rank:(i + 1) * per_rank] for i in range(position, steps_per_epoch)]
-            # A private generator: creating the loader must not draw from the global RNG, whose
-            # state the checkpoint restores (augmentation draws from it).
-            loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.num_workers,
-                                generator=torch.Generator().manual_seed(cfg.seed + epoch))
-            for batch in loader:
-                lr = lr_at(it, cfg, horizon, profile.refiner_lr)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                terms = mean_across(_train_step(model, gt_encoder, batch, optimizer, profile, device), world)
-                it, done_now = it + 1, done_now + 1
-                seconds = time.perf_counter() - start
-                history.append({"iteration": it, "seconds": seconds, "lr": lr, **terms})
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items() if k in ("total", "bce", "iou", "feature")})
-                finished = it >= horizon
-                if it % cfg.val_every == 0 or finished:
-                    score = _validate(_unwrap(model), val_ds, device, cfg.batch_size) if world.is_main else {}
-                    if world.is_main:
-                        history[-1].update({f"val_{k}": v for k, v in score.items()})
-                        bar.write(f"[{spec.name}] iter {it}: val maxF {score['maxF']:.4f} MAE {score['MAE']:.4f}")
-                        if score["maxF"] > best["maxF"]:
-                            best = {"iteration": it, **score}
-                            save(best_path, full=False)
-                    save(last_path, full=True)
-                if finished or (stop_after is not None and done_now >= stop_after):
-                    stopped = True
-                    break
-                _check_time_limit(start, cfg.time_limit_minutes, world, f"refiner run {spec.name!r}")
-    except (KeyboardInterrupt, TimeLimitExceeded):
-        save(last_path, full=True)
-        bar.write(f"stopped at iteration {it}: saved {last_path}; run again to resume")
-        raise
-    finally:
-        bar.close()
-    save(last_path, full=True)
-    if world.is_main and not best_path.exists():
-        save(best_path, full=False)
-    barrier(world)
-    return TrainResult(best_path, last_path, it, seconds, best, history)
+    if profile.train.batch_size % world.size:
+        raise ValueError(f"batch size {profile.train.batch_size} does not split over {world.size} processes")
+    run = _refiner_loop(profile, spec, world, _device(profile, world), datasets, state)
+    _run_loop(run, progress=progress, stop_after=stop_after)
+    return TrainResult(best_path, last_path, run.it, run.seconds, run.best, run.history)
 
 
 def ensure_refiner(profile: Profile, progress: bool = True) -> Path:

@@ -45,6 +45,27 @@ def test_atomic_save_leaves_no_temp_and_keeps_old_file_on_failure(tmp_path):
     assert os.listdir(path.parent) == ["ckpt.pt"]
 
 
+def _fail_mid_write(fh) -> None:
+    fh.write(b"x")
+    raise RuntimeError("failed mid-write")
+
+
+def test_checkpoints_and_the_stage1_cache_share_one_atomic_writer(tmp_path):
+    from dissam import fileio
+    from dissam.coarse import cache
+
+    assert cache.atomic_write_bytes is fileio.atomic_write_bytes
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"")
+    for durable in (True, False):
+        path = fileio.atomic_write_bytes(tmp_path / f"d{durable}" / "f.bin", b"abc", durable=durable)
+        assert path.read_bytes() == b"abc"
+        assert path.stat().st_mode == plain.stat().st_mode  # the usual permissions, not mkstemp's 0600
+        with pytest.raises(RuntimeError, match="mid-write"):
+            fileio.atomic_write(path, _fail_mid_write, durable=durable)
+        assert path.read_bytes() == b"abc" and os.listdir(path.parent) == ["f.bin"]
+
+
 def test_refiner_round_trip_keeps_config_and_extras(tmp_path):
     model = _randomised(build_refiner(5, W))
     path = save_refiner(model, tmp_path / "r.pt", iteration=7, train_config={"lr": 1e-3})

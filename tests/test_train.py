@@ -86,6 +86,28 @@ def test_interrupted_run_keeps_its_progress(shared_root, monkeypatch):
     assert saved["iteration"] == 2
 
 
+def test_gt_encoder_stops_at_its_target_score(shared_root, monkeypatch):
+    monkeypatch.setattr("dissam.config.RUNS_ROOT", shared_root / "runs")
+    profile = dataclasses.replace(get_profile("tiny"), tag="target")
+    profile.data.root = shared_root / "data"
+    profile.train = dataclasses.replace(profile.train, gt_encoder_iters=20, gt_encoder_val_every=2,
+                                        gt_encoder_target_maxf=0.0)
+    saved = torch.load(train_gt_encoder(profile, progress=False), weights_only=True)
+    assert saved["iterations"] == 2 and saved["val"]["maxF"] > 0.0  # the first validation passed the target
+
+
+def test_a_data_set_that_cannot_fill_one_batch_is_an_error(shared_root, monkeypatch):
+    """In both phases (the GT encoder's loop used to wait forever for a first batch)."""
+    monkeypatch.setattr("dissam.config.RUNS_ROOT", shared_root / "runs")
+    profile = dataclasses.replace(get_profile("tiny"), tag="bigbatch")
+    profile.data.root = shared_root / "data"
+    profile.train = dataclasses.replace(profile.train, batch_size=400, use_gt_encoder=False)
+    with pytest.raises(ValueError, match="cannot fill one batch of 400"):
+        train_gt_encoder(profile, progress=False)
+    with pytest.raises(ValueError, match="cannot fill one batch of 400"):
+        train_refiner(profile, RunSpec(name="big", use_mask=False, max_iters=2), progress=False)
+
+
 def _cli_train(runs: Path, data: Path, nproc: int) -> list[float]:
     env = {**os.environ, "DISSAM_RUNS": str(runs), "OMP_NUM_THREADS": "1"}
     args = ["train", "--profile", "tiny", "--data", str(data), "--name", "ddp", "--max-iters", "3", "--no-augment"]

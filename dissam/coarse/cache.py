@@ -3,16 +3,15 @@
 Layout: ``<cache_dir>/<segmenter digest>/<image digest[:2]>/<image digest>_<x0>_<y0>_<x1>_<y1>.png``; each
 PNG carries its full key in a text chunk that is checked on every read, so a changed image, box or model
 never meets a stale entry (and an unreadable or foreign file counts as missing). Writes go to a temporary
-file renamed into place, so an interrupted run leaves only whole entries and simply resumes. Several
+file renamed into place (:func:`dissam.fileio.atomic_write`), so an interrupted run leaves only whole
+entries and simply resumes. Several
 splits may share one ``cache_dir``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-import uuid
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 from ..data.enrichment import targets_for
 from ..data.folders import list_pairs
 from ..data.prompts import Box, clip_box
+from ..fileio import atomic_write_bytes  # dissam.workflow imports it from here too
 from .base import CoarseSegmenter, check_image
 
 KEY_CHUNK = "dissam-coarse-key"
@@ -43,17 +43,9 @@ def key_digest(segmenter_key: str) -> str:
     return hashlib.blake2b(segmenter_key.encode(), digest_size=8).hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a unique temporary file and ``os.replace`` (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def _write(path: Path, data: bytes) -> None:
+    """Atomic, not fsynced: an entry lost to a power cut is recomputed (and a damaged one fails its key check)."""
+    atomic_write_bytes(path, data, durable=False)
 
 
 class MaskStore:
@@ -86,13 +78,13 @@ class MaskStore:
     def put(self, image_hash: str, box: Box, mask: np.ndarray) -> Path:
         """Store a uint8 ``[H, W]`` mask atomically; returns its path."""
         if not self.root.joinpath("segmenter.json").is_file():
-            atomic_write_bytes(self.root / "segmenter.json", json.dumps({"key": self.segmenter_key}).encode())
+            _write(self.root / "segmenter.json", json.dumps({"key": self.segmenter_key}).encode())
         info = PngInfo()
         info.add_text(KEY_CHUNK, self._entry_key(image_hash, box))
         buf = BytesIO()
         Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="L").save(buf, format="PNG", pnginfo=info)
         path = self.path(image_hash, box)
-        atomic_write_bytes(path, buf.getvalue())
+        _write(path, buf.getvalue())
         return path
 
 
@@ -135,9 +127,9 @@ def cache_masks(segmenter: CoarseSegmenter, data_dir: str | Path, cache_dir: str
         "enrichment": enrichment or "none", "samples": samples,
     }
     text = json.dumps(manifest, indent=1).encode()
-    atomic_write_bytes(cache_dir / "manifest.json", text)
+    _write(cache_dir / "manifest.json", text)
     run_id = hashlib.blake2b(f"{data_dir}|{enrichment}|{segmenter.key}".encode(), digest_size=6).hexdigest()
-    atomic_write_bytes(cache_dir / "manifests" / f"{data_dir.name}-{run_id}.json", text)
+    _write(cache_dir / "manifests" / f"{data_dir.name}-{run_id}.json", text)
     return manifest
 
 

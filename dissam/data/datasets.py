@@ -11,6 +11,8 @@ is resized bilinearly and divided by 255, never re-binarised, so a 1-px wire sur
 ``preload=True`` resizes everything to the network size once (uint8, fast CPU epochs); ``preload=False``
 reads files per item (DIS5K at 1024^2). Per-item randomness (flips) draws from
 torch's global RNG, so ``torch.manual_seed`` and DataLoader worker seeding make epochs reproducible.
+
+:func:`refiner_dataset` builds one split of a profile's data, for training or for evaluation.
 """
 from __future__ import annotations
 
@@ -230,3 +232,23 @@ class RefinerDataset(Dataset):
                 f"enrichment={self.enrichment!r}, augment={self.augment!r}, mask={self.use_mask}, "
                 f"box={self.use_box}, preload={self.preload})")
 
+
+def refiner_dataset(profile, split: str, train: bool = False, use_box: bool = True, use_mask: bool = True,
+                    in_ch: int = 5, enrich: bool = True, size: int | None = None) -> RefinerDataset:
+    """One split of a run's data as the refiner (or, with ``in_ch=3`` and no box or mask, the GT encoder)
+    sees it: the one place training and evaluation build their data sets.
+
+    ``train=True``: the variant's GT enrichment (when ``enrich``) and augmentation; else one sample per
+    image, unaugmented (validation, evaluation). Stage-1 masks come from the profile's cache when
+    ``use_mask``. ``size``: the network size, default the profile's. The paper profile (DIS5K at 1024^2)
+    reads files per item; the CPU profiles preload.
+    """
+    from .. import workflow
+
+    variant = profile.variant
+    return RefinerDataset(workflow.split_dir(profile, split),
+                          workflow.coarse_source(profile, split) if use_mask else None,
+                          profile.train.size if size is None else size,
+                          enrichment=variant.enrichment if train and enrich else None,
+                          augment=variant.augment if train and variant.augment != "none" else None,
+                          use_box=use_box, use_mask=use_mask, in_ch=in_ch, preload=profile.name != "paper")

@@ -12,7 +12,6 @@ names the file, what was expected and what was found.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..fileio import atomic_write
 from .gt_encoder import build_gt_encoder
 from .isnet import build_refiner
 
@@ -34,31 +34,9 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``: a crash
-    mid-write never leaves a truncated file under ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable; not every platform allows opening a folder
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-    return path
+    """``torch.save`` through :func:`dissam.fileio.atomic_write` (temporary file, fsync, ``os.replace``):
+    a crash mid-write never leaves a truncated file under ``path``."""
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def _save(model: nn.Module, kind: str, path: str | os.PathLike, extra: dict[str, Any]) -> Path:
