@@ -39,7 +39,10 @@ def make_split(root: Path, seed: int = 0, counts: tuple[int, ...] = N_COMPONENTS
 
 
 class Counting(GrabCutSegmenter):
-    """GrabCut that can fail after a number of predictions (an interrupted run)."""
+    """GrabCut that can fail after a number of predictions (an interrupted run). It counts in its own
+    process, so the cache runs it inline."""
+
+    cpu_parallel = False
 
     def __init__(self, fail_after: int | None = None, iters: int = 1) -> None:
         super().__init__(iters=iters)
@@ -69,6 +72,21 @@ def test_enriched_split_embeds_each_image_once(tmp_path):
     assert not list((tmp_path / "cache").rglob("*.tmp"))
     again = cache_masks(Counting(), data, tmp_path / "cache", enrichment="components", progress=False)  # unchanged: all hits, no embedding
     assert again["encoder_calls"] == 0 and again["cache_hits"] == sum(N_COMPONENTS) and again["computed"] == 0
+
+
+def test_parallel_grabcut_writes_the_same_cache_as_one_process(tmp_path):
+    data = make_split(tmp_path / "split", counts=(3, 2, 4, 1, 2, 3))
+    serial = cache_masks(GrabCutSegmenter(iters=1), data, tmp_path / "one", enrichment="components",
+                         progress=False, workers=1)
+    seg = GrabCutSegmenter(iters=1)
+    parallel = cache_masks(seg, data, tmp_path / "two", enrichment="components", progress=False, workers=2)
+    for key in ("images", "boxes", "encoder_calls", "computed", "cache_hits", "samples"):
+        assert serial[key] == parallel[key], key
+    assert seg.encoder_calls == parallel["encoder_calls"] == 6
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
+    assert len(files) == sum((3, 2, 4, 1, 2, 3))
+    for f in files:
+        assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes()
 
 
 def test_whole_mask_targets_and_shared_cache_dir(tmp_path):

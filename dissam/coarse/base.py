@@ -34,7 +34,12 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 
 class CoarseSegmenter(abc.ABC):
-    """Box-prompted segmenter. Subclasses implement ``_embed``, ``_predict`` and ``key``."""
+    """Box-prompted segmenter. Subclasses implement ``_embed``, ``_predict`` and ``key``.
+
+    ``cpu_parallel``: its results do not depend on the order of calls, a shallow copy of it works
+    alone, and it releases the GIL (GrabCut), so the stage-1 cache may run copies in threads."""
+
+    cpu_parallel = False
 
     def __init__(self) -> None:
         self.encoder_calls = 0  # image embeddings computed (one per set_image)

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
+from collections.abc import Iterator
+import copy
+from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -88,11 +92,52 @@ class MaskStore:
         return path
 
 
+CHUNK_IMAGES = 32  # images read ahead per round of parallel stage-1 work (bounds the memory held)
+
+
+def _segment(job: tuple[CoarseSegmenter, np.ndarray, list[Box]]) -> list[np.ndarray]:
+    """One image's missing masks, on a private copy of the segmenter (it holds the image it embedded)."""
+    segmenter, image, boxes = job
+    segmenter = copy.copy(segmenter)
+    segmenter.set_image(image)
+    return [segmenter.predict(box).mask for box in boxes]
+
+
+def _image_jobs(pairs, store: MaskStore, enrichment: str | None, stats: dict[str, int],
+                samples: list[dict[str, Any]], cache_dir: Path) -> Iterator[tuple[str, np.ndarray, list[Box]]]:
+    """(digest, image, missing boxes) per image that needs work; counts boxes and records samples."""
+    for pair in pairs:
+        image, gt = pair.load()
+        digest = image_digest(image)
+        targets = targets_for(gt, enrichment)
+        boxes = [clip_box(t.box, *gt.shape) for t in targets]
+        missing = [b for b in dict.fromkeys(boxes) if store.get(digest, b) is None]
+        stats["boxes"] += len(boxes)
+        stats["computed"] += len(missing)
+        samples += [{"stem": pair.stem, "component": t.index, "box": list(b),
+                     "file": store.path(digest, b).relative_to(cache_dir).as_posix()} for t, b in zip(targets, boxes)]
+        yield digest, image, missing
+
+
+def _chunks(items: Iterator, n: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def cache_masks(segmenter: CoarseSegmenter, data_dir: str | Path, cache_dir: str | Path,
-                enrichment: str | None = "filtered", progress: bool = True) -> dict[str, Any]:
+                enrichment: str | None = "filtered", progress: bool = True,
+                workers: int | None = None) -> dict[str, Any]:
     """Stage-1 masks for every (image, target box) of an im/gt folder; returns the manifest.
 
-    Targets: ``enrichment`` None/'none' = the whole GT's tight box, 'filtered'/'components' = one box per enriched
+    ``workers`` (default: every core for a ``cpu_parallel`` segmenter such as GrabCut, else 1) computes
+    the missing masks of several images at once in threads (cv2 releases the GIL); the masks, the cache and the
+    manifest are the same as with one. Targets: ``enrichment`` None/'none' = the whole GT's tight box, 'filtered'/'components' = one box per enriched
     component. Each image is embedded at most once (``set_image``, then every missing box); an image whose
     boxes are all cached is not embedded at all. The manifest (integer ``images``, ``boxes``,
     ``encoder_calls``, ``cache_hits``, ``computed``; ``seconds``, ``segmenter``, ``data_dir``,
@@ -102,27 +147,35 @@ def cache_masks(segmenter: CoarseSegmenter, data_dir: str | Path, cache_dir: str
     data_dir, cache_dir = Path(data_dir).resolve(), Path(cache_dir)
     store = MaskStore(cache_dir, segmenter.key)
     pairs = list_pairs(data_dir)
-    calls_before = segmenter.encoder_calls
-    n_boxes = hits = computed = 0
+    if workers is None:
+        workers = (os.cpu_count() or 1) if segmenter.cpu_parallel else 1
+    stats = {"boxes": 0, "computed": 0, "embedded": 0}
     samples: list[dict[str, Any]] = []
-    for pair in tqdm(pairs, desc=f"stage 1 {data_dir.name}", unit="img", disable=not progress):
-        image, gt = pair.load()
-        digest = image_digest(image)
-        targets = targets_for(gt, enrichment)
-        boxes = [clip_box(t.box, *gt.shape) for t in targets]
-        missing = [b for b in dict.fromkeys(boxes) if store.get(digest, b) is None]
-        if missing:
-            segmenter.set_image(image)
-            for box in missing:
-                store.put(digest, box, segmenter.predict(box).mask)
-        n_boxes += len(boxes)
-        computed += len(missing)
-        hits += len(boxes) - len(missing)
-        samples += [{"stem": pair.stem, "component": t.index, "box": list(b),
-                     "file": store.path(digest, b).relative_to(cache_dir).as_posix()} for t, b in zip(targets, boxes)]
+    jobs = _image_jobs(tqdm(pairs, desc=f"stage 1 {data_dir.name}", unit="img", disable=not progress),
+                       store, enrichment, stats, samples, cache_dir)
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    try:
+        for chunk in _chunks(jobs, CHUNK_IMAGES if pool else 1):
+            todo = [(digest, image, missing) for digest, image, missing in chunk if missing]
+            stats["embedded"] += len(todo)
+            if pool is None:  # each mask stored as soon as it exists: an interruption loses none
+                for digest, image, missing in todo:
+                    segmenter.set_image(image)
+                    for box in missing:
+                        store.put(digest, box, segmenter.predict(box).mask)
+                continue
+            masks = list(pool.map(_segment, [(segmenter, image, missing) for _, image, missing in todo]))
+            segmenter.encoder_calls += len(todo)  # the copies embedded them
+            for (digest, _, missing), found in zip(todo, masks):
+                for box, mask in zip(missing, found):
+                    store.put(digest, box, mask)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     manifest = {
-        "images": len(pairs), "boxes": n_boxes, "encoder_calls": segmenter.encoder_calls - calls_before,
-        "cache_hits": hits, "computed": computed, "seconds": round(time.perf_counter() - start, 3),
+        "images": len(pairs), "boxes": stats["boxes"], "encoder_calls": stats["embedded"],
+        "cache_hits": stats["boxes"] - stats["computed"], "computed": stats["computed"],
+        "seconds": round(time.perf_counter() - start, 3),
         "segmenter": segmenter.key, "segmenter_dir": store.root.name, "data_dir": str(data_dir),
         "enrichment": enrichment or "none", "samples": samples,
     }

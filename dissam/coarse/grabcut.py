@@ -21,6 +21,8 @@ THIN_BOX = 2  # boxes with a side below this many pixels are returned filled
 class GrabCutSegmenter(CoarseSegmenter):
     """cv2.grabCut with GC_INIT_WITH_RECT from the box, ``iters`` iterations, cv2's RNG seeded per call."""
 
+    cpu_parallel = True  # seeded per call: the same mask whatever process or order computes it
+
     def __init__(self, iters: int = 3, seed: int = 0) -> None:
         super().__init__()
         if int(iters) < 1:
