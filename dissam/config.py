@@ -103,6 +103,10 @@ class TrainConfig:
     w_iou: float = 0.5
     w_feature: float = 1.0
     use_gt_encoder: bool = True
+    # 0: the paper's refiner. k > 0: side logits start from stage 1's mask, k * (2 * mask - 1), and the
+    # network learns corrections (runs without the mask channel train without it). A short-budget aid
+    # of the CPU profiles; see README, "The smoke recipe".
+    coarse_prior: float = 0.0
     # GT encoder phase: stop when its maxF exceeds the target or the cap is reached; validated every
     # ``gt_encoder_val_every`` iterations (None: the refiner's ``val_every``).
     gt_encoder_iters: int = 250

@@ -485,7 +485,9 @@ def _refiner_loop(profile: Profile, spec: RunSpec, world: World, device: torch.d
     cfg, horizon = profile.train, spec.horizon(profile)
     train_ds, val_ds = datasets or build_run_datasets(profile, spec)
     seed_everything(cfg.seed)  # the same initial weights on every rank
-    model = build_refiner(in_ch=spec.in_ch, width=cfg.width).to(device).to(memory_format=torch.channels_last)
+    prior = cfg.coarse_prior if spec.use_mask else 0.0  # no mask channel, no prior
+    model = build_refiner(in_ch=spec.in_ch, width=cfg.width, coarse_prior=prior)
+    model = model.to(device).to(memory_format=torch.channels_last)
     gt_encoder = _load_frozen_gt_encoder(profile, device) if cfg.use_gt_encoder else None
     if gt_encoder is not None and gt_encoder.training and world.distributed:
         gt_encoder = sync_batchnorm(gt_encoder, device)  # batch statistics of the global batch, as on one device

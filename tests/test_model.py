@@ -110,3 +110,57 @@ def test_rsu_registry():
     assert isinstance(build_rsu("RSU4F", 2, 2, 2), RSU4F) and build_rsu("RSU6", 2, 2, 2).depth == 6
     with pytest.raises(ValueError, match="unknown RSU block"):
         build_rsu("RSU3", 2, 2, 2)
+
+
+def _zero_side_convs(model):
+    with torch.no_grad():
+        for i in range(1, 7):
+            side = getattr(model, f"side{i}")
+            side.weight.zero_()
+            side.bias.zero_()
+    return model
+
+
+def test_coarse_prior_starts_every_side_map_at_the_coarse_mask():
+    """k * (2 * mask - 1) is added to each side logit: with the side convs silent, every map is
+    sigmoid(+-k) exactly where the coarse-mask channel says object / background (soft values too)."""
+    torch.manual_seed(0)
+    k = 6.0
+    model = _zero_side_convs(build_refiner(5, 0.125, coarse_prior=k)).eval()
+    x = torch.rand(2, 5, 40, 40) - 0.5
+    mask = (torch.rand(2, 1, 40, 40) > 0.5).float()
+    mask[0, 0, :5, :5] = 0.25  # a soft coarse value
+    x[:, 3:4] = mask
+    expected = torch.sigmoid(k * (2 * mask - 1))
+    with torch.no_grad():
+        maps, _ = model(x)
+        for m in maps:
+            torch.testing.assert_close(m, expected)
+        torch.testing.assert_close(model.predict(x), expected)
+    # Without the prior (the paper's network) the same silent network says 0.5 everywhere.
+    plain = _zero_side_convs(build_refiner(5, 0.125)).eval()
+    with torch.no_grad():
+        assert torch.allclose(plain.predict(x), torch.full_like(expected, 0.5))
+
+
+def test_coarse_prior_travels_with_the_checkpoint_and_the_fast_path(tmp_path):
+    from dissam.model import load_refiner, optimize_for_inference, predict_prob, save_refiner
+
+    torch.manual_seed(0)
+    model = build_refiner(5, 0.125, coarse_prior=4.0).eval()
+    path = save_refiner(model, tmp_path / "r.pt")
+    loaded = load_refiner(path)
+    assert loaded.config["coarse_prior"] == 4.0 and loaded.coarse_prior == 4.0
+    x = torch.rand(1, 5, 48, 48)
+    x[:, 3] = (x[:, 3] > 0.5).float()
+    ref = predict_prob(model, x)
+    torch.testing.assert_close(predict_prob(loaded, x), ref)
+    torch.testing.assert_close(predict_prob(optimize_for_inference(loaded), x), ref, atol=1e-4, rtol=0)
+    # The paper's refiner has no prior and its checkpoints say nothing of one.
+    assert "coarse_prior" not in build_refiner(5, 0.125).config
+
+
+@pytest.mark.parametrize("in_ch, k", [(3, 4.0), (5, -1.0)])
+def test_coarse_prior_needs_a_mask_channel_and_a_nonnegative_scale(in_ch, k):
+    with pytest.raises(ValueError, match="coarse_prior"):
+        build_refiner(in_ch, 0.125, coarse_prior=k)

@@ -333,3 +333,16 @@ def test_prediction_cache_is_read_as_evaluation_reads_it(runs, monkeypatch):
     ex._write_predictions(out, faint)
     again = ex._read_predictions(out, list(faint))
     assert all(np.array_equal(again[s], faint[s]) for s in faint)
+
+
+# ----------------------------------------------------------------------------- the CPU profiles' coarse prior
+def test_paper_refiner_has_no_coarse_prior_and_mask_free_runs_never_get_one(runs, monkeypatch):
+    """The prior is a short-budget aid of the CPU profiles: the paper profile trains IS-Net as published,
+    and a run without the mask channel (Table III's none / box only) has no mask to start from."""
+    assert get_profile("paper").train.coarse_prior == 0.0 and get_profile("smoke").train.coarse_prior > 0
+    profile = _tiny(runs, "prior", monkeypatch)
+    profile.train = dataclasses.replace(profile.train, coarse_prior=4.0, use_gt_encoder=False)
+    with_mask = train_refiner(profile, RunSpec(name="with_mask", max_iters=1), progress=False)
+    box_only = train_refiner(profile, RunSpec(name="box_only", use_mask=False, max_iters=1), progress=False)
+    assert load_refiner(with_mask.checkpoint).coarse_prior == 4.0
+    assert load_refiner(box_only.checkpoint).coarse_prior == 0.0

@@ -159,7 +159,8 @@ def load_refiner(path: str | os.PathLike, in_ch: int | None = None, map_location
     elif file_in_ch != want_in:
         raise CheckpointError(f"{path}: expected a refiner with {want_in} input channels, found "
                               f"{file_in_ch} ({STEM_KEY} {tuple(stem.shape)})")
-    model = build_refiner(in_ch=want_in, width=file_width)
+    model = build_refiner(in_ch=want_in, width=file_width,
+                          coarse_prior=float(config.get("coarse_prior", 0.0)) if config else 0.0)
     return _check_and_load(model, state, path, f"refiner(in_ch={want_in}, width={file_width:g})").eval()
 
 

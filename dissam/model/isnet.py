@@ -33,22 +33,39 @@ DECODER = (
 SIDE_CHANNELS = (64, 64, 128, 256, 512, 512)
 
 
-def side_maps(sides: list[torch.Tensor], ref: torch.Tensor) -> list[torch.Tensor]:
+def side_maps(sides: list[torch.Tensor], ref: torch.Tensor, prior: torch.Tensor | None = None) -> list[torch.Tensor]:
     """Side logits -> fp32 probability maps at ``ref``'s size (upsample first, then sigmoid, as IS-Net).
 
     Always in fp32 with autocast off, even inside a bf16/fp16 autocast forward: in bf16 every sigmoid
     above ~0.998 rounds to exactly 1.0, and a confidently wrong pixel then gets no gradient (both
-    references train in fp32)."""
+    references train in fp32). ``prior`` (logits at ``ref``'s size) is added to every side logit."""
     with torch.autocast(device_type=ref.device.type, enabled=False):
-        return [torch.sigmoid(upsample_like(s.float(), ref)) for s in sides]
+        maps = [upsample_like(s.float(), ref) for s in sides]
+        if prior is not None:
+            maps = [m + prior for m in maps]
+        return [torch.sigmoid(m) for m in maps]
+
+
+MASK_CHANNEL = 3  # the coarse mask in (R, G, B, mask, box)
 
 
 class ISNetDIS(nn.Module):
-    """IS-Net for dichotomous segmentation. ``forward(x)`` -> (six maps, six features)."""
+    """IS-Net for dichotomous segmentation. ``forward(x)`` -> (six maps, six features).
 
-    def __init__(self, in_ch: int = 5, width: float = 1.0) -> None:
+    ``coarse_prior`` k > 0 (off in the paper's network) adds ``k * (2 * mask - 1)`` to every side
+    logit, ``mask`` being the coarse-mask input channel in [0, 1]: an untrained refiner then returns
+    stage 1's mask (p = sigmoid(+-k)) and training learns the corrections. It has no parameters, so
+    a checkpoint's weights load either way; the setting travels in ``config``."""
+
+    def __init__(self, in_ch: int = 5, width: float = 1.0, coarse_prior: float = 0.0) -> None:
         super().__init__()
+        if coarse_prior < 0 or (coarse_prior > 0 and in_ch <= MASK_CHANNEL):
+            raise ValueError(f"coarse_prior needs a coarse-mask channel and k >= 0; got k={coarse_prior}, "
+                             f"in_ch={in_ch}")
         self.config: dict[str, Any] = {"in_ch": int(in_ch), "width": float(width)}
+        if coarse_prior:
+            self.config["coarse_prior"] = float(coarse_prior)
+        self.coarse_prior = float(coarse_prior)
         c = lambda n: scale_channels(n, width)  # noqa: E731
         self.conv_in = nn.Conv2d(in_ch, c(64), 3, stride=2, padding=1)
         self.pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
@@ -80,22 +97,28 @@ class ISNetDIS(nn.Module):
             dec.append(hx)
         return [*reversed(dec), enc[-1]]
 
+    def _prior(self, x: torch.Tensor) -> torch.Tensor | None:
+        if not self.coarse_prior:
+            return None
+        return self.coarse_prior * (2.0 * x[:, MASK_CHANNEL:MASK_CHANNEL + 1].float() - 1.0)
+
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         feats = self._features(x)
         sides = [getattr(self, f"side{i}")(f) for i, f in enumerate(feats, start=1)]
-        return side_maps(sides, x), feats
+        return side_maps(sides, x, self._prior(x)), feats
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """maps[0] alone, [B, 1, H, W]: skips the five unused side convs and their upsampling."""
         feats = self._features(x)
-        return side_maps([self.side1(feats[0])], x)[0]
+        return side_maps([self.side1(feats[0])], x, self._prior(x))[0]
 
 
-def build_refiner(in_ch: int = 5, width: float = 1.0) -> ISNetDIS:
+def build_refiner(in_ch: int = 5, width: float = 1.0, coarse_prior: float = 0.0) -> ISNetDIS:
     """The stage-2 refiner. ``in_ch`` 5 = RGB + coarse mask + box (3 = plain IS-Net);
-    ``width`` 1.0 = official IS-Net (44.0M parameters), 0.25 for the smoke profile, 0.125 for tiny."""
+    ``width`` 1.0 = official IS-Net (44.0M parameters), 0.25 for the smoke profile, 0.125 for tiny;
+    ``coarse_prior`` 0 = the paper's network (see :class:`ISNetDIS`)."""
     if in_ch < 1:
         raise ValueError(f"in_ch must be >= 1, got {in_ch}")
     if width <= 0:
         raise ValueError(f"width must be > 0, got {width}")
-    return ISNetDIS(in_ch=in_ch, width=width)
+    return ISNetDIS(in_ch=in_ch, width=width, coarse_prior=coarse_prior)
