@@ -6,7 +6,8 @@ Measured side by side in one run (repeats interleaved, medians), so machine load
   * (information) the opt-in bf16 path, fast on AMX CPUs but only within ~1e-2;
   * the same at the largest size after ``retain_freed_memory()`` (glibc keeps freed memory);
   * the smoke training step (width 0.25, 192 px, batch 8): forward + GT encoder + dis_sam_loss
-    (BCE, IoU, feature MSE, ORTHO) + backward + Adam, in the default layout and in channels_last.
+    (BCE, IoU, feature MSE, ORTHO) + backward + Adam, in the default layout, in channels_last (as trained
+    before) and with fused Adam (as trained now), each as a share of this CPU's measured fp32 limit.
 Run: ``python benchmarks/bench_refiner.py`` (about 2-3 minutes on 2 cores).
 """
 from __future__ import annotations
@@ -93,17 +94,41 @@ def bench_inference(sizes: list[int], repeats: dict[int, int], retained_size: in
     return ok
 
 
-def bench_train_step(width: float = 0.25, size: int = 192, batch: int = 8, repeats: int = 5) -> None:
+def step_flops(step: Callable[[], object]) -> int:
+    """Floating-point operations of one training step, counted by torch's FlopCounterMode (convolutions
+    and matrix products, forward and backward; elementwise work is not counted, so the ratio to the
+    peak below is an upper bound of the arithmetic done, a lower bound of how far from the limit)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return counter.get_total_flops()
+
+
+def matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """This CPU's measured fp32 arithmetic limit (FLOP/s): the best of ``repeats`` n x n SGEMMs."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    best = min(timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def bench_train_step(width: float = 0.25, size: int = 192, batch: int = 8, repeats: int = 5,
+                     threads: int = 2) -> None:
+    """The smoke training step as trained before (channels_last, Adam's per-parameter loop) and now
+    (channels_last, fused Adam), against the CPU's measured arithmetic limit."""
     torch.manual_seed(0)
     x = torch.rand(batch, 5, size, size) - 0.5
+    x[:, 3] = (torch.rand(batch, size, size) > 0.5).float()  # a coarse-mask channel in [0, 1]
     gt = (torch.rand(batch, 1, size, size) > 0.7).float()
 
-    def make(channels_last: bool) -> Callable[[], object]:
+    def make(channels_last: bool, fused: bool) -> Callable[[], object]:
         torch.manual_seed(0)
-        model, encoder = build_refiner(5, width).train(), build_gt_encoder(width).eval()
+        model, encoder = build_refiner(5, width, coarse_prior=4.0).train(), build_gt_encoder(width).train()
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         model, encoder = model.to(memory_format=fmt), encoder.to(memory_format=fmt)
-        opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-4, fused=fused or None)
         xi, gi = x.contiguous(memory_format=fmt), gt.contiguous(memory_format=fmt)
 
         def step() -> float:
@@ -117,11 +142,18 @@ def bench_train_step(width: float = 0.25, size: int = 192, batch: int = 8, repea
             return terms["total"]
         return step
 
-    med = interleaved({"default": make(False), "channels_last": make(True)}, repeats)
+    cands = {"default layout": make(False, False), "before: channels_last": make(True, False),
+             "now: channels_last + fused Adam": make(True, True)}
+    flops = step_flops(make(True, False))
+    peak = matmul_peak(threads)
+    med = interleaved(cands, repeats)
     print(f"smoke train step (width {width}, {size} px, batch {batch}, fwd+GT enc+dis_sam_loss+bwd+Adam), "
-          f"median of {repeats}:")
-    print(f"  default layout {med['default']:.3f} s   channels_last {med['channels_last']:.3f} s   "
-          f"({med['default'] / med['channels_last']:.2f}x)")
+          f"median of {repeats}; {flops / 1e9:.1f} GFLOP per step (conv/matmul, counted); measured fp32 "
+          f"peak {peak / 1e9:.0f} GFLOP/s ({threads} threads, 2048^2 SGEMM)")
+    base = med["before: channels_last"]
+    for name, seconds in med.items():
+        print(f"  {name:34s} {seconds:.3f} s  {flops / seconds / 1e9:6.1f} GFLOP/s = "
+              f"{flops / seconds / peak:5.1%} of peak   ({base / seconds:.2f}x the step as trained before)")
 
 
 def main() -> None:
@@ -133,7 +165,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     if not args.skip_train:  # first: retain_freed_memory() below changes the allocator for the process
-        bench_train_step()
+        bench_train_step(threads=args.threads)
     ok = bench_inference(args.sizes, repeats={s: 7 if s <= 256 else 5 if s <= 512 else 3 for s in args.sizes},
                          retained_size=max(args.sizes))
     print(f"total {time.perf_counter() - start:.0f} s")
