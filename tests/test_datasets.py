@@ -11,6 +11,7 @@ from dissam.data.datasets import CoarseSource, MaskFolderSource, RefinerDataset,
 from dissam.data.enrichment import connected_components, targets_for
 from dissam.data.folders import DataError, list_pairs, read_image, read_mask
 from dissam.data.prompts import box_channel
+from dissam.data.splits import TRAIN_SPLIT
 from dissam.data.transforms import resize
 
 
@@ -32,7 +33,7 @@ class StripedBox:
 
 @pytest.fixture(scope="module")
 def train_dir(tiny_data):
-    return tiny_data / "DIS-TR"
+    return tiny_data / TRAIN_SPLIT
 
 
 @pytest.fixture(scope="module")
