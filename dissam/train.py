@@ -21,11 +21,12 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from . import workflow
+from . import stages
 from .config import Profile, TrainConfig, Variant
+from .data.splits import TRAIN_SPLIT, VAL_SPLIT
 from .distributed import World, any_across, barrier, init_world, mean_across, sync_batchnorm
+from .metrics.running import RunningScores
 from .model.checkpoint import load_checkpoint, save_gt_encoder, save_refiner
-from .validation import RunningScores
 
 
 class TimeLimitExceeded(RuntimeError):
@@ -143,10 +144,10 @@ def train_gt_encoder(profile: Profile, progress: bool = True, force: bool = Fals
     seed_everything(cfg.seed)
     preload = profile.name != "paper"
     augment = None if variant.augment == "none" else variant.augment
-    train_ds = RefinerDataset(workflow.split_dir(profile, workflow.TRAIN_SPLIT), None, cfg.size,
+    train_ds = RefinerDataset(stages.split_dir(profile, TRAIN_SPLIT), None, cfg.size,
                               enrichment=variant.enrichment if cfg.enrich else None, augment=augment,
                               use_box=False, use_mask=False, in_ch=3, preload=preload)
-    val_ds = RefinerDataset(workflow.split_dir(profile, workflow.VAL_SPLIT), None, cfg.size, enrichment=None,
+    val_ds = RefinerDataset(stages.split_dir(profile, VAL_SPLIT), None, cfg.size, enrichment=None,
                             augment=None, use_box=False, use_mask=False, in_ch=3, preload=preload)
     encoder = build_gt_encoder(width=cfg.width).to(device)
     optimizer = make_optimizer(encoder.parameters(), variant, profile.gt_encoder_lr, cfg.weight_decay)
@@ -245,12 +246,12 @@ def build_run_datasets(profile: Profile, spec: RunSpec):
     cfg, variant = profile.train, profile.variant
     preload = profile.name != "paper"
     kwargs = dict(size=cfg.size, use_box=spec.use_box, use_mask=spec.use_mask, in_ch=spec.in_ch, preload=preload)
-    train_coarse = workflow.coarse_source(profile, workflow.TRAIN_SPLIT, spec.enrich) if spec.use_mask else None
-    val_coarse = workflow.coarse_source(profile, workflow.VAL_SPLIT) if spec.use_mask else None
-    train_ds = RefinerDataset(workflow.split_dir(profile, workflow.TRAIN_SPLIT), train_coarse,
+    train_coarse = stages.coarse_source(profile, TRAIN_SPLIT) if spec.use_mask else None
+    val_coarse = stages.coarse_source(profile, VAL_SPLIT) if spec.use_mask else None
+    train_ds = RefinerDataset(stages.split_dir(profile, TRAIN_SPLIT), train_coarse,
                               enrichment=variant.enrichment if spec.enrich else None,
                               augment=None if variant.augment == "none" else variant.augment, **kwargs)
-    val_ds = RefinerDataset(workflow.split_dir(profile, workflow.VAL_SPLIT), val_coarse, enrichment=None,
+    val_ds = RefinerDataset(stages.split_dir(profile, VAL_SPLIT), val_coarse, enrichment=None,
                             augment=None, **kwargs)
     return train_ds, val_ds
 
@@ -367,13 +368,3 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
         save(best_path, full=False)
     barrier(world)
     return TrainResult(best_path, last_path, it, seconds, best, history)
-
-
-def ensure_refiner(profile: Profile, progress: bool = True) -> Path:
-    """The profile's main refiner checkpoint, producing data, stage-1 cache, GT encoder and model if missing."""
-    if profile.refiner_checkpoint.exists():
-        return profile.refiner_checkpoint
-    workflow.prepare_data(profile, progress=progress)
-    workflow.cache_stage1(profile, [workflow.TRAIN_SPLIT, workflow.VAL_SPLIT], progress=progress)
-    train_gt_encoder(profile, progress=progress)
-    return train_refiner(profile, RunSpec(), progress=progress).checkpoint
