@@ -73,6 +73,14 @@ def _save(fig: "Figure", path: str | Path | None) -> "Figure":
     return fig
 
 
+def _finish(fig: "Figure", path: str | Path | None, title: str = "") -> "Figure":
+    """A figure of plots: its title, a tight layout, saved to ``path`` when given."""
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _show(ax, image: np.ndarray, title: str = "", box: Box | None = None, cmap: str | None = None) -> None:
     from matplotlib.patches import Rectangle
 
@@ -184,10 +192,7 @@ def training_curves(history: list[dict[str, float]], path: str | Path | None = N
         ax.set_xlabel("training minutes")
         ax.set_title(f"validation {key}", fontsize=9)
         ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, title)
 
 
 def _smooth(values: list[float], window: int = 20) -> np.ndarray:
@@ -202,10 +207,10 @@ def sample_grid(root: str | Path, split: str, n: int = 12, path: str | Path | No
                 with_grabcut: bool = True, iters: int = 3) -> "Figure":
     """``n`` images of ``root/split``: image | GT | GrabCut from the box (with IoU); each mask is shown by
     darkening everything outside it. The box is the tight box of the whole GT."""
-    from .coarse.grabcut import GrabCutSegmenter
+    from .coarse import build_coarse
 
     pairs = list_pairs(Path(root) / split)[:n]
-    grabcut = GrabCutSegmenter(iters=iters)  # the stage-1 segmenter itself, so the grid shows what training sees
+    grabcut = build_coarse("grabcut", iters=iters)  # the stage-1 segmenter itself: the grid shows what training sees
     cols = 3 if with_grabcut else 2
     fig = _figure((2.4 * cols, 2.4 * len(pairs)))
     axes = fig.subplots(len(pairs), cols, squeeze=False)
@@ -219,8 +224,7 @@ def sample_grid(root: str | Path, split: str, n: int = 12, path: str | Path | No
             panels.append((overlay(image, gc, None, dim=0.22), f"GrabCut IoU {inter / max(union, 1):.2f}", box))
         for ax, (im, title, b) in zip(row, panels):
             _show(ax, im, title, b)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path)
 
 
 def photos_figure(results: list[dict], path: str | Path | None = None) -> "Figure":
@@ -259,10 +263,7 @@ def ablation_bars(ours: pd.DataFrame, paper: pd.DataFrame, path: str | Path | No
             ax.set_ylim(0, 1.2)
         ax.set_title(f"{metric} {'↑' if metric == 'maxF' else '↓ (log scale)'} on {VAL_SPLIT}", fontsize=9)
         ax.legend(fontsize=7, loc="upper right", ncols=2)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, title)
 
 
 def _wrap(label: str, width: int = 14) -> str:

@@ -195,6 +195,9 @@ class Table:
     def _repr_markdown_(self) -> str:
         return self.markdown
 
+    def __repr__(self) -> str:  # plain-text front ends: what it is, not the pipe text
+        return f"Table({self.markdown.splitlines()[0].strip('*')!r}, {len(self.wide)} rows)"
+
 
 def save_results(df: pd.DataFrame, profile: Profile, name: str) -> Path:
     """The long results of a table, full precision, as ``runs/<profile>/results/<name>.csv``."""

@@ -8,7 +8,7 @@ import pytest
 
 from dissam.data.splits import TE_ALL, TEST_SPLITS, VAL_SPLIT, ZERO_SHOT_ALL, ZERO_SHOT_SETS
 from dissam.metrics import METRICS
-from dissam.tables import ablation_flags, paper_rows, render_table, write_table
+from dissam.tables import Table, ablation_flags, paper_rows, render_table, write_table
 
 SHARED = Path("/work/shared/reference/paper_tables.csv")
 
@@ -106,3 +106,12 @@ def test_table_three_check_marks_from_columns_or_labels():
 def test_render_refuses_incomplete_input():
     with pytest.raises(ValueError, match="lacks columns"):
         render_table(pd.DataFrame([{"method": "x", "dataset": VAL_SPLIT, "maxF": 0.5}]), "I")
+
+
+def test_a_table_shows_rendered_in_a_notebook():
+    """Notebooks display a Table: Jupyter renders its Markdown; plain text shows no pipe table."""
+    ours = _long(["DIS-SAM"], [VAL_SPLIT])
+    wide, md = render_table(ours, "I")
+    table = Table(ours, wide, md)
+    assert table._repr_markdown_() == md
+    assert "|" not in repr(table) and "Table I." in repr(table) and f"{len(wide)} rows" in repr(table)
