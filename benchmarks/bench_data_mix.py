@@ -27,8 +27,9 @@ from dissam.config import get_profile
 from dissam.data.folders import list_pairs
 from dissam.data.procedural import generate_dataset, solid_core_fraction
 from dissam.data.prompts import box_from_mask
+from dissam.data.splits import DIS5K_SPLITS, TRAIN_SPLIT, ZERO_SHOT_SETS
 
-SPLITS = ("DIS-TR", "DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4", "COIFT", "HRSOD", "ThinObject5K-TE")
+SPLITS = (*DIS5K_SPLITS, *ZERO_SHOT_SETS)
 
 
 def largest_fill(gt: np.ndarray) -> float:
@@ -103,10 +104,10 @@ def main() -> None:
             summary = generate_dataset(root, get_profile("smoke").data, progress=False)
             results.update(generate_s=round(time.perf_counter() - t, 2), reused=summary["reused"])
         for split in SPLITS:
-            results[split] = split_stats(root, split, args.n, grabcut=split != "DIS-TR")
+            results[split] = split_stats(root, split, args.n, grabcut=split != TRAIN_SPLIT)
             print(split, results[split], flush=True)
         if args.grid:
-            contact_sheet(root, "DIS-TR", 24, args.grid)
+            contact_sheet(root, TRAIN_SPLIT, 24, args.grid)
     print(json.dumps(results, indent=1))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -25,7 +25,8 @@ import torch
 
 from dissam.config import get_profile
 from dissam.data.prompts import box_from_mask, jitter_box
-from dissam.pipeline import DisSam
+from dissam.data.splits import VAL_SPLIT
+from dissam.predictor import DisSam
 
 
 def load_model(segmenter: Any = None) -> tuple[DisSam, str]:
@@ -34,12 +35,12 @@ def load_model(segmenter: Any = None) -> tuple[DisSam, str]:
     ckpt = profile.refiner_checkpoint
     if ckpt.is_file():
         return DisSam.from_checkpoint(ckpt, coarse=segmenter, profile=profile, device="cpu"), f"checkpoint {ckpt}"
-    from dissam.coarse import build_coarse_from_profile
     from dissam.model import build_refiner
+    from dissam.stages import build_stage1
 
     torch.manual_seed(0)
     refiner = build_refiner(in_ch=5, width=profile.train.width)
-    model = DisSam(refiner, segmenter or build_coarse_from_profile(profile), size=profile.train.size,
+    model = DisSam(refiner, segmenter or build_stage1(profile), size=profile.train.size,
                    variant=profile.variant, device="cpu")
     return model, f"no smoke checkpoint at {ckpt}: untrained refiner, width {profile.train.width}"
 
@@ -47,12 +48,12 @@ def load_model(segmenter: Any = None) -> tuple[DisSam, str]:
 def scenes(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(RGB, GT) pairs: the smoke DIS-VD split if generated, else procedural scenes at the smoke size."""
     profile = get_profile("smoke")
-    folder = profile.data_root / "DIS-VD"
+    folder = profile.data_root / VAL_SPLIT
     if (folder / "im").is_dir():
         from dissam.data.folders import list_pairs
         return [p.load() for p in list_pairs(folder)[:n]]
     from dissam.data.procedural import render_scene, scene_rng
-    return [render_scene(scene_rng(profile.data.seed, "DIS-VD", i), profile.data.size, "dis") for i in range(n)]
+    return [render_scene(scene_rng(profile.data.seed, VAL_SPLIT, i), profile.data.size, "dis") for i in range(n)]
 
 
 def time_boxes(model: DisSam, image: np.ndarray, gt: np.ndarray, later: int, rng: np.random.Generator) -> dict:

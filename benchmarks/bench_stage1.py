@@ -78,6 +78,7 @@ def bench_smoke(root: Path) -> dict[str, Any]:
     from dissam.data.enrichment import targets_for
     from dissam.data.folders import list_pairs
     from dissam.data.procedural import generate_dataset
+    from dissam.data.splits import TRAIN_SPLIT
 
     profile = get_profile("smoke")
     t = time.perf_counter()
@@ -89,7 +90,7 @@ def bench_smoke(root: Path) -> dict[str, Any]:
     totals = {"images": 0, "boxes": 0, "encoder_calls": 0}
     splits = sorted(p.parent.name for p in (root / "data").glob("*/im"))
     for split in splits:  # training split enriched (one box per component), the others by whole-GT box
-        enrichment = profile.variant.enrichment if split == "DIS-TR" else None
+        enrichment = profile.variant.enrichment if split == TRAIN_SPLIT else None
         m = cache_masks(seg, root / "data" / split, cache, enrichment=enrichment, progress=False)
         for k in totals:
             totals[k] += m[k]
@@ -97,11 +98,11 @@ def bench_smoke(root: Path) -> dict[str, Any]:
     out.update({f"smoke_cache_{k}": v for k, v in totals.items()})
     t = time.perf_counter()
     again = sum(cache_masks(seg, root / "data" / s, cache, progress=False,
-                            enrichment=profile.variant.enrichment if s == "DIS-TR" else None)["encoder_calls"]
+                            enrichment=profile.variant.enrichment if s == TRAIN_SPLIT else None)["encoder_calls"]
                 for s in splits)
     out["smoke_cache_rerun_s"], out["smoke_cache_rerun_encoder_calls"] = round(time.perf_counter() - t, 1), again
     store = MaskStore(cache, seg.key)
-    for split in [s for s in splits if s != "DIS-TR"]:
+    for split in [s for s in splits if s != TRAIN_SPLIT]:
         ious, maes = [], []
         for pair in list_pairs(root / "data" / split):
             image, gt = pair.load()

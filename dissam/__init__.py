@@ -15,7 +15,7 @@ _LAZY = {
     "get_profile": "dissam.config",
     "Profile": "dissam.config",
     "Variant": "dissam.config",
-    "DisSam": "dissam.pipeline",
+    "DisSam": "dissam.predictor",
     "DISMetrics": "dissam.metrics",
     "build_refiner": "dissam.model",
     "build_gt_encoder": "dissam.model",

@@ -206,23 +206,23 @@ def step_sam_checkpoint(run: CheckRun) -> dict[str, Any]:
 
 def step_data(run: CheckRun) -> dict[str, Any]:
     """Render the procedural data set in DIS5K layout, then check it as the profile's DIS5K folder."""
-    from . import workflow
+    from . import stages
     from .data.procedural import generate_dataset
 
     generate_dataset(run.profile.data_root, run.profile.data, progress=False, workers=run.budget.data_workers)
-    summary = workflow.prepare_data(run.profile, progress=False)
+    summary = stages.prepare_data(run.profile, progress=False)
     return {"root": str(run.profile.data_root), "size": run.profile.data.size, "images": summary.get("splits")}
 
 
 def step_stage1(run: CheckRun) -> dict[str, Any]:
     """Stage-1 masks of the training (whole and enriched) and validation splits, SAM on the device."""
-    from . import workflow
+    from . import stages
+    from .data.splits import TRAIN_SPLIT, VAL_SPLIT
 
-    segmenter = workflow.build_segmenter(run.profile)
+    segmenter = stages.build_stage1(run.profile)
     model = getattr(segmenter, "model", None)
     device = str(next(model.parameters()).device) if model is not None else "cpu"
-    manifests = workflow.cache_stage1(run.profile, [workflow.TRAIN_SPLIT, workflow.VAL_SPLIT],
-                                      segmenter=segmenter, progress=False)
+    manifests = stages.cache_stage1(run.profile, [TRAIN_SPLIT, VAL_SPLIT], segmenter=segmenter, progress=False)
     counts = {name: {k: m.get(k) for k in ("images", "boxes", "encoder_calls")} for name, m in manifests.items()}
     expect(all((c["boxes"] or 0) > 0 for c in counts.values()), f"a split has no stage-1 masks: {counts}")
     return {"segmenter": f"{run.profile.coarse.kind}/{run.profile.variant.sam_model_type}", "device": device,
@@ -320,18 +320,20 @@ def step_validation(run: CheckRun) -> dict[str, Any]:
 
 
 def step_evaluation(run: CheckRun) -> dict[str, Any]:
-    """Predictions of the main run on DIS-VD and its six metrics, through ``experiments``; seconds per image."""
-    from . import experiments, workflow
+    """Predictions of the main run on DIS-VD and its six metrics (``runs``, ``evaluate``); seconds per image."""
+    from . import runs, stages
     from .data.folders import list_pairs
+    from .data.splits import VAL_SPLIT
+    from .evaluate import evaluate_method
 
-    split = workflow.VAL_SPLIT
-    images = len(list_pairs(workflow.split_dir(run.profile, split)))
+    split = VAL_SPLIT
+    images = len(list_pairs(stages.split_dir(run.profile, split)))
     expect(images > 0, f"{split} has no images")
     start = time.perf_counter()
-    experiments.refiner_predictions(run.profile, "main", split)  # on the profile's device
+    runs.refiner_predictions(run.profile, runs.MAIN, split)  # on the profile's device
     _sync(run.device)
     predict_seconds = time.perf_counter() - start
-    summary = experiments.evaluate_method(run.profile, "main", split)  # reads the predictions back
+    summary = evaluate_method(run.profile, runs.MAIN, split)  # reads the predictions back
     total = time.perf_counter() - start
     run.metrics["seconds_per_eval_image"] = total / images
     expect(bool(summary), "evaluation returned no metrics")

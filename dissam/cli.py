@@ -1,28 +1,32 @@
-"""Command line: ``dissam <command>`` (or ``python -m dissam``). Heavy imports happen inside commands."""
+"""Command line: ``dissam <command>`` (or ``python -m dissam``), and all of its file I/O: the CSV of
+boxes and the mask files of ``dissam predict`` (:func:`run_predict`). Heavy imports happen inside commands.
+"""
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
-from .config import PROFILES, get_profile
+from .config import PROFILES, get_profile, profile_from_params
+from .data.splits import TRAIN_SPLIT
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .predictor import DisSam
 
 
 def _profile(args: argparse.Namespace):
     """The named profile, with ``--data`` / ``--sam-checkpoint`` applied (a SAM checkpoint selects SAM)."""
-    profile = get_profile(args.profile)
-    if getattr(args, "data", None):
-        profile.data.root = Path(args.data)
-    if getattr(args, "sam_checkpoint", None):
-        profile.coarse.checkpoint = Path(args.sam_checkpoint)
-        profile.coarse.kind = "sam"
-    return profile
+    return profile_from_params(args.profile, getattr(args, "data", None), getattr(args, "sam_checkpoint", None))
 
 
 def cmd_data(args: argparse.Namespace) -> int:
     from .data.procedural import enrichment_summary
-    from .workflow import TRAIN_SPLIT, prepare_data
+    from .stages import prepare_data
 
     profile = _profile(args)
     summary = prepare_data(profile)
@@ -32,7 +36,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .workflow import cache_stage1, prepare_data
+    from .stages import cache_stage1, prepare_data
 
     profile = _profile(args)
     prepare_data(profile)
@@ -43,8 +47,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import RunSpec, train_gt_encoder, train_refiner
-    from .workflow import TRAIN_SPLIT, VAL_SPLIT, cache_stage1, prepare_data
+    from .stages import run_stages
+    from .train import RunSpec
 
     profile = _profile(args)
     if args.max_iters:
@@ -53,11 +57,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         profile.train.time_limit_minutes = args.time_limit_minutes
     if args.no_augment:
         profile.variant.augment = "none"
-    prepare_data(profile)
-    cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT])
-    train_gt_encoder(profile)
     spec = RunSpec(name=args.name, use_box=not args.no_box, use_mask=not args.no_mask, enrich=not args.no_enrich)
-    result = train_refiner(profile, spec, resume=not args.restart)
+    result = run_stages(profile, spec, resume=not args.restart)
     print(f"best checkpoint {result.checkpoint} (iteration {result.best.get('iteration')}, "
           f"val maxF {result.best.get('maxF', float('nan')):.4f}); {result.iterations} iterations in {result.seconds:.0f} s")
     return 0
@@ -72,7 +73,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.csv:
             records.to_csv(args.csv, index=False)
         return 0
-    from .experiments import evaluate_main
+    from .evaluate import evaluate_main
 
     profile = _profile(args)
     print(evaluate_main(profile).to_string())
@@ -88,8 +89,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .pipeline import run_predict
-
     outputs = run_predict(args.image, box=args.box, boxes_csv=args.boxes, checkpoint=args.checkpoint,
                           out=args.output, profile=args.profile)
     for path in outputs:
@@ -101,6 +100,107 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .check import run_from_args
 
     return run_from_args(args)
+
+
+# ----------------------------------------------------------------------------- dissam predict
+def default_checkpoint(profile: str | None = "smoke") -> Path:
+    """The profile's trained refiner, or a :class:`CheckpointError` saying how to train one."""
+    from .model.checkpoint import CheckpointError
+
+    resolved = get_profile(profile)
+    profile, path = resolved.name, resolved.refiner_checkpoint
+    if not path.is_file():
+        raise CheckpointError(
+            f"no trained refiner at {path}: train one with `make reproduce` or "
+            f"`python -m dissam train --profile {profile}`, or pass --checkpoint FILE")
+    return path
+
+
+def read_boxes_csv(path: str | Path) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """Rows of a CSV with columns ``image,x0,y0,x1,y1`` (header required)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"boxes CSV not found: {path}")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"image", "x0", "y0", "x1", "y1"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))} "
+                             "(expected a header image,x0,y0,x1,y1)")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{path}, line {line}: box values must be numbers ({err})") from err
+            rows.append((row["image"].strip(), box))
+    return rows  # type: ignore[return-value]
+
+
+def _resolve_image(folder: Path, name: str) -> Path:
+    """An image named in the CSV: relative to the folder (or its ``im/``), by file name or by stem."""
+    from .data.folders import IMAGE_EXTS
+
+    candidate = Path(name)
+    if candidate.is_absolute() and candidate.is_file():
+        return candidate
+    for base in (folder, folder / "im"):
+        if (base / name).is_file():
+            return base / name
+        for ext in IMAGE_EXTS:
+            if (base / f"{name}{ext}").is_file():
+                return base / f"{name}{ext}"
+    raise FileNotFoundError(f"image {name!r} of the boxes CSV not found in {folder} (nor in {folder / 'im'})")
+
+
+def _save_mask(mask: np.ndarray, path: Path) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask).save(path)
+    return path
+
+
+def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
+                boxes_csv: str | Path | None = None, checkpoint: str | Path | None = None,
+                out: str | Path = "masks", profile: str = "smoke", coarse: Any = None,
+                model: DisSam | None = None) -> list[Path]:
+    """The CLI's ``predict``: a single image and ``box`` -> one mask PNG (``out`` is the file when it ends
+    in ``.png``, else a folder receiving ``<stem>_mask.png``); a folder (or image) and a CSV of boxes
+    (``image,x0,y0,x1,y1``) -> one mask per row, ``out/<stem>_<k>.png`` (k-th box of that image; an
+    ``out`` ending in ``.png`` names the folder without the suffix, so ``-o mask.png`` writes ``mask/``).
+    Without ``checkpoint`` it uses the profile's trained refiner and says so on stderr."""
+    from .data.prompts import BoxError
+    from .predictor import DisSam
+
+    source, out = Path(image_or_folder), Path(out)
+    if not source.exists():
+        raise FileNotFoundError(f"no such image or folder: {source}")
+    if boxes_csv is None and box is None:
+        raise BoxError("give a box (--box X0 Y0 X1 Y1) for a single image, or a CSV of boxes (--boxes CSV)")
+    if boxes_csv is None and source.is_dir():
+        raise BoxError(f"{source} is a folder: give a CSV of boxes (--boxes CSV, columns image,x0,y0,x1,y1)")
+    if model is None:
+        if checkpoint is None:
+            checkpoint = default_checkpoint(profile)
+            print(f"dissam predict: no --checkpoint given; using the {get_profile(profile).name} profile's "
+                  f"trained refiner {checkpoint}", file=sys.stderr)
+        model = DisSam.from_checkpoint(checkpoint, coarse=coarse, profile=profile)
+
+    if boxes_csv is None:
+        pred = model.predict(source, box)  # type: ignore[arg-type]
+        target = out if out.suffix.lower() == ".png" else out / f"{source.stem}_mask.png"
+        return [_save_mask(pred.mask, target)]
+
+    folder = out.with_suffix("") if out.suffix.lower() == ".png" else out
+    written, seen = [], {}  # type: ignore[var-annotated]
+    for name, row_box in read_boxes_csv(boxes_csv):
+        path = source if source.is_file() else _resolve_image(source, name)
+        k = seen.get(path, 0)
+        seen[path] = k + 1
+        pred = model.predict(path, row_box)
+        written.append(_save_mask(pred.mask, folder / f"{path.stem}_{k}.png"))
+    return written
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from .data.splits import ZERO_SHOT_SETS
+
 PROFILES = ("tiny", "smoke", "paper")
 ProfileName = Literal["tiny", "smoke", "paper"]
 
@@ -65,7 +67,7 @@ class DataConfig:
     n_zero_shot: int = 40  # per shifted family
     seed: int = 0
     # Data sets of the zero-shot table (Table II); procedural data names its shifted families alike.
-    zero_shot_sets: tuple[str, ...] = ("COIFT", "HRSOD", "ThinObject5K-TE")
+    zero_shot_sets: tuple[str, ...] = ZERO_SHOT_SETS
 
 
 @dataclass

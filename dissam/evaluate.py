@@ -1,9 +1,13 @@
-"""Evaluation with the six DIS metrics: pairs in memory, a folder of predictions, or any predictor.
+"""All evaluation with the six DIS metrics: pairs in memory, a folder of predictions, any predictor, and
+the paper's runs on a profile's splits.
 
-Every entry point returns ``(records, summary)``: a per-image DataFrame (``name`` + six metrics) and the
-data-set values ``{'maxF', 'wF', 'MAE', 'S', 'meanE', 'HCE'}`` (:class:`dissam.metrics.DISMetrics`).
+The generic entry points return ``(records, summary)``: a per-image DataFrame (``name`` + six metrics)
+and the data-set values ``{'maxF', 'wF', 'MAE', 'S', 'meanE', 'HCE'}`` (:class:`dissam.metrics.DISMetrics`).
 Metrics are taken at the GT's original resolution. ``workers`` > 1 measures images in threads (the
 heavy parts run in OpenCV, scikit-image and numpy without the GIL); results do not depend on it.
+:func:`evaluate_method`, :func:`evaluate_pooled` and :func:`evaluate_table` score a run's cached
+predictions (:mod:`dissam.runs`) on a profile's splits: what the tables are made of. The training-time
+score is :mod:`dissam.metrics.running`.
 """
 from __future__ import annotations
 
@@ -16,7 +20,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from . import stages
+from .config import Profile
 from .data.folders import IMAGE_EXTS, DataError, Pair, list_pairs, read_mask
+from .data.splits import TEST_SPLITS, VAL_SPLIT
 from .metrics import METRICS, DISMetrics, ImageResult, to_uint8
 
 Item = tuple[str, np.ndarray, np.ndarray]  # (name, prediction, GT)
@@ -160,3 +167,49 @@ def summarize(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> pd.Da
     rows = [{"method": method, "dataset": dataset, **{k: float(summary[k]) for k in METRICS}}
             for method, per_set in results.items() for dataset, summary in per_set.items()]
     return pd.DataFrame(rows, columns=["method", "dataset", *METRICS])
+
+
+# ----------------------------------------------------------------------------- the paper's runs on a profile
+def evaluate_method(profile: Profile, method: str, split: str) -> dict[str, float]:
+    """Six-metric summary of one method on one split; per-image rows go to a CSV beside the predictions."""
+    from . import runs
+
+    preds = runs.predictions(profile, method, split)
+    pairs = list_pairs(stages.split_dir(profile, split))
+    records, summary = evaluate_pairs(((p.stem, preds[p.stem], read_mask(p.gt_path)) for p in pairs),
+                                      progress=False)
+    records.to_csv(runs.prediction_dir(profile, method, split).with_suffix(".csv"), index=False)
+    return summary
+
+
+def evaluate_pooled(profile: Profile, method: str, splits: list[str]) -> dict[str, float]:
+    """Six-metric summary of one method over the images of several splits pooled as one data set."""
+    from . import runs
+
+    items = []
+    for split in splits:
+        preds = runs.predictions(profile, method, split)
+        items += [(f"{split}/{p.stem}", preds[p.stem], read_mask(p.gt_path))
+                  for p in list_pairs(stages.split_dir(profile, split))]
+    return evaluate_pairs(iter(items), progress=False)[1]
+
+
+def evaluate_table(profile: Profile, methods: dict[str, str], splits: list[str]) -> pd.DataFrame:
+    """Long table (method, dataset, six metrics) for ``methods`` {row label: run name or ``runs.STAGE1``}."""
+    rows = []
+    for label, method in methods.items():
+        for split in splits:
+            rows.append({"method": label, "dataset": split, **evaluate_method(profile, method, split)})
+    return pd.DataFrame(rows)
+
+
+def evaluate_main(profile: Profile) -> pd.DataFrame:
+    """Stage 1 alone and the main DIS-SAM model on the validation and test splits (``dissam evaluate``)."""
+    from . import runs
+
+    if not profile.refiner_checkpoint.exists():
+        raise FileNotFoundError(f"no trained model at {profile.refiner_checkpoint}: run "
+                                f"`python -m dissam train --profile {profile.name}` first")
+    splits = stages.available_splits(profile, (VAL_SPLIT, *TEST_SPLITS))
+    stages.cache_stage1(profile, splits)
+    return evaluate_table(profile, {runs.stage1_label(profile): runs.STAGE1, "DIS-SAM": runs.MAIN}, splits)

@@ -3,12 +3,12 @@ refiner trained on procedural scenes does not make a real photo worse than stage
 
 The photos are never used to train (the procedural textures are cropped from other scikit-image images).
 :func:`interior_kept` measures the failure a thin-structure-only training mix produces on real photos:
-a refined mask that keeps the outline of stage 1's solid blob and removes its interior.
+a refined mask that keeps the outline of stage 1's solid blob and removes its interior. The figure is
+:func:`dissam.figures.real_photos`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -54,22 +54,8 @@ def interior_kept(coarse: np.ndarray, refined: np.ndarray, erode_frac: float = 0
     return float((refined[interior] > 127).mean())
 
 
-def cutout(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """RGBA uint8: the image with ``alpha`` (a 0..255 mask or probability map) as its alpha channel."""
-    return np.dstack([image, alpha.astype(np.uint8)])
-
-
-def on_checkerboard(rgba: np.ndarray, cell: int = 12) -> np.ndarray:
-    """An RGBA cut-out composited over a grey checkerboard, to show where it is transparent."""
-    h, w = rgba.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w]
-    board = np.where(((yy // cell + xx // cell) % 2)[..., None] == 0, 200, 150).astype(np.float32)
-    a = rgba[..., 3:4].astype(np.float32) / 255.0
-    return (rgba[..., :3] * a + board * (1 - a)).astype(np.uint8)
-
-
 def run_photos(model: Any, photos: tuple[Photo, ...] = PHOTOS) -> tuple[list[dict], pd.DataFrame]:
-    """Each photo through ``model.predict(image, box)`` (a :class:`dissam.pipeline.DisSam`): the arrays
+    """Each photo through ``model.predict(image, box)`` (a :class:`dissam.predictor.DisSam`): the arrays
     for the figure and a table of stage-1 and refined areas and the share of the interior kept."""
     results, rows = [], []
     for photo in photos:
@@ -83,16 +69,3 @@ def run_photos(model: Any, photos: tuple[Photo, ...] = PHOTOS) -> tuple[list[dic
                      "refined area %": 100 * float((pred.mask > 127).mean()),
                      "interior kept %": 100 * kept})
     return results, pd.DataFrame(rows)
-
-
-def photos_figure(results: list[dict], path: str | Path | None = None):
-    """image with its box | stage 1 | refined | cut-out (refined mask as alpha), one row per photo."""
-    from .figures import grid
-
-    rows = []
-    for r in results:
-        x0, y0, x1, y1 = (int(v) for v in r["box"])
-        shown = cv2.rectangle(r["image"].copy(), (x0, y0), (x1 - 1, y1 - 1), (255, 220, 0), 3)
-        rows.append([(shown, r["photo"].name), (r["coarse"], ""), (r["mask"], ""),
-                     (on_checkerboard(cutout(r["image"], r["mask"])), "")])
-    return grid(rows, path, column_titles=["photo + box", "stage 1", "refined", "cut-out"], cell=2.6)

@@ -1,13 +1,17 @@
-"""Paper-format Tables I, II and III (CSV + Markdown): the paper's rows beside reproduced ones.
+"""All of Tables I, II and III: which runs fill them on a profile, and their paper-format rendering.
 
-Input everywhere is a long table (``method``, ``dataset`` and the six metrics, as
-:func:`dissam.evaluate.summarize` or ``dissam.experiments.evaluate_table`` give it). Paper rows come from the
-shipped ``resources/paper_tables.csv`` (DIS-SAM paper, arXiv 2401.00248) and are marked "(paper)"; ours are
-marked with ``source_label`` (e.g. "smoke, procedural"). Table I's DIS-TE(ALL) of our rows is the mean of
-the four DIS-TE data-set values, the paper's convention.
+:func:`table_one`, :func:`table_two` and :func:`table_three` evaluate the runs of :mod:`dissam.runs`,
+save the long results (``runs/<profile>/results/<name>.csv``) and write ``<name>.csv`` and ``<name>.md``
+into the profile's figures folder; each returns a :class:`Table`, which a notebook shows rendered.
+Rendering takes a long table (``method``, ``dataset`` and the six metrics, as
+:func:`dissam.evaluate.evaluate_table` or :func:`dissam.evaluate.summarize` give it). Paper rows come
+from the shipped ``resources/paper_tables.csv`` (DIS-SAM paper, arXiv 2401.00248) and are marked
+"(paper)"; ours are marked with ``source_label`` (e.g. "smoke, procedural"). Table I's DIS-TE(ALL) of
+our rows is the mean of the four DIS-TE data-set values, the paper's convention.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from io import StringIO
@@ -15,23 +19,25 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import runs, stages
+from .config import Profile
+from .data.splits import TE_ALL, TEST_SPLITS, VAL_SPLIT, ZERO_SHOT_ALL, ZERO_SHOT_SETS
+from .evaluate import evaluate_method, evaluate_pooled, evaluate_table
 from .metrics import HIGHER_IS_BETTER, METRICS
 
 ARROWS = {m: "↑" if HIGHER_IS_BETTER[m] else "↓" for m in METRICS}
-TE_SPLITS = ("DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4")
-TE_ALL = "DIS-TE(ALL)"
 # Column groups of each table, in the paper's order.
 GROUPS = {
-    "I": ("DIS-VD", *TE_SPLITS, TE_ALL),
-    "II": ("COIFT", "HRSOD", "ThinObject5K-TE", "ALL"),
-    "III": ("DIS-VD",),
+    "I": (VAL_SPLIT, *TEST_SPLITS, TE_ALL),
+    "II": (*ZERO_SHOT_SETS, ZERO_SHOT_ALL),
+    "III": (VAL_SPLIT,),
 }
 TITLES = {
-    "I": "Comparison on DIS5K (DIS-VD, DIS-TE1-4)",
-    "II": "Zero-shot comparison (COIFT, HRSOD, ThinObject5K-TE)",
-    "III": "Ablation on DIS-VD: GT enrichment, box channel, mask channel",
+    "I": f"Comparison on DIS5K ({VAL_SPLIT}, DIS-TE1-4)",
+    "II": f"Zero-shot comparison ({', '.join(ZERO_SHOT_SETS)})",
+    "III": f"Ablation on {VAL_SPLIT}: GT enrichment, box channel, mask channel",
 }
-_DATASET_ALIASES = {"ThinObject5K": "ThinObject5K-TE"}  # the paper's name -> the data set's folder name
+_DATASET_ALIASES = {"ThinObject5K": ZERO_SHOT_SETS[2]}  # the paper's name -> the data set's folder name
 ABLATION_FLAGS = ("enrichment", "box", "mask")
 PAPER_NOTE = ("Paper rows: DIS-SAM paper (Liu, Fu, Jiang, Zhao; ICME 2025, arXiv 2401.00248), "
               "values as printed there.")
@@ -71,8 +77,8 @@ def _with_te_all(df: pd.DataFrame) -> pd.DataFrame:
     """Add DIS-TE(ALL) = mean of the four DIS-TE data-set values for methods that have all four."""
     rows = []
     for method, group in df.groupby("method", sort=False):
-        te = group[group["dataset"].isin(TE_SPLITS)]
-        if TE_ALL not in set(group["dataset"]) and set(te["dataset"]) == set(TE_SPLITS):
+        te = group[group["dataset"].isin(TEST_SPLITS)]
+        if TE_ALL not in set(group["dataset"]) and set(te["dataset"]) == set(TEST_SPLITS):
             rows.append({"method": method, "dataset": TE_ALL, **te[list(METRICS)].mean().to_dict()})
     return pd.concat([df, pd.DataFrame(rows)], ignore_index=True) if rows else df
 
@@ -160,12 +166,92 @@ def render_table(df_long: pd.DataFrame, table: str = "I", paper: bool = True, so
     return wide, markdown
 
 
-def write_table(df_long: pd.DataFrame, table: str, out_dir: str | Path, name: str, paper: bool = True,
-                caption: str | None = None, source_label: str = "reproduced") -> str:
-    """Write ``<out_dir>/<name>.csv`` (full precision) and ``<out_dir>/<name>.md``; returns the Markdown."""
-    wide, markdown = render_table(df_long, table, paper=paper, source_label=source_label, caption=caption)
+def _write_files(wide: pd.DataFrame, markdown: str, out_dir: str | Path, name: str) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     wide.to_csv(out / f"{name}.csv", index=False)
     (out / f"{name}.md").write_text(markdown, encoding="utf-8")
+
+
+def write_table(df_long: pd.DataFrame, table: str, out_dir: str | Path, name: str, paper: bool = True,
+                caption: str | None = None, source_label: str = "reproduced") -> str:
+    """Write ``<out_dir>/<name>.csv`` (full precision) and ``<out_dir>/<name>.md``; returns the Markdown."""
+    wide, markdown = render_table(df_long, table, paper=paper, source_label=source_label, caption=caption)
+    _write_files(wide, markdown, out_dir, name)
     return markdown
+
+
+# ----------------------------------------------------------------------------- the tables of a profile
+@dataclass
+class Table:
+    """One reproduced table: ``long`` (our rows as evaluated: method, dataset, six metrics), ``wide`` (the
+    paper's rows and ours, as printed) and ``markdown`` (what ``<name>.md`` holds). A notebook shows it
+    as the rendered table."""
+
+    long: pd.DataFrame
+    wide: pd.DataFrame
+    markdown: str
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown
+
+    def __repr__(self) -> str:  # plain-text front ends: what it is, not the pipe text
+        return f"Table({self.markdown.splitlines()[0].strip('*')!r}, {len(self.wide)} rows)"
+
+
+def save_results(df: pd.DataFrame, profile: Profile, name: str) -> Path:
+    """The long results of a table, full precision, as ``runs/<profile>/results/<name>.csv``."""
+    path = profile.run_dir / "results" / f"{name}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    return path
+
+
+def _publish(df: pd.DataFrame, profile: Profile, table: str, name: str, caption: str) -> Table:
+    """Save the long results, render the paper-format table and write it into the figures folder."""
+    save_results(df, profile, name)
+    source = f"{profile.name}, {'procedural' if profile.data.root is None else 'measured'}"
+    wide, markdown = render_table(df, table, paper=True, source_label=source, caption=caption)
+    _write_files(wide, markdown, profile.figures_dir, name)
+    return Table(df, wide, markdown)
+
+
+def table_one(profile: Profile) -> Table:
+    """Table I: stage 1 alone, the baselines and DIS-SAM on DIS-VD and DIS-TE1..4."""
+    methods = {**runs.baseline_methods(profile), **runs.dissam_methods(profile, short=True)}
+    df = evaluate_table(profile, methods, [VAL_SPLIT, *TEST_SPLITS])
+    caption = (f"Table I, reproduced on the {runs.describe(profile)}. Training budgets (iterations) in "
+               f"brackets. {TE_ALL} is the mean of TE1-TE4.")
+    return _publish(df, profile, "I", "table1", caption)
+
+
+def table_two(profile: Profile) -> Table | None:
+    """Table II: zero-shot transfer to the shifted sets, and ALL = their images pooled as one set
+    (None when the data root has none of the sets)."""
+    splits = stages.available_splits(profile, profile.data.zero_shot_sets)
+    if not splits:
+        return None
+    methods = {**runs.baseline_methods(profile), **runs.dissam_methods(profile, short=False)}
+    df = evaluate_table(profile, methods, splits)
+    pooled = [{"method": label, "dataset": ZERO_SHOT_ALL, **evaluate_pooled(profile, method, splits)}
+              for label, method in methods.items()]
+    df = pd.concat([df, pd.DataFrame(pooled)], ignore_index=True)
+    stand_in = " (procedural families standing in for these sets)" if profile.data.root is None else ""
+    caption = (f"Table II, zero-shot, reproduced on the {runs.describe(profile)}{stand_in}; no training on "
+               "these sets. Our ALL pools the images of the three sets into one set; the paper does not say how "
+               "its ALL is formed (its ALL HCE is larger than each set's, so it is not a mean of the three).")
+    return _publish(df, profile, "II", "table2", caption)
+
+
+def table_three(profile: Profile) -> Table:
+    """Table III: the five (enrichment, box, mask) configurations on DIS-VD, one budget for all."""
+    rows = []
+    for ablation in runs.ABLATIONS:
+        summary = evaluate_method(profile, ablation.name, VAL_SPLIT)
+        rows.append({"method": ablation.label, "dataset": VAL_SPLIT, "enrichment": ablation.enrich,
+                     "box": ablation.use_box, "mask": ablation.use_mask, **summary})
+    df = pd.DataFrame(rows)
+    budget = runs.run_budget(profile, runs.ABLATIONS[0].name)
+    caption = (f"Table III, ablation on {VAL_SPLIT}, reproduced on the {runs.describe(profile)}; every row "
+               f"trained from scratch on the same budget ({budget}). Absent channels are fed as all-zero images.")
+    return _publish(df, profile, "III", "table3", caption)

@@ -25,11 +25,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from . import losses, workflow
+from . import losses
 from .config import Profile, TrainConfig, Variant
+from .data.splits import TRAIN_SPLIT, VAL_SPLIT
 from .distributed import World, any_across, barrier, init_world, mean_across, sync_batchnorm
+from .metrics.running import RunningScores
 from .model.checkpoint import load_checkpoint, save_gt_encoder, save_refiner
-from .validation import RunningScores
 
 
 class TimeLimitExceeded(RuntimeError):
@@ -361,8 +362,8 @@ def _gt_encoder_loop(profile: Profile, world: World, device: torch.device) -> Lo
     cfg, variant = profile.train, profile.variant
     seed_everything(cfg.seed)
     gt_only = dict(use_box=False, use_mask=False, in_ch=3)
-    train_ds = refiner_dataset(profile, workflow.TRAIN_SPLIT, train=True, enrich=cfg.enrich, **gt_only)
-    val_ds = refiner_dataset(profile, workflow.VAL_SPLIT, **gt_only)
+    train_ds = refiner_dataset(profile, TRAIN_SPLIT, train=True, enrich=cfg.enrich, **gt_only)
+    val_ds = refiner_dataset(profile, VAL_SPLIT, **gt_only)
     encoder = build_gt_encoder(width=cfg.width).to(device)
     peak = profile.gt_encoder_lr
     optimizer = make_optimizer(encoder.parameters(), variant, peak, cfg.weight_decay)
@@ -463,8 +464,8 @@ def build_run_datasets(profile: Profile, spec: RunSpec):
     from .data.datasets import refiner_dataset
 
     inputs = dict(use_box=spec.use_box, use_mask=spec.use_mask, in_ch=spec.in_ch)
-    return (refiner_dataset(profile, workflow.TRAIN_SPLIT, train=True, enrich=spec.enrich, **inputs),
-            refiner_dataset(profile, workflow.VAL_SPLIT, **inputs))
+    return (refiner_dataset(profile, TRAIN_SPLIT, train=True, enrich=spec.enrich, **inputs),
+            refiner_dataset(profile, VAL_SPLIT, **inputs))
 
 
 def _refiner_meta(profile: Profile, spec: RunSpec) -> Callable[[Loop], dict[str, Any]]:
@@ -530,13 +531,3 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
     run = _refiner_loop(profile, spec, world, _device(profile, world), datasets, state)
     _run_loop(run, progress=progress, stop_after=stop_after)
     return TrainResult(best_path, last_path, run.it, run.seconds, run.best, run.history)
-
-
-def ensure_refiner(profile: Profile, progress: bool = True) -> Path:
-    """The profile's main refiner checkpoint, producing data, stage-1 cache, GT encoder and model if missing."""
-    if profile.refiner_checkpoint.exists():
-        return profile.refiner_checkpoint
-    workflow.prepare_data(profile, progress=progress)
-    workflow.cache_stage1(profile, [workflow.TRAIN_SPLIT, workflow.VAL_SPLIT], progress=progress)
-    train_gt_encoder(profile, progress=progress)
-    return train_refiner(profile, RunSpec(), progress=progress).checkpoint

@@ -24,9 +24,11 @@ from PIL import Image
 from .config import Profile
 from .data.folders import list_pairs
 from .data.prompts import Box, BoxError
-from .pipeline import DisSam, MultiPrediction, Prediction, as_rgb
+from .data.splits import VAL_SPLIT
+from .figures import overlay
+from .predictor import DisSam, MultiPrediction, Prediction, as_rgb
 
-__all__ = ["BoxDragDemo", "box_drag_demo", "boxes_from_bboxes", "demo_image", "overlay", "png_bytes",
+__all__ = ["BoxDragDemo", "box_drag_demo", "boxes_from_bboxes", "demo_image", "mask_view", "png_bytes",
            "side_by_side"]
 
 COARSE_COLOUR = (255, 140, 0)  # stage 1: orange
@@ -41,14 +43,12 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def overlay(rgb: np.ndarray, mask: np.ndarray | None, colour: tuple[int, int, int],
-            boxes: list[Box] = (), scale: float = 1.0) -> np.ndarray:  # type: ignore[assignment]
-    """The image dimmed, the mask painted over it in ``colour``, resized by ``scale`` (nearest when
-    enlarging, so pixels stay crisp), then the boxes outlined at the display resolution."""
-    out = (rgb.astype(np.float32) * 0.45).astype(np.uint8)
-    if mask is not None:
-        fg = mask > 127
-        out[fg] = (0.3 * rgb[fg] + 0.7 * np.asarray(colour, np.float32)).astype(np.uint8)
+def mask_view(rgb: np.ndarray, mask: np.ndarray | None, colour: tuple[int, int, int],
+              boxes: list[Box] = (), scale: float = 1.0) -> np.ndarray:  # type: ignore[assignment]
+    """The image dimmed, the mask painted over it in ``colour`` (:func:`dissam.figures.overlay`), resized
+    by ``scale`` (nearest when enlarging, so pixels stay crisp), then the boxes outlined at the display
+    resolution."""
+    out = overlay(rgb, mask, colour, alpha=0.7, dim=0.45)
     if scale != 1.0:
         h, w = rgb.shape[:2]
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -155,8 +155,8 @@ class BoxDragDemo(widgets.VBox):
         return result
 
     def _draw(self, coarse: np.ndarray | None, refined: np.ndarray | None, boxes: list[Box]) -> None:
-        self.coarse_view.value = png_bytes(overlay(self.rgb, coarse, COARSE_COLOUR, boxes, self.scale))
-        self.refined_view.value = png_bytes(overlay(self.rgb, refined, REFINED_COLOUR, boxes, self.scale))
+        self.coarse_view.value = png_bytes(mask_view(self.rgb, coarse, COARSE_COLOUR, boxes, self.scale))
+        self.refined_view.value = png_bytes(mask_view(self.rgb, refined, REFINED_COLOUR, boxes, self.scale))
 
 
 def _ms(seconds: float) -> str:
@@ -185,13 +185,13 @@ def side_by_side(rgb: np.ndarray, prediction: Prediction | MultiPrediction, disp
     objects = getattr(prediction, "objects", [prediction])
     boxes = [o.box for o in objects]
     scale = _display_scale(*rgb.shape[:2], display_size)
-    coarse = overlay(rgb, prediction.coarse, COARSE_COLOUR, boxes, scale)
-    refined = overlay(rgb, prediction.mask, REFINED_COLOUR, boxes, scale)
+    coarse = mask_view(rgb, prediction.coarse, COARSE_COLOUR, boxes, scale)
+    refined = mask_view(rgb, prediction.mask, REFINED_COLOUR, boxes, scale)
     gap = np.full((coarse.shape[0], max(2, coarse.shape[1] // 32), 3), 255, np.uint8)
     return np.hstack([coarse, gap, refined])
 
 
-def demo_image(profile: Profile, index: int = 0, split: str = "DIS-VD") -> tuple[np.ndarray, np.ndarray]:
+def demo_image(profile: Profile, index: int = 0, split: str = VAL_SPLIT) -> tuple[np.ndarray, np.ndarray]:
     """(RGB, GT mask) of the ``index``-th image of the profile's ``split`` (DIS-VD: the validation set)."""
     pairs = list_pairs(profile.data_root / split)
     return pairs[index % len(pairs)].load()

@@ -5,9 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from dissam.coarse import GrabCutSegmenter, build_coarse, build_coarse_from_profile
+from dissam.coarse import GrabCutSegmenter, build_coarse
 from dissam.config import get_profile
 from dissam.data.prompts import BoxError, box_from_mask
+from dissam.stages import build_stage1
 
 
 def scene(shape: str, seed: int = 0, size: int = 160) -> tuple[np.ndarray, np.ndarray]:
@@ -100,14 +101,14 @@ def test_keys_and_builders():
         build_coarse("sam2")
     with pytest.raises(ValueError, match="no checkpoint"):
         build_coarse("grabcut", checkpoint="x.pth")
-    tiny = build_coarse_from_profile(get_profile("tiny"))
+    tiny = build_stage1(get_profile("tiny"))
     assert isinstance(tiny, GrabCutSegmenter) and tiny.iters == get_profile("tiny").coarse.grabcut_iters
-    assert build_coarse_from_profile(get_profile("smoke")).iters == 3
+    assert build_stage1(get_profile("smoke")).iters == 3
 
 
 def test_paper_profile_without_checkpoint_says_where_to_get_it(tmp_path):
     profile = get_profile("paper")
     profile.coarse.checkpoint = tmp_path / "sam_vit_b_01ec64.pth"
     with pytest.raises(FileNotFoundError, match="sam_vit_b_01ec64.pth") as err:
-        build_coarse_from_profile(profile)
+        build_stage1(profile)
     assert "github.com/facebookresearch/segment-anything" in str(err.value)

@@ -11,6 +11,7 @@ from dissam.data.datasets import CoarseSource, MaskFolderSource, RefinerDataset,
 from dissam.data.enrichment import connected_components, targets_for
 from dissam.data.folders import DataError, list_pairs, read_image, read_mask
 from dissam.data.prompts import box_channel
+from dissam.data.splits import TRAIN_SPLIT
 from dissam.data.transforms import resize
 
 
@@ -32,7 +33,7 @@ class StripedBox:
 
 @pytest.fixture(scope="module")
 def train_dir(tiny_data):
-    return tiny_data / "DIS-TR"
+    return tiny_data / TRAIN_SPLIT
 
 
 @pytest.fixture(scope="module")
@@ -189,27 +190,28 @@ def test_one_builder_for_a_profiles_split(tiny_data, tmp_path, monkeypatch):
     per image) samples of a run's split, stage-1 masks from its cache, preloaded unless reading DIS5K."""
     import dataclasses
 
-    from dissam import workflow
+    from dissam import stages
+    from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
     from dissam.config import Variant, get_profile
     from dissam.data.datasets import refiner_dataset
 
     monkeypatch.setenv("DISSAM_RUNS", str(tmp_path))
     profile = dataclasses.replace(get_profile("tiny"), tag="builder")
     profile.data.root = tiny_data
-    train = refiner_dataset(profile, workflow.TRAIN_SPLIT, train=True, use_mask=False)
+    train = refiner_dataset(profile, TRAIN_SPLIT, train=True, use_mask=False)
     assert (train.enrichment, train.augment, train.size, train.preload) == ("filtered", "hflip", 64, True)
     assert len(train) > len(train.pairs) == 12
-    whole = refiner_dataset(profile, workflow.TRAIN_SPLIT, train=True, enrich=False, use_mask=False)
+    whole = refiner_dataset(profile, TRAIN_SPLIT, train=True, enrich=False, use_mask=False)
     assert whole.enrichment is None and whole.augment == "hflip" and len(whole) == 12
-    gt_only = refiner_dataset(profile, workflow.VAL_SPLIT, use_box=False, use_mask=False, in_ch=3, size=32)
+    gt_only = refiner_dataset(profile, VAL_SPLIT, use_box=False, use_mask=False, in_ch=3, size=32)
     assert (gt_only.enrichment, gt_only.augment, gt_only.in_ch, gt_only.size, len(gt_only)) == (None, None, 3, 32, 4)
     assert gt_only[0]["input"].shape == (3, 32, 32) and gt_only.coarse is None
     authors = dataclasses.replace(profile, variant=Variant.authors_code())
-    assert refiner_dataset(authors, workflow.TRAIN_SPLIT, train=True, use_mask=False).augment == "hvflip"
+    assert refiner_dataset(authors, TRAIN_SPLIT, train=True, use_mask=False).augment == "hvflip"
     unflipped = dataclasses.replace(profile, variant=dataclasses.replace(profile.variant, augment="none"))
-    assert refiner_dataset(unflipped, workflow.TRAIN_SPLIT, train=True, use_mask=False).augment is None
-    assert not refiner_dataset(dataclasses.replace(profile, name="paper"), workflow.VAL_SPLIT, use_mask=False).preload
-    workflow.cache_stage1(profile, [workflow.VAL_SPLIT], progress=False)
-    val = refiner_dataset(profile, workflow.VAL_SPLIT)
-    assert val.use_mask and val.use_box and val.coarse.key == workflow.stage1_key(profile)
+    assert refiner_dataset(unflipped, TRAIN_SPLIT, train=True, use_mask=False).augment is None
+    assert not refiner_dataset(dataclasses.replace(profile, name="paper"), VAL_SPLIT, use_mask=False).preload
+    stages.cache_stage1(profile, [VAL_SPLIT], progress=False)
+    val = refiner_dataset(profile, VAL_SPLIT)
+    assert val.use_mask and val.use_box and val.coarse.key == stages.stage1_key(profile)
     assert float(val[0]["input"][3].max()) > 0  # the cached stage-1 mask

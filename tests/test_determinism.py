@@ -7,23 +7,19 @@ import dataclasses
 
 import pytest
 
-from dissam import experiments as ex
-from dissam import report, workflow
+from dissam import runs, stages, tables
 from dissam.config import get_profile
-from dissam.train import RunSpec, train_gt_encoder, train_refiner
+from dissam.data.splits import TEST_SPLITS
 
 
 def _table_one(runs_dir, monkeypatch) -> bytes:
     monkeypatch.setenv("DISSAM_RUNS", str(runs_dir))
     profile = dataclasses.replace(get_profile("tiny"), tag="determinism")
-    workflow.prepare_data(profile, progress=False)
-    workflow.cache_stage1(profile, [workflow.TRAIN_SPLIT, workflow.VAL_SPLIT, *workflow.TEST_SPLITS],
-                          progress=False)
-    train_gt_encoder(profile, progress=False)
-    train_refiner(profile, RunSpec(), progress=False)
-    for run in (ex.ISNET_RUN, ex.DISSAM_SHORT_RUN):
-        ex.train_run(profile, run, progress=False)
-    report.table_one(profile)
+    stages.run_stages(profile, progress=False)
+    stages.cache_stage1(profile, list(TEST_SPLITS), progress=False)
+    for run in (runs.ISNET_RUN, runs.DISSAM_SHORT_RUN):
+        runs.train_run(profile, run, progress=False)
+    tables.table_one(profile)
     return (profile.figures_dir / "table1.csv").read_bytes()
 
 

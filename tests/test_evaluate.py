@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from dissam.data.folders import DataError
+from dissam.data.splits import TEST_SPLITS, VAL_SPLIT
 from dissam.evaluate import evaluate_folder, evaluate_pairs, evaluate_predictor, read_prediction, summarize
 from dissam.metrics import METRICS, DISMetrics
 
@@ -30,7 +31,7 @@ def _pred(name: str) -> np.ndarray:
 @pytest.fixture()
 def split(tmp_path: Path) -> tuple[Path, Path]:
     """A DIS5K-like split (im/ + gt/) of the reference pairs and a folder of their predictions."""
-    data, preds = tmp_path / "DIS-VD", tmp_path / "preds"
+    data, preds = tmp_path / VAL_SPLIT, tmp_path / "preds"
     for sub in ("im", "gt"):
         (data / sub).mkdir(parents=True)
     preds.mkdir()
@@ -139,7 +140,7 @@ def test_summarize_long_format():
     m = DISMetrics()
     m.step(_pred(NAMES[0]), _gt(NAMES[0]))
     s = m.results()
-    df = summarize({"A": {"DIS-VD": s, "DIS-TE1": s}, "B": {"DIS-VD": {**s, "extra": 1.0}}})
+    df = summarize({"A": {VAL_SPLIT: s, TEST_SPLITS[0]: s}, "B": {VAL_SPLIT: {**s, "extra": 1.0}}})
     assert list(df.columns) == ["method", "dataset", *METRICS]
-    assert df[["method", "dataset"]].values.tolist() == [["A", "DIS-VD"], ["A", "DIS-TE1"], ["B", "DIS-VD"]]
+    assert df[["method", "dataset"]].values.tolist() == [["A", VAL_SPLIT], ["A", TEST_SPLITS[0]], ["B", VAL_SPLIT]]
     assert df["HCE"].tolist() == [s["HCE"]] * 3

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dissam.data import splits
 from dissam.data.folders import DataError, list_pairs, read_image, read_mask
+from dissam.data.images import to_uint8
 
 
 @pytest.fixture
@@ -33,13 +35,45 @@ def test_grayscale_is_repeated(tmp_path, rgb):
     assert out.shape == (6, 8, 3) and all(np.array_equal(out[..., c], gray) for c in range(3))
 
 
+def _nearest_8bit(a: np.ndarray) -> np.ndarray:
+    """16-bit -> 8-bit by the nearest value, round(a / 257): 65535 -> 255 and 257 k -> k exactly."""
+    return np.round(a.astype(np.float64) / 257).astype(np.uint8)
+
+
 def test_16bit_is_scaled_to_8bit(tmp_path):
     a = (np.arange(48, dtype=np.uint16).reshape(6, 8) * 1300)
     Image.fromarray(a).save(tmp_path / "d.png")
     assert Image.open(tmp_path / "d.png").mode.startswith("I")
     out = read_image(tmp_path / "d.png")
-    assert out.dtype == np.uint8 and np.array_equal(out[..., 1], (a >> 8).astype(np.uint8))
-    assert np.array_equal(read_mask(tmp_path / "d.png"), (a >> 8).astype(np.uint8))
+    assert out.dtype == np.uint8 and np.array_equal(out[..., 1], _nearest_8bit(a))
+    assert np.array_equal(read_mask(tmp_path / "d.png"), _nearest_8bit(a))
+
+
+def test_16bit_converts_the_same_everywhere(tmp_path):
+    """One converter (dissam.data.images.to_uint8): a 16-bit image gives the same uint8 pixels read from
+    a file (image or mask), given as a path, a PIL image, a uint16 array or PIL's int32 array."""
+    from dissam.predictor import as_rgb
+
+    a = np.array([[0, 128, 129, 257, 384, 385], [32767, 32896, 65407, 65408, 65534, 65535]], np.uint16)
+    expected = _nearest_8bit(a)
+    assert expected.tolist()[0] == [0, 0, 1, 1, 1, 1] and expected.tolist()[1][-2:] == [255, 255]
+    path = tmp_path / "w.png"
+    Image.fromarray(a).save(path)
+    with Image.open(path) as img:
+        pil = img.copy()
+    gray_views = [read_mask(path), to_uint8(a), to_uint8(a.astype(np.int32)), to_uint8(np.asarray(pil))]
+    rgb_views = [read_image(path), as_rgb(path), as_rgb(pil), as_rgb(a), as_rgb(a.astype(np.int32)),
+                 as_rgb(np.dstack([a] * 3))]
+    for view in gray_views + [v[..., c] for v in rgb_views for c in range(3)]:
+        assert view.dtype == np.uint8 and np.array_equal(view, expected)
+
+
+def test_split_names_are_the_data_sets_folder_names():
+    """Every module takes split names from dissam.data.splits; here they are pinned to DIS5K's folders."""
+    assert splits.DIS5K_SPLITS == ("DIS-TR", "DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4")
+    assert (splits.TRAIN_SPLIT, splits.VAL_SPLIT, splits.TEST_SPLITS) == ("DIS-TR", "DIS-VD", splits.DIS5K_SPLITS[2:])
+    assert splits.ZERO_SHOT_SETS == ("COIFT", "HRSOD", "ThinObject5K-TE")
+    assert (splits.TE_ALL, splits.ZERO_SHOT_ALL) == ("DIS-TE(ALL)", "ALL")
 
 
 def test_palette_is_expanded(tmp_path, rgb):

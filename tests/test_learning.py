@@ -10,9 +10,11 @@ import dataclasses
 
 import pytest
 
-from dissam import experiments as ex, workflow
+from dissam import runs
 from dissam.config import AblationConfig, get_profile
-from dissam.train import RunSpec, train_gt_encoder, train_refiner
+from dissam.data.splits import TEST_SPLITS, VAL_SPLIT
+from dissam.evaluate import evaluate_method
+from dissam.stages import run_stages
 
 
 @pytest.mark.slow
@@ -33,13 +35,10 @@ def test_refined_masks_beat_stage1_on_held_out_thin_frames(tmp_path, monkeypatch
     train = dataclasses.replace(smoke.train, size=128, max_iters=360, val_every=120,
                                 gt_encoder_iters=60)
     profile = dataclasses.replace(smoke, data=data, train=train, ablation=AblationConfig(), tag="learning")
-    workflow.prepare_data(profile, progress=False)
-    workflow.cache_stage1(profile, [workflow.TRAIN_SPLIT, workflow.VAL_SPLIT], progress=False)
-    train_gt_encoder(profile, progress=False)
-    train_refiner(profile, RunSpec(), progress=False)
+    run_stages(profile, progress=False)
 
-    stage1 = ex.evaluate_method(profile, ex.STAGE1, workflow.VAL_SPLIT)
-    refined = ex.evaluate_method(profile, "main", workflow.VAL_SPLIT)
+    stage1 = evaluate_method(profile, runs.STAGE1, VAL_SPLIT)
+    refined = evaluate_method(profile, runs.MAIN, VAL_SPLIT)
     assert refined["maxF"] > stage1["maxF"]
     assert refined["HCE"] < stage1["HCE"]
 
@@ -57,7 +56,7 @@ def test_committed_smoke_results_show_the_effect():
     assert len(ours), "table1.csv holds no reproduced (smoke) rows"
     stage1 = ours[ours.iloc[:, 0].str.startswith("GrabCut")].iloc[0]
     main = ours[ours.iloc[:, 0].str.startswith("DIS-SAM")].iloc[-1]  # the longest-trained model, last row
-    for split in ("DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4"):
+    for split in (VAL_SPLIT, *TEST_SPLITS):
         assert main[f"{split} maxF↑"] > stage1[f"{split} maxF↑"], split
         assert main[f"{split} S↑"] > stage1[f"{split} S↑"], split
         assert main[f"{split} HCE↓"] < stage1[f"{split} HCE↓"], split

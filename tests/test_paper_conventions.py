@@ -11,19 +11,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dissam import experiments as ex
+from dissam import runs as runs_mod
+from dissam import stages
 from dissam import train as train_mod
-from dissam import workflow
 from dissam.config import Variant, get_profile
 from dissam.data.datasets import RefinerDataset
 from dissam.data.enrichment import enrich_mask, target_mask, targets_for
 from dissam.data.procedural import generate_dataset
+from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
 from dissam.data.transforms import resize, to_original
 from dissam.losses import bce, gt_encoder_loss, ortho_l1, soft_iou
+from dissam.metrics.running import RunningScores, quick_scores
 from dissam.model import build_gt_encoder, build_refiner
 from dissam.model.checkpoint import CheckpointError, load_checkpoint, load_gt_encoder, load_refiner
 from dissam.train import RunSpec, make_optimizer, train_gt_encoder, train_refiner
-from dissam.validation import RunningScores, quick_scores
 
 
 # ----------------------------------------------------------------------------- shared tiny runs
@@ -38,7 +39,7 @@ def _tiny(runs: Path, tag: str, monkeypatch, **changes):
     monkeypatch.setattr("dissam.config.RUNS_ROOT", runs / "runs")
     profile = dataclasses.replace(get_profile("tiny"), tag=tag, **changes)
     profile.data.root = runs / "data"
-    workflow.cache_stage1(profile, [workflow.TRAIN_SPLIT, workflow.VAL_SPLIT], progress=False)
+    stages.cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT], progress=False)
     return profile
 
 
@@ -99,7 +100,7 @@ def test_one_pixel_wire_survives_the_shrink_to_1024_as_in_the_references():
 
 def test_training_targets_stay_soft_in_both_loading_paths(runs):
     """A 1-px wire in a 3x larger GT reaches the 64-px training target, preloaded or lazy."""
-    folder = runs / "wire" / "DIS-TR"
+    folder = runs / "wire" / TRAIN_SPLIT
     (folder / "im").mkdir(parents=True, exist_ok=True)
     (folder / "gt").mkdir(parents=True, exist_ok=True)
     from PIL import Image
@@ -142,9 +143,9 @@ def test_one_sample_target_is_built_without_the_others(monkeypatch):
 
 
 def test_enrichment_count_is_printed(tiny_data, capsys):
-    RefinerDataset(tiny_data / "DIS-TR", None, 32, use_mask=False, in_ch=3, verbose=True)
+    RefinerDataset(tiny_data / TRAIN_SPLIT, None, 32, use_mask=False, in_ch=3, verbose=True)
     out = capsys.readouterr().out
-    assert "GT enrichment (filtered) of DIS-TR: 12 images ->" in out
+    assert f"GT enrichment (filtered) of {TRAIN_SPLIT}: 12 images ->" in out
 
 
 # ----------------------------------------------------------------------------- 5. GT encoder rates
@@ -188,9 +189,9 @@ def test_frozen_gt_encoder_uses_batch_statistics_by_default(runs, monkeypatch):
 def test_table_predictions_run_on_the_profiles_device(monkeypatch, runs):
     profile = _tiny(runs, "device", monkeypatch, device="cuda:0")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert ex._inference_device(profile) == "cuda:0"
+    assert runs_mod._inference_device(profile) == "cuda:0"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert ex._inference_device(profile) == "cpu"
+    assert runs_mod._inference_device(profile) == "cpu"
 
 
 def test_gt_encoder_validates_on_the_profiles_cadence(runs, monkeypatch):
@@ -243,20 +244,16 @@ def test_published_isnet_is_evaluated_as_three_channels(runs, monkeypatch, tmp_p
     real = datasets.RefinerDataset.__init__
     monkeypatch.setattr(datasets.RefinerDataset, "__init__",
                         lambda self, *a, **k: seen.append((a[2], k["in_ch"])) or real(self, *a, **k))
-    preds = ex.predictions(profile, ex.ISNET_OFFICIAL, workflow.VAL_SPLIT)
+    preds = runs_mod.predictions(profile, runs_mod.ISNET_OFFICIAL, VAL_SPLIT)
     assert seen == [(1024, 3)] and len(preds) == profile.data.n_val
-    from dissam.report import isnet_row
-
-    assert isnet_row(profile) == ("IS-Net (published isnet.pth)", ex.ISNET_OFFICIAL)
+    assert runs_mod.isnet_row(profile) == ("IS-Net (published isnet.pth)", runs_mod.ISNET_OFFICIAL)
 
 
 def test_isnet_stand_in_row_says_what_it_is(runs, monkeypatch):
     profile = _tiny(runs, "standin", monkeypatch)
-    train_refiner(profile, ex.ABLATIONS[0].spec(profile), progress=False)
-    from dissam.report import isnet_row
-
-    label, method = isnet_row(profile)
-    assert method == ex.ISNET_RUN and "RGB only, our recipe" in label and "it)" in label
+    train_refiner(profile, runs_mod.ABLATIONS[0].spec(profile), progress=False)
+    label, method = runs_mod.isnet_row(profile)
+    assert method == runs_mod.ISNET_RUN and "RGB only, our recipe" in label and "it)" in label
 
 
 # ----------------------------------------------------------------------------- 10. authors' variant, budgets
@@ -283,9 +280,9 @@ def test_ablation_on_the_main_budget_reuses_the_main_run():
     paper = get_profile("paper")
     assert paper.ablation.max_iters < paper.train.max_iters  # its own budget
     same = dataclasses.replace(paper, ablation=dataclasses.replace(paper.ablation, max_iters=paper.train.max_iters))
-    assert ex.run_name(same, ex.DISSAM_SHORT_RUN) == ex.MAIN
-    assert ex.run_name(paper, ex.DISSAM_SHORT_RUN) == ex.DISSAM_SHORT_RUN
-    assert ex.checkpoint_of(same, ex.DISSAM_SHORT_RUN) == same.refiner_checkpoint
+    assert runs_mod.run_name(same, runs_mod.DISSAM_SHORT_RUN) == runs_mod.MAIN
+    assert runs_mod.run_name(paper, runs_mod.DISSAM_SHORT_RUN) == runs_mod.DISSAM_SHORT_RUN
+    assert runs_mod.checkpoint_of(same, runs_mod.DISSAM_SHORT_RUN) == same.refiner_checkpoint
 
 
 def test_stage1_key_is_read_without_loading_sam_onto_a_device(runs, monkeypatch, tmp_path):
@@ -297,12 +294,10 @@ def test_stage1_key_is_read_without_loading_sam_onto_a_device(runs, monkeypatch,
     profile = _tiny(runs, "samkey", monkeypatch)
     profile.coarse = dataclasses.replace(profile.coarse, kind="sam", checkpoint=ckpt)
     profile.variant = dataclasses.replace(profile.variant, sam_model_type="tiny")
-    workflow.cache_stage1(profile, [workflow.VAL_SPLIT], progress=False)
-    workflow._KEYS.clear()  # a new process
-    import dissam.coarse as coarse
-
-    monkeypatch.setattr(coarse, "build_coarse_from_profile", lambda *a, **k: pytest.fail("SAM was built"))
-    source = workflow.coarse_source(profile, workflow.VAL_SPLIT)
+    stages.cache_stage1(profile, [VAL_SPLIT], progress=False)
+    stages._KEYS.clear()  # a new process
+    monkeypatch.setattr(stages, "build_stage1", lambda *a, **k: pytest.fail("SAM was built"))
+    source = stages.coarse_source(profile, VAL_SPLIT)
     assert source.key.startswith("sam|")
 
 
@@ -317,9 +312,9 @@ def test_trainer_writes_the_format_the_loaders_check(runs, monkeypatch):
         load_refiner(gt_path)
     with pytest.raises(CheckpointError, match="expected a GT-encoder checkpoint"):
         load_gt_encoder(result.checkpoint)
-    import dissam.pipeline as pipeline
+    import dissam.predictor as predictor
 
-    assert pipeline.CheckpointError is CheckpointError
+    assert predictor.CheckpointError is CheckpointError
 
 
 def test_prediction_cache_is_read_as_evaluation_reads_it(runs, monkeypatch):
@@ -327,11 +322,11 @@ def test_prediction_cache_is_read_as_evaluation_reads_it(runs, monkeypatch):
     profile = _tiny(runs, "faint", monkeypatch)
     from dissam.data.folders import list_pairs
 
-    pairs = list_pairs(workflow.split_dir(profile, workflow.VAL_SPLIT))
-    out = ex.prediction_dir(profile, "faint", workflow.VAL_SPLIT)
+    pairs = list_pairs(stages.split_dir(profile, VAL_SPLIT))
+    out = runs_mod.prediction_dir(profile, "faint", VAL_SPLIT)
     faint = {p.stem: (np.arange(64 * 64).reshape(64, 64) % 2).astype(np.uint8) for p in pairs}
-    ex._write_predictions(out, faint)
-    again = ex._read_predictions(out, list(faint))
+    runs_mod._write_predictions(out, faint)
+    again = runs_mod._read_predictions(out, list(faint))
     assert all(np.array_equal(again[s], faint[s]) for s in faint)
 
 

@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 from dissam import config
+from dissam.cli import run_predict
 from dissam.config import Variant
 from dissam.data.prompts import BoxError
-from dissam.pipeline import CheckpointError, DisSam, as_rgb, final_mask, run_predict
+from dissam.predictor import CheckpointError, DisSam, as_rgb, final_mask
 
 H, W = 60, 80
 OBJ = (20, 15, 45, 40)  # x0, y0, x1, y1 of the red square

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from dissam.data.enrichment import connected_components
-from dissam.data.folders import DIS5K_SPLITS, list_pairs
+from dissam.data.folders import list_pairs
 from dissam.data import textures
 from dissam.data.procedural import (COMPLEXITY_ORDER, MIX, SCENES, _lab, enrichment_summary, family_weights,
                                     generate_dataset, render_scene, scene_rng, solid_core_fraction, split_plan,
                                     te_family_weights)
 from dissam.data.shapes import FAMILIES, FINE_PART_FAMILIES, FRAME_FAMILIES, SMOOTH_FAMILIES, render_shape
+from dissam.data.splits import DIS5K_SPLITS, TRAIN_SPLIT, VAL_SPLIT, ZERO_SHOT_SETS
 
 CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
@@ -73,7 +74,7 @@ def test_objects_stand_out_from_the_background_around_them():
 
 def test_several_objects_in_a_third_of_training_scenes():
     for size in (64, 192):
-        multi = [len(connected_components(render_scene(scene_rng(0, "DIS-TR", i), size, "dis")[1])) > 1
+        multi = [len(connected_components(render_scene(scene_rng(0, TRAIN_SPLIT, i), size, "dis")[1])) > 1
                  for i in range(60)]
         assert np.mean(multi) >= 1 / 3, size
 
@@ -103,21 +104,21 @@ def test_generate_dataset_is_idempotent_and_independent_of_workers(tmp_path, tin
     cfg = dataclasses.replace(tiny_data_config, n_train=6, n_val=2, n_test=1, n_zero_shot=1)
     first = generate_dataset(tmp_path / "a", cfg, progress=False, workers=1)
     assert first["reused"] is False
-    stamp = (tmp_path / "a" / "DIS-TR" / "im" / "dis-tr-00000.jpg").stat().st_mtime_ns
+    stamp = (tmp_path / "a" / TRAIN_SPLIT / "im" / "dis-tr-00000.jpg").stat().st_mtime_ns
     again = generate_dataset(tmp_path / "a", cfg, progress=False)
     assert again["reused"] is True
-    assert (tmp_path / "a" / "DIS-TR" / "im" / "dis-tr-00000.jpg").stat().st_mtime_ns == stamp
+    assert (tmp_path / "a" / TRAIN_SPLIT / "im" / "dis-tr-00000.jpg").stat().st_mtime_ns == stamp
     generate_dataset(tmp_path / "b", cfg, progress=False, workers=2)
-    for split in ("DIS-TR", "HRSOD"):
+    for split in (TRAIN_SPLIT, ZERO_SHOT_SETS[1]):
         for sub in ("im", "gt"):
             for f in sorted((tmp_path / "a" / split / sub).iterdir()):
                 assert f.read_bytes() == (tmp_path / "b" / split / sub / f.name).read_bytes()
-    (tmp_path / "a" / "DIS-VD" / "gt" / "dis-vd-00001.png").unlink()  # incomplete: regenerated
+    (tmp_path / "a" / VAL_SPLIT / "gt" / "dis-vd-00001.png").unlink()  # incomplete: regenerated
     assert generate_dataset(tmp_path / "a", cfg, progress=False, workers=1)["reused"] is False
-    assert (tmp_path / "a" / "DIS-VD" / "gt" / "dis-vd-00001.png").is_file()
+    assert (tmp_path / "a" / VAL_SPLIT / "gt" / "dis-vd-00001.png").is_file()
     smaller = dataclasses.replace(cfg, n_train=3)  # a new config: redone, leftovers removed
     assert generate_dataset(tmp_path / "a", smaller, progress=False, workers=1)["reused"] is False
-    assert len(list((tmp_path / "a" / "DIS-TR" / "im").iterdir())) == 3
+    assert len(list((tmp_path / "a" / TRAIN_SPLIT / "im").iterdir())) == 3
 
 
 def test_split_plan_rejects_unknown_zero_shot_sets(tiny_data_config):
@@ -126,12 +127,12 @@ def test_split_plan_rejects_unknown_zero_shot_sets(tiny_data_config):
 
 
 def test_enrichment_summary_counts(tiny_data, tiny_data_config):
-    paper = enrichment_summary(tiny_data, "DIS-TR", "components")
+    paper = enrichment_summary(tiny_data, TRAIN_SPLIT, "components")
     assert paper["images"] == tiny_data_config.n_train
     assert paper["samples"] == paper["components"] >= paper["images"]
     assert sum(paper["components_hist"].values()) == paper["images"]
     assert sum(int(k) * v for k, v in paper["components_hist"].items()) == paper["components"]
-    authors = enrichment_summary(tiny_data, "DIS-TR", "filtered")
+    authors = enrichment_summary(tiny_data, TRAIN_SPLIT, "filtered")
     assert authors["images"] == paper["images"] and authors["samples"] >= 1
 
 
@@ -144,7 +145,7 @@ def _largest_fill(gt: np.ndarray) -> float:
 
 def test_dis_mix_is_mostly_solid_objects_with_a_third_of_frames():
     """About two thirds of the objects are solid (MIX), but multi-object scenes and thin legs blur that."""
-    gts = [render_scene(scene_rng(0, "DIS-TR", i), 192, "dis")[1] for i in range(80)]
+    gts = [render_scene(scene_rng(0, TRAIN_SPLIT, i), 192, "dis")[1] for i in range(80)]
     core = np.array([solid_core_fraction(gt) for gt in gts])
     fill = np.array([_largest_fill(gt) for gt in gts])
     assert 0.45 <= np.mean(core > 0.3) <= 0.8  # largest object has a solid body (generator v1: 0.15)

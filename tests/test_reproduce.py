@@ -84,7 +84,8 @@ def test_paper_profile_dry_run_end_to_end(tmp_path, monkeypatch):
     assert code == 0
     figures = tmp_path / "runs" / "paper-dryrun" / "figures"
     for name in ("table1.md", "table2.md", "table3.md", "fig1_pipeline.png", "fig2_enrichment.png",
-                 "fig3_qualitative.png", "fig4_boxes.png", "fig5_ablation.png", "training_curves.png"):
+                 "fig3_qualitative.png", "fig4_boxes.png", "fig5_ablation.png", "training_curves.png",
+                 "table3_ablation.png", "zero_shot.png"):
         assert (figures / name).exists(), name
     refiner = torch.load(tmp_path / "runs" / "paper-dryrun" / "checkpoints" / "dissam_refiner.pt", weights_only=True)
     assert refiner["model_config"]["width"] == 1.0 and refiner["iteration"] == 2

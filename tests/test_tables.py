@@ -6,8 +6,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dissam.data.splits import TE_ALL, TEST_SPLITS, VAL_SPLIT, ZERO_SHOT_ALL, ZERO_SHOT_SETS
 from dissam.metrics import METRICS
-from dissam.tables import ablation_flags, paper_rows, render_table, write_table
+from dissam.tables import Table, ablation_flags, paper_rows, render_table, write_table
 
 SHARED = Path("/work/shared/reference/paper_tables.csv")
 
@@ -35,10 +36,10 @@ def _parse_markdown(md: str) -> list[list[str]]:
 
 def test_paper_rows_are_the_shipped_numbers():
     t1 = paper_rows("I")
-    assert set(t1["dataset"]) == {"DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4", "DIS-TE(ALL)"}
-    row = t1[(t1["method"] == "DIS-SAM") & (t1["dataset"] == "DIS-VD")].iloc[0]
+    assert set(t1["dataset"]) == {VAL_SPLIT, *TEST_SPLITS, TE_ALL}
+    row = t1[(t1["method"] == "DIS-SAM") & (t1["dataset"] == VAL_SPLIT)].iloc[0]
     assert (row["maxF"], row["HCE"]) == (0.920, 987)
-    assert set(paper_rows("Table II")["dataset"]) == {"COIFT", "HRSOD", "ThinObject5K-TE", "ALL"}
+    assert set(paper_rows("Table II")["dataset"]) == {*ZERO_SHOT_SETS, ZERO_SHOT_ALL}
     assert len(paper_rows("3")) == 5
     if SHARED.is_file():  # the shipped copy is the project's reference file
         assert (Path(__file__).resolve().parents[1] / "dissam" / "resources" / "paper_tables.csv").read_text() \
@@ -48,16 +49,16 @@ def test_paper_rows_are_the_shipped_numbers():
 
 
 def test_table_one_layout_arrows_paper_values_and_te_all(tmp_path):
-    ours = _long(["GrabCut (stage 1)", "DIS-SAM (3 min)"], ["DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4"])
+    ours = _long(["GrabCut (stage 1)", "DIS-SAM (3 min)"], [VAL_SPLIT, *TEST_SPLITS])
     wide, md = render_table(ours, "I", source_label="smoke, procedural", caption="Ours: 40 images per split.")
-    groups = ["DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4", "DIS-TE(ALL)"]
+    groups = [VAL_SPLIT, *TEST_SPLITS, TE_ALL]
     arrows = ["maxF↑", "wF↑", "MAE↓", "S↑", "meanE↑", "HCE↓"]
     assert list(wide.columns) == ["Method"] + [f"{g} {a}" for g in groups for a in arrows]
     assert "DIS-SAM (paper)" in set(wide["Method"]) and "DIS-SAM (3 min) (smoke, procedural)" in set(wide["Method"])
     ours_row = wide[wide["Method"] == "DIS-SAM (3 min) (smoke, procedural)"].iloc[0]
-    te = ours[(ours["method"] == "DIS-SAM (3 min)") & ours["dataset"].str.startswith("DIS-TE")]
+    te = ours[(ours["method"] == "DIS-SAM (3 min)") & ours["dataset"].isin(TEST_SPLITS)]
     for m, a in zip(METRICS, arrows):
-        assert ours_row[f"DIS-TE(ALL) {a}"] == pytest.approx(te[m].mean())
+        assert ours_row[f"{TE_ALL} {a}"] == pytest.approx(te[m].mean())
     rows = _parse_markdown(md)
     assert len(rows[0]) == len(wide.columns) and len(rows) == 1 + len(wide)
     body = {r[0]: r[1:] for r in rows[1:]}
@@ -72,18 +73,18 @@ def test_table_one_layout_arrows_paper_values_and_te_all(tmp_path):
 
 
 def test_missing_values_show_as_dashes_and_paper_can_be_left_out():
-    ours = _long(["only VD"], ["DIS-VD"])
+    ours = _long(["only VD"], [VAL_SPLIT])
     wide, md = render_table(ours, "I", paper=False)
     assert list(wide["Method"]) == ["only VD (reproduced)"]
-    assert [c for c in wide.columns if c.startswith("DIS-TE1")] == []  # empty groups are dropped
+    assert [c for c in wide.columns if c.startswith(TEST_SPLITS[0])] == []  # empty groups are dropped
     row = _parse_markdown(md)[1]
     assert row[1:] == ["0.500", "0.400", "0.100", "0.600", "0.700", "100"]
 
 
 def test_table_two_zero_shot_sets():
-    ours = _long(["DIS-SAM"], ["COIFT", "HRSOD", "ThinObject5K-TE"])
+    ours = _long(["DIS-SAM"], list(ZERO_SHOT_SETS))
     wide, md = render_table(ours, "II")
-    for ds in ("COIFT", "HRSOD", "ThinObject5K-TE", "ALL"):
+    for ds in (*ZERO_SHOT_SETS, ZERO_SHOT_ALL):
         assert f"{ds} HCE↓" in wide.columns
     body = {r[0]: r[1:] for r in _parse_markdown(md)[1:]}
     assert body["HQ-SAM (paper)"][12:18] == ["0.934", "0.919", "0.035", "0.907", "0.947", "321"]
@@ -91,7 +92,7 @@ def test_table_two_zero_shot_sets():
 
 
 def test_table_three_check_marks_from_columns_or_labels():
-    flags = pd.DataFrame([{"method": "ablation_box_mask", "dataset": "DIS-VD", "enrichment": False, "box": True,
+    flags = pd.DataFrame([{"method": "ablation_box_mask", "dataset": VAL_SPLIT, "enrichment": False, "box": True,
                            "mask": True, **{m: 0.5 for m in METRICS}}])
     wide, md = render_table(flags, "III")
     assert list(wide.columns[:4]) == ["Method", "Enrichment", "Box", "Mask"]
@@ -104,4 +105,13 @@ def test_table_three_check_marks_from_columns_or_labels():
 
 def test_render_refuses_incomplete_input():
     with pytest.raises(ValueError, match="lacks columns"):
-        render_table(pd.DataFrame([{"method": "x", "dataset": "DIS-VD", "maxF": 0.5}]), "I")
+        render_table(pd.DataFrame([{"method": "x", "dataset": VAL_SPLIT, "maxF": 0.5}]), "I")
+
+
+def test_a_table_shows_rendered_in_a_notebook():
+    """Notebooks display a Table: Jupyter renders its Markdown; plain text shows no pipe table."""
+    ours = _long(["DIS-SAM"], [VAL_SPLIT])
+    wide, md = render_table(ours, "I")
+    table = Table(ours, wide, md)
+    assert table._repr_markdown_() == md
+    assert "|" not in repr(table) and "Table I." in repr(table) and f"{len(wide)} rows" in repr(table)

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dissam import workflow
+from dissam import stages
 from dissam.config import get_profile
 from dissam.data.procedural import generate_dataset
+from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
 from dissam.train import RunSpec, lr_at, train_gt_encoder, train_refiner
 
 
@@ -21,7 +22,7 @@ def _prepared(root: Path, tag: str):
     """The tiny profile in its own run folder, data + stage-1 cache + GT encoder ready."""
     profile = dataclasses.replace(get_profile("tiny"), tag=tag)
     profile.data.root = root / "data"
-    workflow.cache_stage1(profile, [workflow.TRAIN_SPLIT, workflow.VAL_SPLIT], progress=False)
+    stages.cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT], progress=False)
     train_gt_encoder(profile, progress=False)
     return profile
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dissam.pipeline import DisSam
-from dissam.widget import BoxDragDemo, box_drag_demo, boxes_from_bboxes, overlay, side_by_side
+from dissam.predictor import DisSam
+from dissam.widget import BoxDragDemo, box_drag_demo, boxes_from_bboxes, mask_view, side_by_side
 
 H, W = 48, 64
 OBJ = (8, 10, 28, 34)
@@ -101,9 +101,9 @@ def test_dragging_a_box_shows_both_masks_and_covers_the_object(demo):
     assert "object 1" in demo.status.value and f"refined: {obj.pixels} px" in demo.status.value
     # the refined view paints exactly the refined mask (green) over the dimmed image
     view = np.asarray(Image.open(io.BytesIO(demo.refined_view.value)))
-    expected = overlay(demo.rgb, obj.mask, (0, 200, 90), [obj.box], scale=demo.scale)
+    expected = mask_view(demo.rgb, obj.mask, (0, 200, 90), [obj.box], scale=demo.scale)
     assert np.array_equal(view, expected) and view.shape == (192, 256, 3)
-    green = np.all(view[::4, ::4] == overlay(demo.rgb, obj.mask, (0, 200, 90))[..., :], axis=2)
+    green = np.all(view[::4, ::4] == mask_view(demo.rgb, obj.mask, (0, 200, 90))[..., :], axis=2)
     assert green.mean() > 0.9  # away from the box outline, the display is the mask overlay, upscaled
 
 
@@ -164,7 +164,7 @@ def tiny_model(tmp_path_factory):
     from pathlib import Path
 
     from dissam import config
-    from dissam.train import ensure_refiner
+    from dissam.stages import ensure_refiner
     from dissam.widget import demo_image
 
     runs = Path(os.environ.get("DISSAM_TEST_RUNS") or tmp_path_factory.getbasetemp() / "dissam-runs-tiny")

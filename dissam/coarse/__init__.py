@@ -1,5 +1,6 @@
 """Stage 1: (image, box) -> coarse mask, from SAM, HQ-SAM or offline GrabCut, behind one interface,
 plus the on-disk cache that embeds each image once. Torch and segment_anything load only for SAM kinds.
+A profile's stage 1 is built by :func:`dissam.stages.build_stage1`, on top of :func:`build_coarse`.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ _LAZY = {"SamSegmenter": "dissam.coarse.sam", "build_tiny_sam": "dissam.coarse.t
          "register_model_type": "dissam.coarse.sam", "load_sam": "dissam.coarse.sam"}
 
 __all__ = ["KINDS", "CachedCoarse", "CoarseResult", "CoarseSegmenter", "GrabCutSegmenter", "MaskStore",
-           "build_coarse", "build_coarse_from_profile", "cache_masks", "image_digest", *_LAZY]
+           "build_coarse", "cache_masks", "image_digest", *_LAZY]
 
 
 def build_coarse(kind: str, checkpoint: str | Path | None = None, model_type: str = "vit_b",
@@ -32,16 +33,6 @@ def build_coarse(kind: str, checkpoint: str | Path | None = None, model_type: st
         from .sam import build_sam_segmenter
         return build_sam_segmenter(kind, checkpoint=checkpoint, model_type=model_type, model=model, **settings)
     raise ValueError(f"unknown stage-1 kind {kind!r}; choose one of {', '.join(KINDS)}")
-
-
-def build_coarse_from_profile(profile: Any, device: str | None = None) -> CoarseSegmenter:
-    """The stage-1 segmenter a profile configures (``profile.coarse``; SAM type and multimask from
-    ``profile.variant``); SAM kinds go to ``device`` (default: CUDA when available)."""
-    cfg, variant = profile.coarse, profile.variant
-    if cfg.kind == "grabcut":
-        return build_coarse("grabcut", iters=cfg.grabcut_iters)
-    return build_coarse(cfg.kind, checkpoint=cfg.checkpoint, model_type=variant.sam_model_type,
-                        multimask=variant.sam_multimask, device=device)
 
 
 def __getattr__(name: str) -> Any:

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..data.enrichment import targets_for
 from ..data.folders import list_pairs
 from ..data.prompts import Box, clip_box
-from ..fileio import atomic_write_bytes  # dissam.workflow imports it from here too
+from ..fileio import atomic_write_bytes
 from .base import CoarseSegmenter, check_image
 
 KEY_CHUNK = "dissam-coarse-key"

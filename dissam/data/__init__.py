@@ -1,28 +1,30 @@
-"""Data: im/gt folders, procedural DIS-like scenes, GT enrichment, box prompts, the refiner's Dataset.
+"""Data: split names, im/gt folders, image conversion, procedural DIS-like scenes, GT enrichment, box
+prompts, the refiner's Dataset.
 
-The Dataset (torch) and the procedural generator import lazily on first use.
+Every name imports lazily on first use, so ``dissam.data.splits`` (plain names) costs nothing to import.
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from .enrichment import Component, connected_components, enrich_mask, targets_for, whole_mask
-from .folders import DIS5K_SPLITS, DIS5K_TEST_SPLITS, DataError, Pair, list_pairs, read_image, read_mask
-from .prompts import Box, BoxError, box_channel, box_from_mask, clip_box, jitter_box, scale_box
-
 _LAZY = {
+    "TRAIN_SPLIT": "splits", "VAL_SPLIT": "splits", "TEST_SPLITS": "splits", "DIS5K_SPLITS": "splits",
+    "TE_ALL": "splits", "ZERO_SHOT_SETS": "splits", "ZERO_SHOT_ALL": "splits",
+    "to_uint8": "images",
+    "DataError": "folders", "Pair": "folders", "list_pairs": "folders", "read_image": "folders",
+    "read_mask": "folders",
+    "Component": "enrichment", "connected_components": "enrichment", "enrich_mask": "enrichment",
+    "targets_for": "enrichment", "whole_mask": "enrichment",
+    "Box": "prompts", "BoxError": "prompts", "box_channel": "prompts", "box_from_mask": "prompts",
+    "clip_box": "prompts", "jitter_box": "prompts", "scale_box": "prompts",
     "CoarseSource": "datasets", "MaskFolderSource": "datasets", "SegmenterSource": "datasets",
     "Sample": "datasets", "RefinerDataset": "datasets",
     "generate_dataset": "procedural", "render_scene": "procedural", "enrichment_summary": "procedural",
     "SCENES": "procedural",
 }
 
-__all__ = [
-    "Box", "BoxError", "Component", "DIS5K_SPLITS", "DIS5K_TEST_SPLITS", "DataError", "Pair",
-    "box_channel", "box_from_mask", "clip_box", "connected_components", "enrich_mask", "jitter_box",
-    "list_pairs", "read_image", "read_mask", "scale_box", "targets_for", "whole_mask", *_LAZY,
-]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

@@ -243,11 +243,11 @@ def refiner_dataset(profile, split: str, train: bool = False, use_box: bool = Tr
     ``use_mask``. ``size``: the network size, default the profile's. The paper profile (DIS5K at 1024^2)
     reads files per item; the CPU profiles preload.
     """
-    from .. import workflow
+    from .. import stages
 
     variant = profile.variant
-    return RefinerDataset(workflow.split_dir(profile, split),
-                          workflow.coarse_source(profile, split) if use_mask else None,
+    return RefinerDataset(stages.split_dir(profile, split),
+                          stages.coarse_source(profile, split) if use_mask else None,
                           profile.train.size if size is None else size,
                           enrichment=variant.enrichment if train and enrich else None,
                           augment=variant.augment if train and variant.augment != "none" else None,

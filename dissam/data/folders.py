@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .images import to_uint8
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-DIS5K_SPLITS = ("DIS-TR", "DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4")
-DIS5K_TEST_SPLITS = DIS5K_SPLITS[2:]
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")  # 16-bit, 32-bit and float images: see dissam.data.images
 
 
 class DataError(ValueError):
@@ -31,26 +32,12 @@ def _open(path: Path) -> Image.Image:
     return ImageOps.exif_transpose(img)
 
 
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    """16-bit or 32-bit integer, or float, to uint8 (full-range scaling by bit depth)."""
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == bool:
-        return arr.astype(np.uint8) * 255
-    if np.issubdtype(arr.dtype, np.floating):
-        scale = 255.0 if arr.max(initial=0) <= 1.0 else 1.0
-        return np.clip(arr * scale, 0, 255).round().astype(np.uint8)
-    if arr.max(initial=0) > 255:  # 16-bit data (PIL reports it as int32 for mode "I")
-        return (np.clip(arr, 0, 65535) >> 8).astype(np.uint8)
-    return np.clip(arr, 0, 255).astype(np.uint8)
-
-
 def read_image(path: str | Path) -> np.ndarray:
     """Any image file as uint8 RGB ``[H, W, 3]``: EXIF orientation applied, alpha dropped,
-    grayscale repeated, palette expanded, 16-bit scaled to 8-bit."""
+    grayscale repeated, palette expanded, 16-bit scaled to 8-bit (:func:`dissam.data.images.to_uint8`)."""
     img = _open(Path(path))
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        gray = _to_uint8(np.asarray(img))
+    if img.mode in WIDE_MODES:
+        gray = to_uint8(np.asarray(img))
         return np.repeat(gray[..., None], 3, axis=2)
     return np.ascontiguousarray(np.asarray(img.convert("RGB")))
 
@@ -58,8 +45,8 @@ def read_image(path: str | Path) -> np.ndarray:
 def read_mask(path: str | Path) -> np.ndarray:
     """A GT mask as uint8 ``[H, W]`` in 0..255 (0/1 masks are scaled to 0/255; colour masks take luminance)."""
     img = _open(Path(path))
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        mask = _to_uint8(np.asarray(img))
+    if img.mode in WIDE_MODES:
+        mask = to_uint8(np.asarray(img))
     elif img.mode == "1":
         mask = np.asarray(img, dtype=np.uint8) * 255
     else:

@@ -50,14 +50,15 @@ import numpy as np
 
 from ..config import DataConfig
 from .enrichment import connected_components, label_components, targets_for
-from .folders import DIS5K_SPLITS, list_pairs, read_mask
+from .folders import list_pairs, read_mask
 from .shapes import FAMILIES, FINE_PART_FAMILIES, FRAME_FAMILIES, SMOOTH_FAMILIES, UPRIGHT, blob, render_shape
+from .splits import DIS5K_SPLITS, TEST_SPLITS, TRAIN_SPLIT, VAL_SPLIT, ZERO_SHOT_SETS
 from .textures import load_textures, photo_background, texture_detail, texture_source_id
 
 GENERATOR_VERSION = 2
 SCENES = ("dis", "dis-te1", "dis-te2", "dis-te3", "dis-te4", "coift", "hrsod", "thin")
-ZERO_SHOT_SCENES = {"COIFT": "coift", "HRSOD": "hrsod", "ThinObject5K-TE": "thin"}
-SPLIT_SCENES = {"DIS-TR": "dis", "DIS-VD": "dis", **{f"DIS-TE{k}": f"dis-te{k}" for k in range(1, 5)}}
+ZERO_SHOT_SCENES = dict(zip(ZERO_SHOT_SETS, ("coift", "hrsod", "thin")))
+SPLIT_SCENES = {TRAIN_SPLIT: "dis", VAL_SPLIT: "dis", **{s: f"dis-te{k}" for k, s in enumerate(TEST_SPLITS, 1)}}
 MULTI_OBJECT_P = 0.45  # share of dis scenes with 2-3 disjoint objects
 # Share of each object group in dis scenes (per object; why: module docstring).
 MIX = {"fine": 0.45, "smooth": 0.20, "frames": 0.35}
@@ -516,7 +517,7 @@ def generate_dataset(root: Path, cfg: DataConfig, progress: bool = True, workers
     return summary
 
 
-def enrichment_summary(root: Path, split: str = "DIS-TR", variant: str = "filtered") -> dict:
+def enrichment_summary(root: Path, split: str = TRAIN_SPLIT, variant: str = "filtered") -> dict:
     """What GT enrichment does to one split: base images -> samples, components-per-image histogram."""
     comps, samples = [], 0
     pairs = list_pairs(Path(root) / split)

@@ -11,6 +11,9 @@ Usage::
 Data-set values: maxF is the maximum over the 256 thresholds of the MEAN per-image F curve (beta^2 = 0.3),
 meanE the mean of the mean E curve, the others the mean of per-image values. Per image, maxF is the
 maximum of its own F curve and meanE the mean of its own E curve.
+
+The training-time score (maxF and MAE of network-size maps, in torch, batch by batch) is
+:mod:`dissam.metrics.running`.
 """
 from __future__ import annotations
 

@@ -1,14 +1,14 @@
-"""Image + box -> highly accurate mask, from a trained refiner checkpoint (the promptable use of DIS-SAM).
+"""The predictor: image + box -> highly accurate mask, from a trained refiner checkpoint (:class:`DisSam`).
 
 Stage 1 (SAM or the offline GrabCut stand-in) turns the box into a coarse mask; stage 2, the IS-Net
 refiner, reads (RGB, coarse mask, filled box) and outputs the fine mask. The stage-1 image embedding is
 computed once per image (keyed by its content), so every further box on the same image only pays for
-the prompt and the refiner: what makes box dragging interactive.
+the prompt and the refiner: what makes box dragging interactive. Any image a user has (path, PIL image
+or array of any layout and depth: :func:`as_rgb`) and any box (four numbers, clipped) is accepted.
+The command-line ``dissam predict`` is :func:`dissam.cli.run_predict`.
 """
 from __future__ import annotations
 
-import csv
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +19,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import Profile, Variant, get_profile
 from .coarse.cache import image_digest
-from .data.folders import IMAGE_EXTS, read_image
+from .config import Profile, Variant, get_profile
+from .data.folders import WIDE_MODES, read_image
+from .data.images import to_uint8
 from .data.prompts import Box, BoxError, box_from_mask, clip_box, scale_box
 from .data.transforms import make_input, resize, to_original
 from .model.checkpoint import CheckpointError, load_checkpoint
 from .model.inference import optimize_for_inference, predict_prob
 
-__all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Prediction", "as_rgb",
-           "final_mask", "run_predict"]
+__all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Prediction", "as_rgb", "final_mask"]
 
 DEFAULT_SIZE = 192
 
@@ -65,13 +65,13 @@ def as_rgb(image: Any) -> np.ndarray:
     """Any image a user has -> contiguous uint8 RGB ``[H, W, 3]``.
 
     Paths go through :func:`read_image` (EXIF rotation, alpha, palette, 16-bit). Arrays may be ``HxW``,
-    ``HxWx1``, ``HxWx3`` or ``HxWx4`` (alpha dropped), of dtype uint8, uint16 (scaled by 1/257),
-    bool, or float (0..1, or 0..255 when the maximum exceeds 1). PIL images are accepted too.
+    ``HxWx1``, ``HxWx3`` or ``HxWx4`` (alpha dropped), of any dtype :func:`dissam.data.images.to_uint8`
+    converts (uint16 as ``round(x / 257)``, bool, float 0..1 or 0..255). PIL images are accepted too.
     """
     if isinstance(image, (str, Path)):
         return read_image(image)
     if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB") if image.mode not in ("I;16", "I", "F") else image)
+        image = np.asarray(image if image.mode in WIDE_MODES else image.convert("RGB"))
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
@@ -79,22 +79,7 @@ def as_rgb(image: Any) -> np.ndarray:
         arr = np.repeat(arr[..., None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"expected an image of shape HxW, HxWx1, HxWx3 or HxWx4, got {arr.shape}")
-    arr = arr[..., :3]
-    if arr.dtype == np.uint8:
-        out = arr
-    elif arr.dtype == bool:
-        out = arr.astype(np.uint8) * 255
-    elif arr.dtype == np.uint16:
-        out = (arr.astype(np.uint32) * 255 + 32767) // 65535
-    elif np.issubdtype(arr.dtype, np.floating):
-        arr = np.nan_to_num(arr.astype(np.float32))
-        scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
-        out = np.clip(arr * scale + 0.5, 0, 255)
-    elif np.issubdtype(arr.dtype, np.integer):
-        out = np.clip(arr, 0, 255)
-    else:
-        raise ValueError(f"unsupported image dtype {arr.dtype}")
-    return np.ascontiguousarray(out, dtype=np.uint8)
+    return np.ascontiguousarray(to_uint8(arr[..., :3]))
 
 
 def final_mask(prob: np.ndarray, mode: str = "threshold") -> np.ndarray:
@@ -153,6 +138,7 @@ class DisSam:
         stored in the checkpoint, else ``$DISSAM_PROFILE``). Input size and channel switches come from
         the checkpoint's ``train_config`` (size 192 when absent)."""
         from .model.checkpoint import load_refiner
+        from .stages import build_stage1
 
         path = Path(path)
         if not path.is_file():
@@ -162,14 +148,16 @@ class DisSam:
             profile = get_profile(profile or meta.get("profile_name"))
         train_config = meta.get("train_config") or {}
         refiner = load_refiner(path)
-        if coarse is None or isinstance(coarse, str):
-            segmenter = _build_segmenter(profile, coarse)
-        else:
-            segmenter = coarse
+        segmenter = build_stage1(profile, kind=coarse) if coarse is None or isinstance(coarse, str) else coarse
         return cls(refiner, segmenter, size=int(train_config.get("size", DEFAULT_SIZE)),
                    use_mask=bool(train_config.get("use_mask", True)),
                    use_box=bool(train_config.get("use_box", True)),
                    variant=variant or profile.variant, device=device, stage1_max_side=stage1_max_side)
+
+    @classmethod
+    def from_profile(cls, profile: Profile, device: str | None = None) -> "DisSam":
+        """The profile's main refiner with the profile's own stage 1, as users run it."""
+        return cls.from_checkpoint(profile.refiner_checkpoint, device=device, profile=profile)
 
     # ---- stage 1: the image embedding, once per image ----
     def set_image(self, image: Any) -> np.ndarray:
@@ -280,107 +268,3 @@ def _checkpoint_meta(path: Path) -> dict[str, Any]:
     if isinstance(profile, str):
         meta["profile_name"] = profile
     return meta
-
-
-def _build_segmenter(profile: Profile, kind: str | None) -> Any:
-    """Stage 1 by kind; the profile's own (with its settings) when ``kind`` is None or the profile's kind."""
-    from . import coarse as coarse_mod
-
-    if kind is None or kind == profile.coarse.kind:
-        return coarse_mod.build_coarse_from_profile(profile)
-    if kind == "grabcut":
-        return coarse_mod.build_coarse(kind)
-    return coarse_mod.build_coarse(kind, checkpoint=profile.coarse.checkpoint,
-                                   model_type=profile.variant.sam_model_type)
-
-
-# ---- the `dissam predict` command ----
-def default_checkpoint(profile: str | None = "smoke") -> Path:
-    """The profile's trained refiner, or a :class:`CheckpointError` saying how to train one."""
-    resolved = get_profile(profile)
-    profile, path = resolved.name, resolved.refiner_checkpoint
-    if not path.is_file():
-        raise CheckpointError(
-            f"no trained refiner at {path}: train one with `make reproduce` or "
-            f"`python -m dissam train --profile {profile}`, or pass --checkpoint FILE")
-    return path
-
-
-def read_boxes_csv(path: str | Path) -> list[tuple[str, tuple[float, float, float, float]]]:
-    """Rows of a CSV with columns ``image,x0,y0,x1,y1`` (header required)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"boxes CSV not found: {path}")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"image", "x0", "y0", "x1", "y1"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))} "
-                             "(expected a header image,x0,y0,x1,y1)")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{path}, line {line}: box values must be numbers ({err})") from err
-            rows.append((row["image"].strip(), box))
-    return rows  # type: ignore[return-value]
-
-
-def _resolve_image(folder: Path, name: str) -> Path:
-    """An image named in the CSV: relative to the folder (or its ``im/``), by file name or by stem."""
-    candidate = Path(name)
-    if candidate.is_absolute() and candidate.is_file():
-        return candidate
-    for base in (folder, folder / "im"):
-        if (base / name).is_file():
-            return base / name
-        for ext in IMAGE_EXTS:
-            if (base / f"{name}{ext}").is_file():
-                return base / f"{name}{ext}"
-    raise FileNotFoundError(f"image {name!r} of the boxes CSV not found in {folder} (nor in {folder / 'im'})")
-
-
-def _save_mask(mask: np.ndarray, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(mask).save(path)
-    return path
-
-
-def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
-                boxes_csv: str | Path | None = None, checkpoint: str | Path | None = None,
-                out: str | Path = "masks", profile: str = "smoke", coarse: Any = None,
-                model: DisSam | None = None) -> list[Path]:
-    """The CLI's ``predict``: a single image and ``box`` -> one mask PNG (``out`` is the file when it ends
-    in ``.png``, else a folder receiving ``<stem>_mask.png``); a folder (or image) and a CSV of boxes
-    (``image,x0,y0,x1,y1``) -> one mask per row, ``out/<stem>_<k>.png`` (k-th box of that image; an
-    ``out`` ending in ``.png`` names the folder without the suffix, so ``-o mask.png`` writes ``mask/``).
-    Without ``checkpoint`` it uses the profile's trained refiner and says so on stderr."""
-    source, out = Path(image_or_folder), Path(out)
-    if not source.exists():
-        raise FileNotFoundError(f"no such image or folder: {source}")
-    if boxes_csv is None and box is None:
-        raise BoxError("give a box (--box X0 Y0 X1 Y1) for a single image, or a CSV of boxes (--boxes CSV)")
-    if boxes_csv is None and source.is_dir():
-        raise BoxError(f"{source} is a folder: give a CSV of boxes (--boxes CSV, columns image,x0,y0,x1,y1)")
-    if model is None:
-        if checkpoint is None:
-            checkpoint = default_checkpoint(profile)
-            print(f"dissam predict: no --checkpoint given; using the {get_profile(profile).name} profile's "
-                  f"trained refiner {checkpoint}", file=sys.stderr)
-        model = DisSam.from_checkpoint(checkpoint, coarse=coarse, profile=profile)
-
-    if boxes_csv is None:
-        pred = model.predict(source, box)  # type: ignore[arg-type]
-        target = out if out.suffix.lower() == ".png" else out / f"{source.stem}_mask.png"
-        return [_save_mask(pred.mask, target)]
-
-    folder = out.with_suffix("") if out.suffix.lower() == ".png" else out
-    written, seen = [], {}  # type: ignore[var-annotated]
-    for name, row_box in read_boxes_csv(boxes_csv):
-        path = source if source.is_file() else _resolve_image(source, name)
-        k = seen.get(path, 0)
-        seen[path] = k + 1
-        pred = model.predict(path, row_box)
-        written.append(_save_mask(pred.mask, folder / f"{path.stem}_{k}.png"))
-    return written

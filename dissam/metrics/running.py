@@ -1,15 +1,15 @@
-"""Cheap validation scores during training: max F-beta (mean per-image F curve) and MAE.
+"""The training-time score: max F-beta (mean per-image F curve) and MAE, cheap enough to validate with.
 
 The same conventions as the evaluation metrics (beta^2 = 0.3, 256 thresholds, dataset maxF = max of the
 mean F curve) but on network-size probability maps, without min-max scaling: a progress signal for
-checkpoint selection, not a reported number (``dissam.metrics`` gives those). :class:`RunningScores`
+checkpoint selection, not a reported number (:class:`dissam.metrics.DISMetrics` gives those). :class:`RunningScores`
 takes one batch at a time, so a validation pass holds one batch of maps, never the whole set.
 """
 from __future__ import annotations
 
 import torch
 
-BETA2 = 0.3
+from .pixel import BETA2
 
 
 def f_curves(probs: torch.Tensor, gts: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,13 @@
-"""The paper's experiments on a profile: which runs make which table rows, predictions, evaluation.
+"""The paper's experiment list on a profile (which runs make which table rows) and their predictions.
 
 Table I rows: stage 1 alone, IS-Net, DIS-SAM (and HQ-SAM when its checkpoint is given). Table III: the
 five input/enrichment configurations, trained on the ablation budget; the box+mask+enrichment row on the
 main budget is the main run itself. The IS-Net row is the published ``isnet.pth`` when it is given (the
 check that our evaluation matches the paper's: DIS-VD maxF 0.791, HCE 1116); without it, Table III's
 no-box/no-mask run stands in and is labelled for what it is, an RGB-only IS-Net trained with our recipe.
-Table II evaluates the same models on the zero-shot sets. Predictions are saved as IS-Net's Inference.py
-saves them, and read back by the one reader evaluation uses.
+Table II evaluates the same models on the zero-shot sets. Predictions (stage 1's and the refiners') are
+cached under ``runs/<profile>/predictions/<method>/<split>/``, saved as IS-Net's Inference.py saves them
+and read back by the one reader evaluation uses. Evaluating them is :mod:`dissam.evaluate`'s job.
 """
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from . import workflow
+from . import stages
 from .config import Profile
 from .data.folders import list_pairs, read_mask
 from .data.transforms import to_original
@@ -97,6 +97,49 @@ def train_ablations(profile: Profile, progress: bool = True) -> dict[str, Path]:
     return {a.name: train_run(profile, a.name, progress) for a in ABLATIONS}
 
 
+def run_budget(profile: Profile, run: str) -> str:
+    """'<iterations> it' of a trained run, read from its last checkpoint (iteration budgets are what
+    reproduce; minutes depend on the machine and are left out of the tables)."""
+    from .model.checkpoint import load_checkpoint
+
+    state = load_checkpoint(RunSpec(name=run_name(profile, run)).last_checkpoint(profile))
+    return f"{state['iteration']} it"
+
+
+def describe(profile: Profile) -> str:
+    """'<profile> profile, <data>, stage 1 = <model>': what the reproduced rows and figures come from."""
+    data = "procedural DIS-like data" if profile.data.root is None else f"data from {profile.data.root}"
+    return f"{profile.name} profile, {data}, stage 1 = {stage1_label(profile)}"
+
+
+# ----------------------------------------------------------------------------- table rows
+def isnet_row(profile: Profile) -> tuple[str, str]:
+    """(label, method) of Table I/II's IS-Net row: the published model when given, else our stand-in."""
+    if profile.baselines.isnet_checkpoint is not None:
+        return "IS-Net (published isnet.pth)", ISNET_OFFICIAL
+    return f"IS-Net-style: RGB only, our recipe ({run_budget(profile, ISNET_RUN)})", ISNET_RUN
+
+
+def baseline_methods(profile: Profile) -> dict[str, str]:
+    """Stage 1, HQ-SAM (when its checkpoint is given) and IS-Net: the rows before ours, {label: method}."""
+    methods = {stage1_label(profile): STAGE1}
+    if profile.baselines.hq_sam_checkpoint is not None:
+        methods["HQ-SAM"] = HQ_SAM
+    label, method = isnet_row(profile)
+    methods[label] = method
+    return methods
+
+
+def dissam_methods(profile: Profile, short: bool) -> dict[str, str]:
+    """DIS-SAM's rows, {'DIS-SAM (<budget>)': run}: the main run, after the ablation-budget run when
+    ``short`` and that run is not the main run itself."""
+    methods = {}
+    if short and run_name(profile, DISSAM_SHORT_RUN) != MAIN:
+        methods[f"DIS-SAM ({run_budget(profile, DISSAM_SHORT_RUN)})"] = DISSAM_SHORT_RUN
+    methods[f"DIS-SAM ({run_budget(profile, MAIN)})"] = MAIN
+    return methods
+
+
 # ----------------------------------------------------------------------------- predictions
 def prediction_dir(profile: Profile, method: str, split: str) -> Path:
     return profile.run_dir / "predictions" / method / split
@@ -119,22 +162,20 @@ def _stage1_segmenter(profile: Profile, method: str):
     """None for the profile's stage 1 (cached masks, read by key); HQ-SAM built from its checkpoint."""
     if method == STAGE1:
         return None
-    from .coarse import build_coarse
-
-    return build_coarse("hq-sam", checkpoint=_given(profile.baselines.hq_sam_checkpoint, "HQ-SAM"),
-                        model_type=profile.variant.sam_model_type, multimask=profile.variant.sam_multimask)
+    return stages.build_stage1(profile, kind="hq-sam",
+                               checkpoint=_given(profile.baselines.hq_sam_checkpoint, "HQ-SAM"))
 
 
 def stage1_predictions(profile: Profile, split: str, method: str = STAGE1) -> dict[str, np.ndarray]:
     """Stage-1 masks for the whole-GT box of each image (the 'SAM' / 'HQ-SAM' rows), through the cache."""
     out_dir = prediction_dir(profile, method, split)
-    pairs = list_pairs(workflow.split_dir(profile, split))
+    pairs = list_pairs(stages.split_dir(profile, split))
     cached = _read_predictions(out_dir, [p.stem for p in pairs])
     if cached is not None:
         return cached
     from .data.enrichment import whole_mask
 
-    source = workflow.coarse_source(profile, split, segmenter=_stage1_segmenter(profile, method))
+    source = stages.coarse_source(profile, split, segmenter=_stage1_segmenter(profile, method))
     preds = {}
     for pair in pairs:
         image, gt = pair.load()
@@ -162,11 +203,11 @@ def _inference_device(profile: Profile) -> str:
 def refiner_predictions(profile: Profile, run: str, split: str, batch_size: int = 16) -> dict[str, np.ndarray]:
     """uint8 maps of a trained run (or the official IS-Net) on a split, at each GT's resolution, saved as
     IS-Net's Inference.py saves them (upsampled, min-max normalised, x255); cached on disk."""
-    from .data.datasets import RefinerDataset
+    from .data.datasets import refiner_dataset
     from .model.inference import predict_prob
 
     out_dir = prediction_dir(profile, run, split)
-    pairs = list_pairs(workflow.split_dir(profile, split))
+    pairs = list_pairs(stages.split_dir(profile, split))
     cached = _read_predictions(out_dir, [p.stem for p in pairs])
     if cached is not None:
         return cached
@@ -176,10 +217,7 @@ def refiner_predictions(profile: Profile, run: str, split: str, batch_size: int 
     use_box, use_mask = meta.get("use_box", not official), meta.get("use_mask", not official)
     in_ch = 3 if official else meta.get("in_ch", 5)
     size = ISNET_INPUT_SIZE if official else meta.get("size", profile.train.size)
-    dataset = RefinerDataset(workflow.split_dir(profile, split),
-                             workflow.coarse_source(profile, split) if use_mask else None,
-                             size, enrichment=None, augment=None, use_box=use_box, use_mask=use_mask,
-                             in_ch=in_ch, preload=profile.name != "paper")
+    dataset = refiner_dataset(profile, split, size=size, use_box=use_box, use_mask=use_mask, in_ch=in_ch)
     sizes = {p.stem: read_mask(p.gt_path).shape for p in pairs}
     preds = {}
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
@@ -195,63 +233,3 @@ def predictions(profile: Profile, method: str, split: str) -> dict[str, np.ndarr
         return stage1_predictions(profile, split, method)
     return refiner_predictions(profile, method, split)
 
-
-# ----------------------------------------------------------------------------- evaluation
-def evaluate_method(profile: Profile, method: str, split: str) -> dict[str, float]:
-    """Six-metric summary of one method on one split; per-image rows go to a CSV beside the predictions."""
-    from .evaluate import evaluate_pairs
-
-    preds = predictions(profile, method, split)
-    pairs = list_pairs(workflow.split_dir(profile, split))
-    records, summary = evaluate_pairs(((p.stem, preds[p.stem], read_mask(p.gt_path)) for p in pairs),
-                                      progress=False)
-    records.to_csv(prediction_dir(profile, method, split).with_suffix(".csv"), index=False)
-    return summary
-
-
-def evaluate_pooled(profile: Profile, method: str, splits: list[str]) -> dict[str, float]:
-    """Six-metric summary of one method over the images of several splits pooled as one data set."""
-    from .evaluate import evaluate_pairs
-
-    items = []
-    for split in splits:
-        preds = predictions(profile, method, split)
-        items += [(f"{split}/{p.stem}", preds[p.stem], read_mask(p.gt_path))
-                  for p in list_pairs(workflow.split_dir(profile, split))]
-    return evaluate_pairs(iter(items), progress=False)[1]
-
-
-def evaluate_table(profile: Profile, methods: dict[str, str], splits: list[str]) -> pd.DataFrame:
-    """Long table (method, dataset, six metrics) for ``methods`` {row label: run name or STAGE1}."""
-    rows = []
-    for label, method in methods.items():
-        for split in splits:
-            rows.append({"method": label, "dataset": split, **evaluate_method(profile, method, split)})
-    return pd.DataFrame(rows)
-
-
-def run_budget(profile: Profile, run: str) -> str:
-    """'<iterations> it' of a trained run, read from its last checkpoint (iteration budgets are what
-    reproduce; minutes depend on the machine and are left out of the tables)."""
-    from .model.checkpoint import load_checkpoint
-
-    state = load_checkpoint(RunSpec(name=run_name(profile, run)).last_checkpoint(profile))
-    return f"{state['iteration']} it"
-
-
-def save_results(df: pd.DataFrame, profile: Profile, name: str) -> Path:
-    path = profile.run_dir / "results" / f"{name}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
-    return path
-
-
-
-def evaluate_main(profile: Profile) -> pd.DataFrame:
-    """Stage 1 alone and the main DIS-SAM model on the validation and test splits (``dissam evaluate``)."""
-    if not profile.refiner_checkpoint.exists():
-        raise FileNotFoundError(f"no trained model at {profile.refiner_checkpoint}: run "
-                                f"`python -m dissam train --profile {profile.name}` first")
-    splits = workflow.available_splits(profile, (workflow.VAL_SPLIT, *workflow.TEST_SPLITS))
-    workflow.cache_stage1(profile, splits)
-    return evaluate_table(profile, {stage1_label(profile): STAGE1, "DIS-SAM": MAIN}, splits)
