@@ -11,7 +11,7 @@ and read back by the one reader evaluation uses. Evaluating them is :mod:`dissam
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +42,12 @@ class Ablation:
     use_box: bool
     use_mask: bool
 
-    def spec(self, profile: Profile) -> RunSpec:
-        return RunSpec(name=self.name, use_box=self.use_box, use_mask=self.use_mask, enrich=self.enrich,
+    def run(self, seed: int = 0) -> str:
+        """The run name of this row's training with ``seed`` (seed 0 keeps the plain name)."""
+        return self.name if seed == 0 else f"{self.name}_seed{seed}"
+
+    def spec(self, profile: Profile, seed: int = 0) -> RunSpec:
+        return RunSpec(name=self.run(seed), use_box=self.use_box, use_mask=self.use_mask, enrich=self.enrich,
                        max_iters=profile.ablation.max_iters)
 
 
@@ -59,11 +63,19 @@ DISSAM_SHORT_RUN = "ablation_box_mask_enrich"
 
 
 def run_name(profile: Profile, run: str) -> str:
-    """The run that holds ``run``'s model: the box+mask+enrichment ablation on the main run's budget *is*
-    the main run (same inputs, data and recipe), so it is reused, never trained twice."""
-    if run == DISSAM_SHORT_RUN and profile.ablation.max_iters == profile.train.max_iters:
+    """The run that holds ``run``'s model: the box+mask+enrichment ablation on the main run's budget and
+    batch *is* the main run (same inputs, data and recipe), so it is reused, never trained twice."""
+    same_batch = profile.ablation.batch_size in (None, profile.train.batch_size)
+    if run == DISSAM_SHORT_RUN and profile.ablation.max_iters == profile.train.max_iters and same_batch:
         return MAIN
     return run
+
+
+def ablation_profile(profile: Profile, seed: int = 0) -> Profile:
+    """The profile an ablation run trains with: the ablation's batch size and the profile's seed + ``seed``."""
+    train = replace(profile.train, seed=profile.train.seed + seed,
+                    batch_size=profile.ablation.batch_size or profile.train.batch_size)
+    return replace(profile, train=train)
 
 
 def stage1_label(profile: Profile) -> str:
@@ -88,13 +100,23 @@ def train_run(profile: Profile, run: str, progress: bool = True) -> Path:
     name = run_name(profile, run)
     if name == MAIN:
         return train_refiner(profile, RunSpec(), progress=progress).checkpoint
-    ablation = next(a for a in ABLATIONS if a.name == name)
-    return train_refiner(profile, ablation.spec(profile), progress=progress).checkpoint
+    ablation, seed = _ablation_of(name)
+    return train_refiner(ablation_profile(profile, seed), ablation.spec(profile, seed), progress=progress).checkpoint
+
+
+def _ablation_of(run: str) -> tuple[Ablation, int]:
+    for ablation in ABLATIONS:
+        for seed in range(64):
+            if ablation.run(seed) == run:
+                return ablation, seed
+    raise ValueError(f"unknown run {run!r}; the ablation runs are {', '.join(a.name for a in ABLATIONS)} "
+                     "(and <name>_seed<k>)")
 
 
 def train_ablations(profile: Profile, progress: bool = True) -> dict[str, Path]:
-    """Train (or reuse) every Table III run on the ablation budget."""
-    return {a.name: train_run(profile, a.name, progress) for a in ABLATIONS}
+    """Train (or reuse) every Table III run on the ablation budget, once per seed of the profile."""
+    return {a.run(seed): train_run(profile, a.run(seed), progress)
+            for seed in profile.ablation.seeds for a in ABLATIONS}
 
 
 def run_budget(profile: Profile, run: str) -> str:

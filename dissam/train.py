@@ -83,11 +83,14 @@ def lr_at(iteration: int, cfg: TrainConfig, horizon: int, peak: float) -> float:
     return 0.5 * peak * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_optimizer(params, variant: Variant, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(params, variant: Variant, lr: float, weight_decay: float = 0.0,
+                   device: torch.device | str = "cuda") -> torch.optim.Optimizer:
     """Adam (paper, IS-Net) or AdamW (authors' code); betas (0.9, 0.999), eps 1e-8 and the given weight
-    decay (0 in both references) either way."""
+    decay (0 in both references) either way. On the CPU the fused implementation (the same update in one
+    kernel; 1.06x the smoke training step here, ``benchmarks/bench_refiner.py``); elsewhere torch's default."""
     cls = torch.optim.AdamW if variant.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+    fused = True if torch.device(device).type == "cpu" else None
+    return cls(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, fused=fused)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -366,7 +369,7 @@ def _gt_encoder_loop(profile: Profile, world: World, device: torch.device) -> Lo
     val_ds = refiner_dataset(profile, VAL_SPLIT, **gt_only)
     encoder = build_gt_encoder(width=cfg.width).to(device)
     peak = profile.gt_encoder_lr
-    optimizer = make_optimizer(encoder.parameters(), variant, peak, cfg.weight_decay)
+    optimizer = make_optimizer(encoder.parameters(), variant, peak, cfg.weight_decay, device)
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                         num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
     _fills_a_batch(len(train_ds), len(loader), cfg.batch_size)
@@ -492,7 +495,7 @@ def _refiner_loop(profile: Profile, spec: RunSpec, world: World, device: torch.d
     gt_encoder = _load_frozen_gt_encoder(profile, device) if cfg.use_gt_encoder else None
     if gt_encoder is not None and gt_encoder.training and world.distributed:
         gt_encoder = sync_batchnorm(gt_encoder, device)  # batch statistics of the global batch, as on one device
-    optimizer = make_optimizer(model.parameters(), profile.variant, profile.refiner_lr, cfg.weight_decay)
+    optimizer = make_optimizer(model.parameters(), profile.variant, profile.refiner_lr, cfg.weight_decay, device)
     seed_everything(cfg.seed + world.rank)  # augmentation differs per rank
     checkpoints = Checkpoints(save_refiner, _refiner_meta(profile, spec),
                               best=spec.checkpoint(profile), last=spec.last_checkpoint(profile))

@@ -161,8 +161,8 @@ def test_gt_encoder_trains_with_the_variants_optimiser_rate_and_loss(runs, monke
     made, losses = [], []
     real_make = train_mod.make_optimizer
     monkeypatch.setattr(train_mod, "make_optimizer",
-                        lambda params, variant, lr, wd=0.0: made.append((variant.optimizer, lr, wd))
-                        or real_make(params, variant, lr, wd))
+                        lambda params, variant, lr, wd=0.0, device="cpu": made.append((variant.optimizer, lr, wd))
+                        or real_make(params, variant, lr, wd, device))
     import dissam.losses as losses_mod
 
     real_loss = losses_mod.gt_encoder_loss

@@ -115,3 +115,42 @@ def test_a_table_shows_rendered_in_a_notebook():
     table = Table(ours, wide, md)
     assert table._repr_markdown_() == md
     assert "|" not in repr(table) and "Table I." in repr(table) and f"{len(wide)} rows" in repr(table)
+
+
+def _seed_scores(values: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"method": m, "seed": s, "maxF": v} for m, vs in values.items() for s, v in enumerate(vs)])
+
+
+def test_table_three_claims_an_order_only_beyond_the_seed_spread():
+    from dissam.tables import order_claims
+
+    claims = order_claims(_seed_scores({
+        "no box, no mask (IS-Net)": [0.50, 0.52, 0.48],  # sd 0.02
+        "box only": [0.60, 0.61, 0.59],  # +0.10 over none: an order
+        "mask only": [0.51, 0.49, 0.50],  # +0.00 over none: within the spread
+        "box + mask": [0.55, 0.56, 0.57],  # below box only by 0.04 (sd 0.01): reversed
+        "box + mask + enrichment": [0.56, 0.56, 0.56],  # +0.00: within
+    }))
+    assert claims[0].startswith("box only > no box, no mask (IS-Net): holds (+0.100, sd 0.020)")
+    assert "mask only > no box, no mask (IS-Net): within the seed spread" in claims[1]
+    assert claims[2].startswith("box + mask > box only: reversed (-0.040")
+    assert "within the seed spread" in claims[4] and len(claims) == 5
+
+
+def test_ablation_seeds_are_runs_of_their_own_with_the_ablation_batch():
+    import dataclasses
+
+    from dissam import runs
+    from dissam.config import AblationConfig, get_profile
+
+    profile = dataclasses.replace(get_profile("tiny"), ablation=AblationConfig(max_iters=4, batch_size=2, seeds=(0, 1)))
+    row = runs.ABLATIONS[1]
+    assert (row.run(0), row.run(1)) == (row.name, f"{row.name}_seed1")
+    assert runs._ablation_of(row.run(1)) == (row, 1)
+    seeded = runs.ablation_profile(profile, 1)
+    assert seeded.train.seed == profile.train.seed + 1 and seeded.train.batch_size == 2
+    # The short box+mask+enrichment run is the main run only on the main run's budget *and* batch.
+    same_budget = dataclasses.replace(profile, ablation=AblationConfig(max_iters=profile.train.max_iters, batch_size=2))
+    assert runs.run_name(same_budget, runs.DISSAM_SHORT_RUN) == runs.DISSAM_SHORT_RUN
+    same_batch = dataclasses.replace(same_budget, ablation=AblationConfig(max_iters=profile.train.max_iters))
+    assert runs.run_name(same_batch, runs.DISSAM_SHORT_RUN) == runs.MAIN
