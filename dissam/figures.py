@@ -600,6 +600,7 @@ def _objective(profile: Profile, checkpoint: str | Path | None):
     from .train import RefinerObjective, seed_everything
 
     cfg = profile.train
+    device = torch.device(runs._inference_device(profile))
     if checkpoint is None:
         seed_everything(cfg.seed)
         model = build_refiner(width=cfg.width, coarse_prior=cfg.coarse_prior).eval()
@@ -608,7 +609,8 @@ def _objective(profile: Profile, checkpoint: str | Path | None):
     encoder = None
     if cfg.use_gt_encoder:
         encoder = load_gt_encoder(profile.gt_encoder_checkpoint).train(profile.variant.gt_encoder_bn == "batch")
-    return RefinerObjective(model, encoder, profile, torch.device("cpu"))
+        encoder = encoder.to(device)
+    return RefinerObjective(model.to(device), encoder, profile, device)
 
 
 def _batch_outputs(profile: Profile, checkpoint: str | Path | None, n: int | None = None):
@@ -648,8 +650,9 @@ def feature_pairs_figure(features: Sequence[Any], gt_features: Sequence[Any], sa
     fig = _figure((2.0 * len(features), 5.0))
     axes = fig.subplots(2, len(features), squeeze=False)
     for i, (f, g) in enumerate(zip(features, gt_features)):
-        mse = float(F.mse_loss(torch.as_tensor(f).float(), torch.as_tensor(g).float()))
-        maps = [np.asarray(t[sample].float().mean(0)) for t in (torch.as_tensor(g), torch.as_tensor(f))]
+        f, g = torch.as_tensor(f).detach().float().cpu(), torch.as_tensor(g).detach().float().cpu()
+        mse = float(F.mse_loss(f, g))
+        maps = [t[sample].mean(0).numpy() for t in (g, f)]
         lo, hi = min(m.min() for m in maps), max(m.max() for m in maps)
         for row, (m, who) in enumerate(zip(maps, ("GT encoder", "refiner"))):
             axes[row, i].imshow(m, cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
