@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pandas.testing import assert_frame_equal
 import torch
 from matplotlib.patches import Rectangle
 
@@ -112,6 +113,25 @@ def test_loss_table_is_eq4_of_the_batch(profile, manifests):
     np.testing.assert_allclose(total.item(), table.loc["total", "weighted"], rtol=1e-5)
 
 
+def test_loss_table_weights_each_term():
+    terms = {"bce": 0.5, "iou": 2.0, "feature": 3.0, "ortho": 400.0, "total": 20 * 0.5 + 0.5 * 2 + 3 + 4e-4}
+    table = figures.loss_table(terms, {"bce": 20.0, "iou": 0.5, "feature": 1.0, "ortho": 1e-6})
+    assert list(table["weighted"][:4]) == pytest.approx([10.0, 1.0, 3.0, 4e-4])
+    assert table.loc["total", "weighted"] == pytest.approx(terms["total"])
+    assert table.loc["feature", "share of total"] == pytest.approx(3.0 / terms["total"])
+
+
+def test_loss_walkthrough_reads_a_refiner_checkpoint(profile, manifests, tmp_path):
+    from dissam.model import build_refiner
+    from dissam.model.checkpoint import save_refiner
+    from dissam.train import seed_everything
+
+    seed_everything(profile.train.seed)  # the weights the untrained walkthrough builds
+    path = save_refiner(build_refiner(width=profile.train.width, coarse_prior=profile.train.coarse_prior),
+                        tmp_path / "refiner.pt")
+    assert_frame_equal(figures.loss_walkthrough(profile, path), figures.loss_walkthrough(profile))
+
+
 def test_feature_pairs_show_the_pairs_the_feature_loss_compares(profile, manifests):
     _, _, (_, features, gt_features, _) = figures._batch_outputs(profile, None)
     fig = figures.feature_pairs_figure(features, gt_features, sample=0)
@@ -149,15 +169,18 @@ def test_score_curves_mark_the_metrics_maxf_and_meane(profile, manifests):
 
 
 def test_hce_regions_count_what_hce_counts(profile, manifests):
+    sides = np.zeros(2, int)
     for pred, gt in _pairs(profile):
         regions = figures.hce_regions(pred, gt)
         assert regions.hce == hce(pred, gt)
+        sides += len(regions.fp_points), len(regions.fn_points)
         p, g = pred > 128, gt > 128
         assert not (regions.fp & ~(p & ~g)).any()  # relaxed FP lies in the false positives
         for points, region in ((regions.fp_points, regions.fp), (regions.fn_points, regions.fn)):
             assert region[points[:, 1], points[:, 0]].all()  # every counted point is on its region
         fig = figures.hce_figure(np.dstack([gt] * 3), pred, gt, regions)
         assert sum(len(c.get_offsets()) for c in fig.axes[2].collections) == regions.hce
+    assert (sides > 0).all()  # both sides were counted somewhere: the check is not vacuous
 
 
 def test_evaluation_walkthrough_on_one_image(profile, manifests):
