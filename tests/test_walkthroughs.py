@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pandas.testing import assert_frame_equal
 import torch
 from matplotlib.patches import Rectangle
+from pandas.testing import assert_frame_equal
 
 from dissam import figures, losses, runs, stages
 from dissam.coarse.cache import MaskStore
