@@ -8,9 +8,17 @@ Two levels. Drawing functions take arrays (``overlay``, ``grid``, ``enrichment_f
 the examples from a profile's data, runs and predictions (:mod:`dissam.runs`) and write the PNG into
 ``profile.figures_dir``. Every function returns a matplotlib Figure (no pyplot state; matplotlib loads on
 first use) and saves it when given a path.
+
+The last section holds the notebooks' one-example walkthroughs (``*_walkthrough``, with the array-level
+``component_table``, ``components_figure``, ``input_panels``, ``loss_table``, ``feature_pairs_figure``,
+``score_curves_figure``, ``hce_regions`` and ``hce_figure``): one GT's components, one stage-1 cache
+entry, one sample's input channels, one batch's loss terms and feature pairs, one image's F/E curves and
+the points HCE counts. They write no figure file (``stage1_walkthrough`` stores its one mask in the
+stage-1 cache, as the cache itself would).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -429,3 +437,363 @@ def figure_index(profile: Profile) -> pd.DataFrame:
     """Every figure and table written for the profile."""
     files = sorted(p for p in profile.figures_dir.glob("*") if p.suffix in (".png", ".md", ".csv"))
     return pd.DataFrame({"file": [p.name for p in files], "bytes": [p.stat().st_size for p in files]})
+
+
+# ----------------------------------------------------------------------------- one-example walkthroughs
+# Each notebook shows its step on one example before running it on the data set. Array-level functions
+# (``component_table``, ``components_figure``, ``input_panels``, ``loss_table``, ``feature_pairs_figure``,
+# ``score_curves_figure``, ``hce_regions``, ``hce_figure``) take what they show; ``*_walkthrough`` functions
+# pick the example from a profile. They write no figure file: they teach, the figures above are the results.
+def component_table(gt: np.ndarray, rule: str = "filtered") -> pd.DataFrame:
+    """One row per 8-connected component of ``gt`` (largest first): its area, share of the image, box and
+    the training sample it becomes under ``rule`` ("dropped": under 0.4% of the image, ``filtered`` rule),
+    then a row for the whole mask when the rule keeps it as a sample too."""
+    from .data.enrichment import _kept_labels, label_components
+
+    labels, order, stats = label_components(gt)
+    _, kept, whole_too = _kept_labels(gt, rule, 128)
+    rows = []
+    for k, label in enumerate(order):
+        area = int(stats[label, cv2.CC_STAT_AREA])
+        sample = f"#{kept.index(label) + 1}" if label in kept else "dropped"
+        rows.append({"component": str(k + 1), "area (px)": area, "share of image": f"{area / gt.size:.2%}",
+                     "box (x0, y0, x1, y1)": box_from_mask(labels == label), "sample": sample})
+    if whole_too:
+        whole = gt > 128
+        rows.append({"component": "whole mask", "area (px)": int(whole.sum()), "share of image": "",
+                     "box (x0, y0, x1, y1)": box_from_mask(whole), "sample": f"#{len(kept) + 1}"})
+    return pd.DataFrame(rows).set_index("component")
+
+
+def components_figure(image: np.ndarray, gt: np.ndarray, rule: str = "filtered") -> "Figure":
+    """Image | GT with each 8-connected component in its own colour and its tight box (numbered as in
+    :func:`component_table`); the title counts one image -> its samples under ``rule``."""
+    from matplotlib.patches import Rectangle
+
+    from .data.enrichment import label_components
+
+    labels, order, _ = label_components(gt)
+    coloured = (gt[..., None] > 128) * np.full(3, 60, np.uint8)  # components too small to see stay grey
+    for k, label in enumerate(order):
+        coloured[labels == label] = PALETTE[k % len(PALETTE)]
+    fig = _figure((5.2, 2.9))
+    ax_image, ax_gt = fig.subplots(1, 2)
+    _show(ax_image, image, "image")
+    _show(ax_gt, coloured.astype(np.uint8), f"GT: {len(order)} connected components")
+    for k, label in enumerate(order):
+        x0, y0, x1, y1 = box_from_mask(labels == label)
+        ax_gt.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1,
+                                  ec=PALETTE[k % len(PALETTE)] / 255))
+        ax_gt.text(x0, y0 - 1, str(k + 1), color="white", fontsize=6)
+    n = len(enrich_mask(gt, rule))
+    return _finish(fig, None, f"GT enrichment ({rule}): 1 image -> {n} training sample{'s' * (n != 1)}")
+
+
+def _first_with_components(profile: Profile, split: str, at_least: int = 2, scan: int = 50):
+    """The first image of ``split`` (of its first ``scan``) with ``at_least`` components, else the first."""
+    from .data.enrichment import connected_components
+
+    pairs = list_pairs(stages.split_dir(profile, split))
+    return next((p for p in pairs[:scan] if len(connected_components(read_mask(p.gt_path))) >= at_least), pairs[0])
+
+
+def enrichment_walkthrough(profile: Profile, split: str = TRAIN_SPLIT) -> tuple[pd.DataFrame, "Figure"]:
+    """Notebook 00: one training GT with several components, as :func:`component_table` and
+    :func:`components_figure` under the profile's enrichment rule."""
+    image, gt = _first_with_components(profile, split).load()
+    rule = profile.variant.enrichment
+    return component_table(gt, rule), components_figure(image, gt, rule)
+
+
+def stage1_walkthrough(profile: Profile, split: str = TRAIN_SPLIT, segmenter=None) -> tuple[pd.DataFrame, "Figure"]:
+    """Notebook 01: the first image of ``split``, its whole-GT box -> stage-1 mask, stored in the cache as
+    :func:`dissam.coarse.cache_masks` stores it (so the data-set run finds it), and what the entry holds:
+    its file, the key checked on every read, and that reading it back gives the mask just computed."""
+    from .coarse.cache import KEY_CHUNK, MaskStore, image_digest
+    from .data.prompts import clip_box
+
+    pair = list_pairs(stages.split_dir(profile, split))[0]
+    image, gt = pair.load()
+    box = clip_box(box_from_mask(gt), *gt.shape)
+    segmenter = segmenter if segmenter is not None else stages.build_stage1(profile)
+    segmenter.set_image(image)  # the image embedding: once per image, however many boxes
+    mask = segmenter.predict(box).mask
+    store = MaskStore(stages.coarse_cache_dir(profile, split), segmenter.key)
+    digest = image_digest(image)
+    path = store.put(digest, box, mask)
+    back = store.get(digest, box)
+    from PIL import Image
+
+    with Image.open(path) as png:
+        key = png.text[KEY_CHUNK]
+    entry = {"image": pair.stem, "image digest": digest, "box (x0, y0, x1, y1)": box,
+             "segmenter key": segmenter.key, "cache file": path.relative_to(profile.cache_dir).as_posix(),
+             "key stored in the PNG": key.replace("\n", " | "), "bytes": path.stat().st_size,
+             "read back == computed": back is not None and np.array_equal(back, mask)}
+    fig = _figure((7.2, 2.7))
+    for ax, (im, title) in zip(fig.subplots(1, 3), ((image, "image + box prompt"), (mask, "stage 1: mask"),
+                                                    (back, f"cache: {path.name[:10]}…{path.name[-18:]}"))):
+        _show(ax, im, title, box if im is image else None, cmap=None if im.ndim == 3 else "gray")
+    table = pd.DataFrame({"value": [str(v) for v in entry.values()]}, index=pd.Index(list(entry), name="field"))
+    return table, _finish(fig, None, f"stage 1 ({segmenter.key}) on one box, and its cache entry")
+
+
+def manifest_samples(manifests: dict[str, dict], stem: str) -> pd.DataFrame:
+    """The samples the caches' manifests (:func:`dissam.stages.cache_stage1`) record for image ``stem``:
+    one row per (cache, component, box) with the file that holds its mask (component -1: the whole GT)."""
+    rows = [{"cache": name, **{k: s[k] for k in ("component", "box", "file")}}
+            for name, manifest in manifests.items() for s in manifest.get("samples", []) if s["stem"] == stem]
+    return pd.DataFrame(rows, columns=["cache", "component", "box", "file"])
+
+
+# ----------------------------------------------------------------------------- walkthroughs: training
+INPUT_CHANNELS = ("R", "G", "B", "stage-1 mask", "filled box")
+
+
+def input_panels(x: Any, title: str = "") -> "Figure":
+    """The refiner's input (``[5, S, S]``, as the Dataset gives it) as five panels, made readable: the RGB
+    channels are stored as value/255 - 0.5, so they are shown + 0.5 (in [0, 1]); mask and box as stored."""
+    x = np.asarray(x, dtype=np.float32)
+    fig = _figure((2.2 * len(x), 2.6))
+    for c, ax in enumerate(fig.subplots(1, len(x), squeeze=False)[0]):
+        shown, name = (x[c] + 0.5, f"{INPUT_CHANNELS[c]} (+0.5)") if c < 3 else (x[c], INPUT_CHANNELS[c])
+        _show(ax, shown, f"channel {c}: {name}", cmap="gray")
+    return _finish(fig, None, title)
+
+
+def _one_image_dataset(profile: Profile, split: str = TRAIN_SPLIT):
+    """The first image of ``split`` with several components, as the main run's training set has it
+    (enriched, stage-1 masks from the cache), without augmentation."""
+    from .data.datasets import RefinerDataset
+
+    pair = _first_with_components(profile, split)
+    return RefinerDataset([pair], stages.coarse_source(profile, split), profile.train.size,
+                          enrichment=profile.variant.enrichment, augment=None)
+
+
+def input_walkthrough(profile: Profile) -> "Figure":
+    """Notebook 02: the five input channels of one training sample (its first component)."""
+    sample = _one_image_dataset(profile)[0]
+    return input_panels(sample["input"], f"one training sample: image {sample['stem']}, component "
+                                         f"{sample['index'] + 1}, box {tuple(sample['box'].tolist())}")
+
+
+def loss_table(terms: dict[str, float], weights: dict[str, float]) -> pd.DataFrame:
+    """Paper eq. 4 term by term: each unweighted term of :func:`dissam.losses.dis_sam_loss`, its weight,
+    the weighted value and its share of the total; the last row is the total the optimiser sees."""
+    rows = {name: {"value": terms[name], "weight": weights[name], "weighted": terms[name] * weights[name]}
+            for name in weights}
+    total = terms.get("total", sum(r["weighted"] for r in rows.values()))
+    for r in rows.values():
+        r["share of total"] = r["weighted"] / total if total else float("nan")
+    rows["total"] = {"value": float("nan"), "weight": float("nan"), "weighted": total, "share of total": 1.0}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("term")
+
+
+def _objective(profile: Profile, checkpoint: str | Path | None):
+    """The training objective of the main run (:class:`dissam.train.RefinerObjective`): the refiner from
+    ``checkpoint`` (None: untrained, built as training starts it) and the frozen, trained GT encoder."""
+    import torch
+
+    from .model import build_refiner
+    from .model.checkpoint import load_gt_encoder, load_refiner
+    from .train import RefinerObjective, seed_everything
+
+    cfg = profile.train
+    device = torch.device(runs._inference_device(profile))
+    if checkpoint is None:
+        seed_everything(cfg.seed)
+        model = build_refiner(width=cfg.width, coarse_prior=cfg.coarse_prior).eval()
+    else:
+        model = load_refiner(checkpoint)
+    encoder = None
+    if cfg.use_gt_encoder:
+        encoder = load_gt_encoder(profile.gt_encoder_checkpoint).train(profile.variant.gt_encoder_bn == "batch")
+        encoder = encoder.to(device)
+    return RefinerObjective(model.to(device), encoder, profile, device)
+
+
+def _batch_outputs(profile: Profile, checkpoint: str | Path | None, n: int | None = None):
+    """(batch, objective, forward outputs) of one image's training samples (at most a batch of them)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    dataset = _one_image_dataset(profile)
+    batch = next(iter(DataLoader(dataset, batch_size=min(len(dataset), n or profile.train.batch_size))))
+    objective = _objective(profile, checkpoint)
+    with torch.no_grad():
+        return batch, objective, objective.forward(batch)
+
+
+def loss_walkthrough(profile: Profile, checkpoint: str | Path | None = None) -> pd.DataFrame:
+    """Notebook 02: :func:`loss_table` of one batch (the samples of one training image) under the main
+    run's objective, with the refiner of ``checkpoint`` (None: untrained)."""
+    import torch
+
+    batch, objective, outputs = _batch_outputs(profile, checkpoint)
+    with torch.no_grad():
+        _, terms = objective.loss(outputs, batch)
+    cfg = profile.train
+    weights = {"bce": cfg.w_bce, "iou": cfg.w_iou, "feature": cfg.w_feature if cfg.use_gt_encoder else 0.0,
+               "ortho": profile.variant.ortho_weight}
+    return loss_table(terms, weights)
+
+
+def feature_pairs_figure(features: Sequence[Any], gt_features: Sequence[Any], sample: int = 0,
+                         title: str = "") -> "Figure":
+    """The six (GT encoder, refiner) feature pairs the feature loss compares, for one sample of a batch:
+    each map is the channel mean, a pair shares its colour scale; each column's title is that pair's
+    MSE over the whole batch (the feature term is their sum)."""
+    import torch
+    import torch.nn.functional as F
+
+    fig = _figure((2.0 * len(features), 5.0))
+    axes = fig.subplots(2, len(features), squeeze=False)
+    for i, (f, g) in enumerate(zip(features, gt_features)):
+        f, g = torch.as_tensor(f).detach().float().cpu(), torch.as_tensor(g).detach().float().cpu()
+        mse = float(F.mse_loss(f, g))
+        maps = [t[sample].mean(0).numpy() for t in (g, f)]
+        lo, hi = min(m.min() for m in maps), max(m.max() for m in maps)
+        for row, (m, who) in enumerate(zip(maps, ("GT encoder", "refiner"))):
+            axes[row, i].imshow(m, cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
+            axes[row, i].set_title(f"{who} {i + 1} ({m.shape[0]} px)" + (f"\nMSE {mse:.3g}" if row == 0 else ""),
+                                   fontsize=7)
+            axes[row, i].set_axis_off()
+    return _finish(fig, None, title)
+
+
+def feature_walkthrough(profile: Profile, checkpoint: str | Path | None = None) -> "Figure":
+    """Notebook 02: the GT encoder's features beside the refiner's (of ``checkpoint``; None: untrained) for
+    one training sample, the pairs the feature loss pulls together."""
+    batch, _, (_, features, gt_features, _) = _batch_outputs(profile, checkpoint)
+    if gt_features is None:
+        raise ValueError("this profile trains without the GT encoder (train.use_gt_encoder=False)")
+    state = "untrained" if checkpoint is None else Path(checkpoint).name
+    return feature_pairs_figure(features, gt_features, 0, f"feature sync on image {batch['stem'][0]}, "
+                                                          f"component {int(batch['index'][0]) + 1} (refiner: {state})")
+
+
+# ----------------------------------------------------------------------------- walkthroughs: evaluation
+def score_curves_figure(pred: np.ndarray, gt: np.ndarray, title: str = "") -> "Figure":
+    """One image's curves over the 256 thresholds, as :class:`dissam.metrics.DISMetrics` measures them:
+    precision, recall and F (beta^2 = 0.3) with maxF marked; the E-measure with its mean (meanE); and
+    precision against recall."""
+    from .metrics import DISMetrics
+
+    result = DISMetrics().measure(pred, gt)
+    curves = {k: v[::-1] for k, v in result.curves.items()}  # thresholds 0..255
+    t = np.arange(256)
+    best = int(np.argmax(curves["F"]))
+    fig = _figure((10, 3.0))
+    ax_f, ax_e, ax_pr = fig.subplots(1, 3)
+    for key in ("precision", "recall", "F"):
+        ax_f.plot(t, curves[key], label=key, lw=1.5 if key == "F" else 1)
+    ax_f.plot([best], [curves["F"][best]], "ko", ms=5, label=f"maxF {result.values['maxF']:.3f} at {best}")
+    ax_e.plot(t, curves["E"], lw=1.5, label="E")
+    ax_e.axhline(result.values["meanE"], ls="--", c="gray", label=f"meanE {result.values['meanE']:.3f}")
+    ax_pr.plot(curves["recall"], curves["precision"], lw=1)
+    ax_pr.plot([curves["recall"][best]], [curves["precision"][best]], "ko", ms=5)
+    for ax, name, x in ((ax_f, "F-curve", "threshold"), (ax_e, "E-curve", "threshold"), (ax_pr, "PR", "recall")):
+        ax.set_xlabel(x, fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+        if ax is not ax_pr:
+            ax.legend(fontsize=7, loc="lower left")
+    return _finish(fig, None, title)
+
+
+@dataclass
+class HCERegions:
+    """What HCE counts on one image: the relaxed false-positive and false-negative regions (bool, the
+    GT skeleton's missed pixels added to the latter) and the points a human would click to fix each side:
+    polygon vertices along the boundary next to the other regions, and one point per region that needs no
+    boundary edit. ``len(fp_points) + len(fn_points)`` is the image's HCE."""
+
+    fp: np.ndarray
+    fn: np.ndarray
+    fp_points: np.ndarray  # (n, 2) x, y
+    fn_points: np.ndarray
+
+    @property
+    def hce(self) -> int:
+        return len(self.fp_points) + len(self.fn_points)
+
+
+def _grow_within(seed: np.ndarray, within: np.ndarray, steps: int) -> np.ndarray:
+    """``seed`` dilated (3x3 cross) ``steps`` times, each time kept inside ``within``."""
+    from .metrics.hce import _CROSS
+
+    grown, inside = seed.astype(np.uint8), within.astype(np.uint8)
+    for _ in range(steps):
+        grown = cv2.dilate(grown, _CROSS) & inside
+    return grown.astype(bool)
+
+
+def _correction_points(region: np.ndarray, other: np.ndarray, epsilon: float) -> np.ndarray:
+    """The points HCE counts for ``region``: the polygon vertices of its boundary runs that meet ``other``
+    (the metric's own run finder), then one pixel of each connected part that no such run touches."""
+    from .metrics.hce import _CROSS, _boundary_points
+
+    if not region.any():
+        return np.zeros((0, 2), np.int64)
+    u8 = region.astype(np.uint8)
+    contours = cv2.findContours(u8, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)[0]
+    runs, touched = _boundary_points(contours, cv2.dilate(other.astype(np.uint8), _CROSS).astype(bool))
+    vertices = [r if len(r) <= 2 else cv2.approxPolyDP(r.reshape(-1, 1, 2).astype(np.int32), epsilon, False)
+                for r in runs]
+    found = [np.asarray(v).reshape(-1, 2) for v in vertices]
+    if not region.all():  # as the metric: a region covering the whole image counts no click
+        parts = cv2.connectedComponents(u8, connectivity=8)[1].ravel()
+        free = np.setdiff1d(np.unique(parts[parts > 0]), parts[touched])
+        firsts = np.array([np.flatnonzero(parts == p)[0] for p in free], np.int64)
+        found.append(np.stack([firsts % region.shape[1], firsts // region.shape[1]], 1).reshape(-1, 2))
+    return np.concatenate(found).astype(np.int64) if found else np.zeros((0, 2), np.int64)
+
+
+def hce_regions(pred: np.ndarray, gt: np.ndarray, relax: int = 5, epsilon: float = 2.0) -> HCERegions:
+    """:func:`dissam.metrics.hce` step by step, keeping what it counts (same binarisation, relaxation and
+    counting; ``hce_regions(p, g).hce == hce(p, g)``)."""
+    from .metrics.hce import _CROSS, gt_skeleton
+    from .metrics.inputs import prepare_pair
+
+    p8, g = prepare_pair(pred, gt)
+    p = p8 > 128
+    tp, fp, fn = g & p, p & ~g, g & ~p
+    core = cv2.erode((g | p).astype(np.uint8), _CROSS, iterations=relax).astype(bool)  # far from any edge
+    fp_r = _grow_within(fp & core, ~g, relax) & fp  # errors thinner than 2*relax px are tolerated
+    fn_r = (_grow_within(fn & core, ~p, relax) & fn) | (gt_skeleton(g) & ~tp)  # a missed skeleton is redrawn
+    return HCERegions(fp_r, fn_r, _correction_points(fp_r, tp | fn_r, epsilon),
+                      _correction_points(fn_r, ~(tp | fp_r | fn_r), epsilon))
+
+
+def hce_figure(image: np.ndarray, pred: np.ndarray, gt: np.ndarray, regions: HCERegions, title: str = "") -> "Figure":
+    """Image | prediction against GT (white: right, red: false positive, blue: false negative) | the
+    relaxed regions HCE keeps with the points it counts (x: false-positive side, o: false-negative side)."""
+    p, g = pred > 128, gt > 128
+    errors = np.zeros((*g.shape, 3), np.uint8)
+    errors[p & g], errors[p & ~g], errors[g & ~p] = 255, (230, 25, 75), (0, 130, 200)
+    relaxed = np.full((*g.shape, 3), 40, np.uint8)
+    relaxed[g] = 110
+    relaxed[regions.fp], relaxed[regions.fn] = (230, 25, 75), (0, 130, 200)
+    fig = _figure((8.4, 3.0))
+    axes = fig.subplots(1, 3)
+    _show(axes[0], image, "image")
+    _show(axes[1], errors, "prediction vs GT")
+    _show(axes[2], relaxed, f"HCE {regions.hce} = {len(regions.fp_points)} FP + {len(regions.fn_points)} FN points")
+    for pts, marker, colour in ((regions.fp_points, "x", "#ffdd00"), (regions.fn_points, "o", "#00ff88")):
+        axes[2].scatter(pts[:, 0], pts[:, 1], marker=marker, s=10, c=colour, linewidths=0.8)
+    return _finish(fig, None, title)
+
+
+def evaluation_walkthrough(profile: Profile, split: str = VAL_SPLIT,
+                           method: str = runs.MAIN) -> tuple[pd.DataFrame, "Figure", "Figure"]:
+    """Notebook 03: the first image of ``split`` under ``method`` (default the main model): its six metric
+    values, :func:`score_curves_figure` and :func:`hce_figure`."""
+    from .metrics import image_metrics
+
+    pair = list_pairs(stages.split_dir(profile, split))[0]
+    image, gt = pair.load()
+    pred = runs.predictions(profile, method, split)[pair.stem]
+    values = pd.DataFrame([image_metrics(pred, gt)], index=pd.Index([f"{method} on {pair.stem}"], name="image"))
+    return (values, score_curves_figure(pred, gt, f"{pair.stem} ({split}), {method}"),
+            hce_figure(image, pred, gt, hce_regions(pred, gt), f"HCE on {pair.stem}"))
