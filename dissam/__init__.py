@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "get_profile": "dissam.config",
+    "notebook_profile": "dissam.config",
     "Profile": "dissam.config",
     "Variant": "dissam.config",
     "DisSam": "dissam.predictor",

@@ -263,6 +263,31 @@ def dry_run(profile: Profile) -> Profile:
                    device="cpu", tag="dryrun")
 
 
+def _matplotlib_inline() -> None:
+    """``%matplotlib inline`` when running under IPython (returned figures then show as images)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.run_line_magic("matplotlib", "inline")
+
+
+def notebook_profile(name: str | None = None, data_dir: str | Path | None = None,
+                     sam_checkpoint: str | Path | None = None, sam_model_type: str | None = None,
+                     dry: bool = False, isnet_checkpoint: str | Path | None = None,
+                     hq_sam_checkpoint: str | Path | None = None) -> Profile:
+    """A notebook's setup in one call: figures drawn inline, the profile its parameters cell describes,
+    its figures folder made, and one line saying where data, runs and figures go."""
+    _matplotlib_inline()
+    profile = profile_from_params(name, data_dir, sam_checkpoint, sam_model_type, dry, isnet_checkpoint,
+                                  hq_sam_checkpoint)
+    profile.figures_dir.mkdir(parents=True, exist_ok=True)
+    print(f"profile {profile.name}: data {profile.data_root}, runs {profile.run_dir}, figures {profile.figures_dir}")
+    return profile
+
+
 def profile_from_params(name: str | None = None, data_dir: str | Path | None = None,
                         sam_checkpoint: str | Path | None = None, sam_model_type: str | None = None,
                         dry: bool = False, isnet_checkpoint: str | Path | None = None,
