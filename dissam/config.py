@@ -87,7 +87,7 @@ class TrainConfig:
     size: int = 192  # network input size
     width: float = 0.25  # channel multiplier; 1.0 = official IS-Net
     batch_size: int = 8
-    max_iters: int = 1200  # ~0.33 s each at 192 px, width 0.25, batch 8 on 2 CPU cores
+    max_iters: int = 1200  # the smoke profile trains 800 (~0.45 s each at 192 px, width 0.25, batch 8, 2 cores)
     time_limit_minutes: float | None = None
     autocast: Literal["none", "bf16"] = "none"  # both references train in fp32; bf16 (CUDA) is an opt-in
     lr: float | None = 2e-3  # peak; None: the variant's (the paper's 1e-5 is a fine-tuning rate, far too low from scratch)
@@ -218,8 +218,8 @@ def _tiny() -> Profile:
 
 
 def _smoke() -> Profile:
-    # Budgets measured on a 2-core Intel Xeon (README, "The smoke recipe"): 800 main iterations and
-    # 5 rows x 3 seeds x 100 ablation iterations at batch 4 keep `make reproduce` near 13 minutes.
+    # Budgets (README, "The smoke recipe"): 800 main iterations and 5 rows x 3 seeds x 100 ablation
+    # iterations at batch 4; the notebook series took 16.3 minutes on a 2-core Intel Xeon.
     return Profile(name="smoke", train=TrainConfig(max_iters=800, coarse_prior=4.0),
                    ablation=AblationConfig(max_iters=100, batch_size=4, seeds=(0, 1, 2)))
 
