@@ -105,10 +105,13 @@ def train_run(profile: Profile, run: str, progress: bool = True) -> Path:
 
 
 def _ablation_of(run: str) -> tuple[Ablation, int]:
+    """The row and seed of an ablation run name (the inverse of :meth:`Ablation.run`)."""
     for ablation in ABLATIONS:
-        for seed in range(64):
-            if ablation.run(seed) == run:
-                return ablation, seed
+        if run == ablation.name:
+            return ablation, 0
+        seed = run.removeprefix(f"{ablation.name}_seed")
+        if seed != run and seed.isdigit():
+            return ablation, int(seed)
     raise ValueError(f"unknown run {run!r}; the ablation runs are {', '.join(a.name for a in ABLATIONS)} "
                      "(and <name>_seed<k>)")
 

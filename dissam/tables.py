@@ -261,10 +261,15 @@ def ablation_seed_scores(profile: Profile) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def seed_stats(per_seed: pd.DataFrame, metric: str = "maxF") -> pd.DataFrame:
+    """Mean and standard deviation over seeds of ``metric`` per Table III row (sd 0 with one seed)."""
+    return per_seed.groupby("method", sort=False)[metric].agg(["mean", "std"]).fillna(0.0)
+
+
 def order_claims(per_seed: pd.DataFrame, metric: str = "maxF") -> list[str]:
     """The paper's Table III orders checked against the spread over seeds: a gap in the mean is called an
     order only when it exceeds the larger of the two rows' standard deviations (with one seed: any gap)."""
-    stats = per_seed.groupby("method", sort=False)[metric].agg(["mean", "std"]).fillna(0.0)
+    stats = seed_stats(per_seed, metric)
     claims = []
     for high, low in ABLATION_ORDER:
         gap = stats.loc[high, "mean"] - stats.loc[low, "mean"]
@@ -287,7 +292,7 @@ def table_three(profile: Profile) -> Table:
     seeds = profile.ablation.seeds
     budget = runs.run_budget(profile, runs.ABLATIONS[0].name)
     batch = profile.ablation.batch_size or profile.train.batch_size
-    spread = per_seed.groupby("method", sort=False)["maxF"].std().fillna(0.0)
+    spread = seed_stats(per_seed)["std"]
     caption = (f"Table III, ablation on {VAL_SPLIT}, reproduced on the {runs.describe(profile)}; every row "
                f"trained from scratch on the same budget ({budget}, batch {batch}). Absent channels are fed as "
                f"all-zero images.")

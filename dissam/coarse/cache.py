@@ -136,9 +136,9 @@ def cache_masks(segmenter: CoarseSegmenter, data_dir: str | Path, cache_dir: str
     """Stage-1 masks for every (image, target box) of an im/gt folder; returns the manifest.
 
     ``workers`` (default: every core for a ``cpu_parallel`` segmenter such as GrabCut, else 1) computes
-    the missing masks of several images at once in threads (cv2 releases the GIL); the masks, the cache and the
-    manifest are the same as with one. Targets: ``enrichment`` None/'none' = the whole GT's tight box, 'filtered'/'components' = one box per enriched
-    component. Each image is embedded at most once (``set_image``, then every missing box); an image whose
+    the missing masks of several images at once in threads (cv2 releases the GIL); the masks, the cache
+    and the manifest are the same as with one. Targets: ``enrichment`` None/'none' = the whole GT's tight
+    box, 'filtered'/'components' = one box per enriched component. Each image is embedded at most once (``set_image``, then every missing box); an image whose
     boxes are all cached is not embedded at all. The manifest (integer ``images``, ``boxes``,
     ``encoder_calls``, ``cache_hits``, ``computed``; ``seconds``, ``segmenter``, ``data_dir``,
     ``enrichment``, ``samples``) is written to ``<cache_dir>/manifest.json`` and ``<cache_dir>/manifests/``.
