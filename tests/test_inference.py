@@ -117,7 +117,7 @@ def test_retain_freed_memory_stops_page_faults_on_reuse():
         "    t = torch.empty(2 ** 24); t.fill_(1.0); del t\n"
         "touch(); a = faults(); touch(); before = faults() - a\n"
         "ok = retain_freed_memory()\n"
-        "for _ in range(6): touch()  # the heap settles after a few rounds (alignment slack)\n"
+        "for _ in range(30): touch()  # the heap settles after a few rounds (alignment slack; up to 7 seen)\n"
         "a = faults(); touch(); after = faults() - a\n"
         "print(ok, before, after)\n"
     )
