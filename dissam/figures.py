@@ -1,9 +1,10 @@
 """Every figure: the paper's Figures 1-5, the data, stage-1 and training figures, the real-photo figure,
 Table III as a plot and a zero-shot figure, regenerated from real intermediate outputs.
 
-Two levels. Drawing functions take arrays (``overlay``, ``grid``, ``enrichment_figure``,
+Two levels. Drawing functions take arrays (``grid``, ``enrichment_figure``,
 ``qualitative_grid``, ``pipeline_figure``, ``multi_box_figure``, ``training_curves``, ``sample_grid``,
-``photos_figure``, ``ablation_bars``). Profile functions (``figure_one`` ... ``figure_five``,
+``photos_figure``, ``ablation_bars``; the pixel-level ``overlay``, ``cutout`` and ``on_checkerboard`` are
+:mod:`dissam.outputs`', re-exported here). Profile functions (``figure_one`` ... ``figure_five``,
 ``stage1_examples``, ``training_figure``, ``real_photos``, ``ablation_plot``, ``zero_shot_figure``) pick
 the examples from a profile's data, runs and predictions (:mod:`dissam.runs`) and write the PNG into
 ``profile.figures_dir``. Every function returns a matplotlib Figure (no pyplot state; matplotlib loads on
@@ -32,39 +33,13 @@ from .data.enrichment import Component, enrich_mask
 from .data.folders import list_pairs, read_image, read_mask
 from .data.prompts import Box, box_channel, box_from_mask
 from .data.splits import TRAIN_SPLIT, VAL_SPLIT
+from .outputs import BOX_COLOUR, box_edges, cutout, on_checkerboard, overlay
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 PALETTE = np.array([(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
                     (70, 240, 240), (240, 50, 230), (210, 245, 60)], np.float32)
-
-
-# ----------------------------------------------------------------------------- images
-def overlay(image: np.ndarray, mask: np.ndarray | None, colour: Sequence[float] | None = (230, 25, 75),
-            alpha: float = 0.55, dim: float = 1.0) -> np.ndarray:
-    """What ``mask > 127`` marks on ``image`` (uint8 RGB): pixels outside it scaled by ``dim``, pixels
-    inside blended as ``(1 - alpha) * image + alpha * colour`` (``colour`` None: kept as they are)."""
-    rgb = image.astype(np.float32)
-    out = rgb * dim
-    if mask is not None:
-        sel = mask > 127
-        out[sel] = rgb[sel] if colour is None else (1 - alpha) * rgb[sel] + alpha * np.asarray(colour, np.float32)
-    return out.clip(0, 255).astype(np.uint8)
-
-
-def cutout(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """RGBA uint8: the image with ``alpha`` (a 0..255 mask or probability map) as its alpha channel."""
-    return np.dstack([image, alpha.astype(np.uint8)])
-
-
-def on_checkerboard(rgba: np.ndarray, cell: int = 12) -> np.ndarray:
-    """An RGBA cut-out composited over a grey checkerboard, to show where it is transparent."""
-    h, w = rgba.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w]
-    board = np.where(((yy // cell + xx // cell) % 2)[..., None] == 0, 200, 150).astype(np.float32)
-    a = rgba[..., 3:4].astype(np.float32) / 255.0
-    return (rgba[..., :3] * a + board * (1 - a)).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -240,8 +215,8 @@ def photos_figure(results: list[dict], path: str | Path | None = None) -> "Figur
     (``results`` of :func:`dissam.real_photos.run_photos`)."""
     rows = []
     for r in results:
-        x0, y0, x1, y1 = (int(v) for v in r["box"])
-        shown = cv2.rectangle(r["image"].copy(), (x0, y0), (x1 - 1, y1 - 1), (255, 220, 0), 3)
+        shown = r["image"].copy()
+        shown[box_edges(shown.shape[:2], r["box"], 3)] = BOX_COLOUR
         rows.append([(shown, r["photo"].name), (r["coarse"], ""), (r["mask"], ""),
                      (on_checkerboard(cutout(r["image"], r["mask"])), "")])
     return grid(rows, path, column_titles=["photo + box", "stage 1", "refined", "cut-out"], cell=2.6)
