@@ -1,5 +1,6 @@
 """Command line: ``dissam <command>`` (or ``python -m dissam``), and all of its file I/O: the CSV of
-boxes and the mask files of ``dissam predict`` (:func:`run_predict`). Heavy imports happen inside commands.
+boxes, the image folders and the mask, cut-out and overlay files of ``dissam predict`` (:func:`run_predict`;
+the pixels of cut-outs and overlays are :mod:`dissam.outputs`). Heavy imports happen inside commands.
 """
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from .config import PROFILES, get_profile, profile_from_params
 from .data.splits import TRAIN_SPLIT
@@ -89,11 +91,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    outputs = run_predict(args.image, box=args.box, boxes_csv=args.boxes, checkpoint=args.checkpoint,
-                          out=args.output, profile=args.profile)
-    for path in outputs:
+    result = run_predict(args.image, box=args.box, boxes_csv=args.boxes, checkpoint=args.checkpoint,
+                         out=args.output, profile=args.profile, cutout=args.cutout, soft=args.soft,
+                         overlay=args.overlay)
+    for path in result.written:
         print(path)
-    return 0
+    print(f"dissam predict: {result.predicted} written, {len(result.failed)} failed", file=sys.stderr)
+    return 1 if result.failed else 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -116,8 +120,16 @@ def default_checkpoint(profile: str | None = "smoke") -> Path:
     return path
 
 
-def read_boxes_csv(path: str | Path) -> list[tuple[str, tuple[float, float, float, float]]]:
-    """Rows of a CSV with columns ``image,x0,y0,x1,y1`` (header required)."""
+class BoxRow(NamedTuple):
+    """One row of a boxes CSV: the image as named, its box (x0, y0, x1, y1) and the CSV line."""
+
+    image: str
+    box: tuple[float, float, float, float]
+    line: int
+
+
+def read_boxes_csv(path: str | Path) -> list[BoxRow]:
+    """Rows of a CSV with columns ``image,x0,y0,x1,y1`` (header required; a non-number is an error)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"boxes CSV not found: {path}")
@@ -128,13 +140,13 @@ def read_boxes_csv(path: str | Path) -> list[tuple[str, tuple[float, float, floa
             raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))} "
                              "(expected a header image,x0,y0,x1,y1)")
         rows = []
-        for line, row in enumerate(reader, start=2):
+        for row in reader:
             try:
                 box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
             except (TypeError, ValueError) as err:
-                raise ValueError(f"{path}, line {line}: box values must be numbers ({err})") from err
-            rows.append((row["image"].strip(), box))
-    return rows  # type: ignore[return-value]
+                raise ValueError(f"{path}, line {reader.line_num}: box values must be numbers ({err})") from err
+            rows.append(BoxRow((row["image"] or "").strip(), box, reader.line_num))  # type: ignore[arg-type]
+    return rows
 
 
 def _resolve_image(folder: Path, name: str) -> Path:
@@ -153,54 +165,183 @@ def _resolve_image(folder: Path, name: str) -> Path:
     raise FileNotFoundError(f"image {name!r} of the boxes CSV not found in {folder} (nor in {folder / 'im'})")
 
 
-def _save_mask(mask: np.ndarray, path: Path) -> Path:
+def list_images(folder: Path) -> list[Path]:
+    """The images of a folder (recognised extensions, sorted by name); its ``im/`` when it has none
+    (the DIS5K layout). An empty folder is an error."""
+    from .data.folders import IMAGE_EXTS
+
+    for base in (folder, folder / "im"):
+        if base.is_dir():
+            images = sorted(p for p in base.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+            if images:
+                return images
+    raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) in {folder} (nor in {folder / 'im'})")
+
+
+def _output_stems(paths: Sequence[Path]) -> dict[Path, str]:
+    """The name each image's outputs start with: its stem, or, where two images share a stem
+    (``a.png`` and ``a.jpg``), the file name with its dot replaced (``a_png``, ``a_jpg``)."""
+    counts: dict[str, int] = {}
+    for path in dict.fromkeys(paths):
+        counts[path.stem] = counts.get(path.stem, 0) + 1
+    return {p: p.stem if counts[p.stem] == 1 else p.name.replace(".", "_") for p in paths}
+
+
+@dataclass
+class PredictJob:
+    """One prediction to make: the image (or why it could not be found), its box (None: the whole
+    image), where the mask goes, the stem of the other outputs and the label errors name it by."""
+
+    label: str
+    image: Path | None
+    box: Sequence[float] | None
+    mask_path: Path
+    stem: str
+    error: Exception | None = None
+
+
+@dataclass
+class PredictRun:
+    """What ``dissam predict`` did: every file written (in order), how many predictions were written,
+    and the ``(label, reason)`` of each one that failed."""
+
+    written: list[Path] = field(default_factory=list)
+    predicted: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _item_errors() -> tuple[type[BaseException], ...]:
+    """What one bad image, CSV row or box raises (reported and skipped in a batch); anything else is a bug."""
+    import cv2
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(mask).save(path)
-    return path
+    return ValueError, OSError, Image.DecompressionBombError, cv2.error
+
+
+def _plan(source: Path, box: Sequence[float] | None, boxes_csv: str | Path | None, out: Path) -> list[PredictJob]:
+    """Every prediction of a ``predict`` call and its file names (see :func:`run_predict`)."""
+    single_file = out.suffix.lower() == ".png"
+    folder = out.with_suffix("") if single_file else out
+    if boxes_csv is None and source.is_file():
+        target = out if single_file else out / f"{source.stem}_mask.png"
+        return [PredictJob(str(source), source, box, target, source.stem)]
+    if boxes_csv is None:
+        images = list_images(source)
+        stems = _output_stems(images)
+        return [PredictJob(str(p), p, None, folder / f"{stems[p]}_mask.png", stems[p]) for p in images]
+    rows, resolved = read_boxes_csv(boxes_csv), []
+    for row in rows:
+        try:
+            resolved.append(source if source.is_file() else _resolve_image(source, row.image))
+        except FileNotFoundError as err:
+            resolved.append(err)
+    stems = _output_stems([p for p in resolved if isinstance(p, Path)])
+    jobs, seen = [], {}  # type: ignore[var-annotated]
+    for row, path in zip(rows, resolved):
+        label = f"{Path(boxes_csv).name} line {row.line} ({row.image})"
+        if not isinstance(path, Path):
+            jobs.append(PredictJob(label, None, row.box, folder, row.image, error=path))
+            continue
+        k = seen.get(path, 0)
+        seen[path] = k + 1
+        stem = f"{stems[path]}_{k}"
+        jobs.append(PredictJob(label, path, row.box, folder / f"{stem}.png", stem))
+    return jobs
+
+
+def _save_png(image: np.ndarray, path: Path) -> Path:
+    """A uint8 array (gray, RGB or RGBA) as a PNG, written atomically (no half file under the name)."""
+    from PIL import Image
+
+    from .fileio import atomic_write
+
+    return atomic_write(path, lambda fh: Image.fromarray(image).save(fh, format="PNG"), durable=False)
+
+
+def _write_outputs(job: PredictJob, rgb: np.ndarray, pred: Any, cutout: bool, soft: bool,
+                   overlay: bool) -> list[Path]:
+    from . import outputs
+
+    written = [_save_png(pred.mask, job.mask_path)]
+    folder = job.mask_path.parent
+    if cutout:
+        alpha = pred.prob if soft else pred.mask
+        written.append(_save_png(outputs.cutout(rgb, alpha), folder / f"{job.stem}_cutout.png"))
+    if overlay:
+        written.append(_save_png(outputs.outline_overlay(rgb, pred.mask, pred.box), folder / f"{job.stem}_overlay.png"))
+    return written
 
 
 def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
                 boxes_csv: str | Path | None = None, checkpoint: str | Path | None = None,
-                out: str | Path = "masks", profile: str = "smoke", coarse: Any = None,
-                model: DisSam | None = None) -> list[Path]:
-    """The CLI's ``predict``: a single image and ``box`` -> one mask PNG (``out`` is the file when it ends
-    in ``.png``, else a folder receiving ``<stem>_mask.png``); a folder (or image) and a CSV of boxes
-    (``image,x0,y0,x1,y1``) -> one mask per row, ``out/<stem>_<k>.png`` (k-th box of that image; an
-    ``out`` ending in ``.png`` names the folder without the suffix, so ``-o mask.png`` writes ``mask/``).
-    Without ``checkpoint`` it uses the profile's trained refiner and says so on stderr."""
-    from .data.prompts import BoxError
+                out: str | Path = "masks", profile: str | None = "smoke", coarse: Any = None,
+                model: DisSam | None = None, cutout: bool = False, soft: bool = False,
+                overlay: bool = False, progress: bool | None = None) -> PredictRun:
+    """The CLI's ``predict``. Inputs:
+
+    * an image and ``box`` -> one prediction; without ``box``, the box is the whole image;
+    * a folder without ``boxes_csv`` -> every image in it (:func:`list_images`), each with the whole
+      image as its box (said once on stderr);
+    * a folder (or one image) and a CSV of boxes (``image,x0,y0,x1,y1``) -> one prediction per row.
+
+    Files (all PNG): the mask (uint8 0/255) is ``<stem>_mask.png``, or ``<stem>_<k>.png`` for the k-th
+    box of an image in the CSV; ``cutout`` adds ``<stem>[_<k>]_cutout.png``, the image as read (EXIF
+    rotation applied, 8-bit RGB) with the mask as alpha (``soft``: the refiner's probabilities, 0..255, for
+    soft edges such as hair); ``overlay`` adds ``<stem>[_<k>]_overlay.png``, the image with the mask's
+    outline (green) and the box's edges (yellow) drawn on it. ``out`` is the folder; for a single image
+    an ``out`` ending in ``.png`` is the mask file itself (the other outputs go beside it), and in the
+    batch modes it names the folder without the suffix (``-o mask.png`` writes ``mask/``). Two images
+    sharing a stem (``a.png``, ``a.jpg``) are told apart as ``a_png``, ``a_jpg``.
+
+    One image given alone fails with an exception. In the batch modes each bad image, row or box
+    (unreadable, empty or corrupt file, box outside its image, image not found) is named on stderr and
+    skipped; the rest are written (:attr:`PredictRun.failed`). Without ``checkpoint`` the profile's trained
+    refiner is used, said on stderr. ``progress`` (None: on a terminal) shows a progress bar."""
+    from tqdm.auto import tqdm
+
+    from .data.folders import read_image
     from .predictor import DisSam
 
     source, out = Path(image_or_folder), Path(out)
     if not source.exists():
         raise FileNotFoundError(f"no such image or folder: {source}")
-    if boxes_csv is None and box is None:
-        raise BoxError("give a box (--box X0 Y0 X1 Y1) for a single image, or a CSV of boxes (--boxes CSV)")
-    if boxes_csv is None and source.is_dir():
-        raise BoxError(f"{source} is a folder: give a CSV of boxes (--boxes CSV, columns image,x0,y0,x1,y1)")
+    if soft and not cutout:
+        raise ValueError("--soft sets the cut-out's alpha: use it with --cutout")
+    if box is not None and boxes_csv is not None:
+        raise ValueError("give either --box or --boxes, not both")
+    if box is not None and source.is_dir():
+        raise ValueError(f"{source} is a folder: --box is for one image (use --boxes CSV, or no box for "
+                         "the whole image)")
+    jobs = _plan(source, box, boxes_csv, out)
     if model is None:
         if checkpoint is None:
             checkpoint = default_checkpoint(profile)
             print(f"dissam predict: no --checkpoint given; using the {get_profile(profile).name} profile's "
                   f"trained refiner {checkpoint}", file=sys.stderr)
         model = DisSam.from_checkpoint(checkpoint, coarse=coarse, profile=profile)
+    if any(job.box is None for job in jobs):
+        print("dissam predict: no box given; each image is segmented with the whole image as its box",
+              file=sys.stderr)
 
-    if boxes_csv is None:
-        pred = model.predict(source, box)  # type: ignore[arg-type]
-        target = out if out.suffix.lower() == ".png" else out / f"{source.stem}_mask.png"
-        return [_save_mask(pred.mask, target)]
-
-    folder = out.with_suffix("") if out.suffix.lower() == ".png" else out
-    written, seen = [], {}  # type: ignore[var-annotated]
-    for name, row_box in read_boxes_csv(boxes_csv):
-        path = source if source.is_file() else _resolve_image(source, name)
-        k = seen.get(path, 0)
-        seen[path] = k + 1
-        pred = model.predict(path, row_box)
-        written.append(_save_mask(pred.mask, folder / f"{path.stem}_{k}.png"))
-    return written
+    result, batch = PredictRun(), not (boxes_csv is None and source.is_file())
+    errors = _item_errors() if batch else ()
+    bar = tqdm(jobs, desc="dissam predict", unit="box" if boxes_csv else "img", file=sys.stderr,
+               disable=True if not batch else (None if progress is None else not progress))
+    last: tuple[Path | None, np.ndarray | None] = (None, None)
+    for job in bar:
+        try:
+            if job.error is not None:
+                raise job.error
+            rgb = last[1] if last[0] == job.image else read_image(job.image)  # type: ignore[arg-type]
+            last = (job.image, rgb)
+            h, w = rgb.shape[:2]
+            pred = model.predict(rgb, (0, 0, w, h) if job.box is None else job.box)
+            result.written += _write_outputs(job, rgb, pred, cutout, soft, overlay)
+            result.predicted += 1
+        except errors as err:
+            result.failed.append((job.label, str(err)))
+            tqdm.write(f"dissam predict: failed: {job.label}: {err}", file=sys.stderr)
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,13 +388,25 @@ def build_parser() -> argparse.ArgumentParser:
     from .check import add_arguments
 
     add_arguments(p)
-    p = add("predict", cmd_predict, "segment an image (or a folder with a CSV of boxes) from a box prompt",
-            data_args=False)
-    p.add_argument("image", type=Path, help="an image file, or a folder of images with --boxes")
-    p.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="box in pixels")
-    p.add_argument("--boxes", type=Path, help="CSV with columns image,x0,y0,x1,y1 (for a folder)")
-    p.add_argument("--checkpoint", type=Path, help="refiner checkpoint (default: the smoke profile's)")
-    p.add_argument("-o", "--output", type=Path, default=Path("mask.png"), help="mask file, or folder for --boxes")
+    p = add("predict", cmd_predict, "segment an image, a folder of images, or a folder with a CSV of boxes from "
+            "box prompts (no box: the whole image): masks, cut-outs, overlays", data_args=False)
+    p.epilog = ("In a folder or CSV run each bad image or row is named on stderr and skipped; the exit status is 1 "
+                "when any failed, 2 on a usage error.")
+    p.add_argument("image", type=Path, help="an image file, or a folder of images")
+    p.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                   help="box in pixels, for one image (default: the whole image)")
+    p.add_argument("--boxes", type=Path, help="CSV with columns image,x0,y0,x1,y1: one prediction per row, "
+                   "written as <stem>_<k>.png (k-th box of that image)")
+    p.add_argument("--checkpoint", type=Path, help="refiner checkpoint (default: the profile's trained one)")
+    p.add_argument("-o", "--output", type=Path, default=Path("mask.png"),
+                   help="output folder; for one image a name ending in .png is the mask file (default mask.png; "
+                   "a folder or CSV then writes into mask/). Masks are <stem>_mask.png")
+    p.add_argument("--cutout", action="store_true",
+                   help="also write <stem>_cutout.png: the image as RGBA with the mask as alpha")
+    p.add_argument("--soft", action="store_true",
+                   help="with --cutout: the refiner's probabilities as alpha (soft edges, e.g. hair)")
+    p.add_argument("--overlay", action="store_true",
+                   help="also write <stem>_overlay.png: the image with the mask outline and the box drawn")
     return parser
 
 

@@ -250,17 +250,19 @@ def test_run_predict_single_image_and_csv(tmp_path, monkeypatch, capsys):
     Image.fromarray(rgb).save(folder / "a.png")
     Image.fromarray(rgb[:, ::-1]).save(folder / "b.jpg")
     out = run_predict(folder / "a.png", box=(10, 5, 55, 50), out=tmp_path / "one.png", coarse="grabcut")
-    assert out == [tmp_path / "one.png"] and np.asarray(Image.open(out[0])).shape == (H, W)
+    assert out.written == [tmp_path / "one.png"] and np.asarray(Image.open(out.written[0])).shape == (H, W)
+    assert (out.predicted, out.failed) == (1, [])
     assert str(default) in capsys.readouterr().err
     csv = tmp_path / "boxes.csv"
     csv.write_text("image,x0,y0,x1,y1\na.png,10,5,55,50\nb,0,0,40,40\na.png,50,20,80,60\n")
-    outs = run_predict(folder, boxes_csv=csv, checkpoint=default, out=tmp_path / "masks", coarse="grabcut")
+    outs = run_predict(folder, boxes_csv=csv, checkpoint=default, out=tmp_path / "masks", coarse="grabcut").written
     assert [p.name for p in outs] == ["a_0.png", "b_0.png", "a_1.png"] and all(p.is_file() for p in outs)
-    assert capsys.readouterr().err == ""  # an explicit checkpoint: nothing to announce
-    outs = run_predict(folder / "b.jpg", boxes_csv=csv, checkpoint=default, out=tmp_path / "m.png", coarse="grabcut")
+    assert "checkpoint" not in capsys.readouterr().err  # an explicit checkpoint: nothing to announce
+    outs = run_predict(folder / "b.jpg", boxes_csv=csv, checkpoint=default, out=tmp_path / "m.png",
+                       coarse="grabcut").written
     assert [p.relative_to(tmp_path).as_posix() for p in outs] == ["m/b_0.png", "m/b_1.png", "m/b_2.png"]
-    with pytest.raises(BoxError, match="--boxes"):
-        run_predict(folder, checkpoint=default)
+    with pytest.raises(ValueError, match="--box is for one image"):
+        run_predict(folder, box=(0, 0, 5, 5), checkpoint=default)
     bad = tmp_path / "bad.csv"
     bad.write_text("file,x0,y0,x1,y1\na.png,1,1,5,5\n")
     with pytest.raises(ValueError, match="image"):
