@@ -163,9 +163,10 @@ def load_sam(family: str, model_type: str, checkpoint: str | Path | None) -> tor
 class SamSegmenter(CoarseSegmenter):
     """SamPredictor (SAM or HQ-SAM) on a built model; one embedding per image, one decoder pass per box.
 
-    HQ-SAM follows its reference code's box prompts (SysCV/sam-hq, demo/demo_hqsam.py): one mask
-    (``multimask_output=False``) and, by default, ``hq_token_only=False``: the HQ token's mask added to SAM's
-    (the setting it gives for quantitative evaluation). ``hq_token_only=True`` is the HQ token's mask
+    HQ-SAM's reference code (SysCV/sam-hq, demo/demo_hqsam.py) prompts boxes with one mask
+    (``multimask_output=False``: dissam's ``multimask=False``, the paper variant's) and, by default,
+    ``hq_token_only=False`` (dissam's default too): the HQ token's mask added to SAM's, the setting it
+    gives for quantitative evaluation. ``hq_token_only=True`` is the HQ token's mask
     alone, which its DIS/ThinObject evaluation (train/train.py) scores. With ``multimask=True`` HQ-SAM's
     decoder itself keeps the best-scored of SAM's three masks (plus the HQ mask), so the result is that
     mask, not SAM's ``masks[0]``.
