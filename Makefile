@@ -10,11 +10,12 @@ PROFILE ?= smoke
 
 setup: $(STAMP)
 
-# The library, the notebook stack ([notebooks]: JupyterLab, papermill, widgets, Voila) and the tests ([dev]).
+# The library, the notebook stack ([notebooks]: JupyterLab, papermill, widgets, Voila), the tests ([dev])
+# and HQ-SAM ([hq]: segment_anything_hq and the timm it imports).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,notebooks]"
+	$(PY) -m pip install --quiet -e ".[dev,notebooks,hq]"
 	@touch $(STAMP)
 
 # Tests: one OpenMP thread that sleeps instead of spinning while it waits. With another job on the cores,

@@ -48,9 +48,9 @@ def _requirements(*groups: str) -> list[str]:
 
 
 def test_environment_yml_matches_pyproject():
-    declared = _requirements("notebooks", "dev")
+    declared = _requirements("notebooks", "dev", "hq")
     py_pins = _pins(declared)
-    assert len(py_pins) == len(declared), "every runtime, notebooks and dev dependency is pinned with =="
+    assert len(py_pins) == len(declared), "every runtime, notebooks, dev and hq dependency is pinned with =="
     yml_lines = [line.strip().lstrip("-").strip() for line in (ROOT / "environment.yml").read_text().splitlines()
                  if line.strip().startswith("- ") and "==" in line]
     assert _pins(yml_lines) == py_pins
@@ -64,7 +64,8 @@ def test_notebook_stack_is_an_extra_and_dev_includes_it():
     assert {"jupyterlab", "papermill", "ipykernel", "ipywidgets", "jupyter-bbox-widget", "voila"} <= notebooks
     dev = PROJECT["optional-dependencies"]["dev"]
     assert "dissam[notebooks]" in dev and {"pytest", "nbval", "playwright"} <= set(_pins(dev))
-    assert 'install --quiet -e ".[dev,notebooks]"' in (ROOT / "Makefile").read_text()
+    setup = re.search(r'install --quiet -e "\.\[([a-z,]+)\]"', (ROOT / "Makefile").read_text())
+    assert setup and {"dev", "notebooks", "hq"} <= set(setup.group(1).split(","))
 
 
 def test_hce_relevant_pins():

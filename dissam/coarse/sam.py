@@ -3,11 +3,17 @@
 Weights come only from a local checkpoint file (nothing is downloaded). Models are built empty
 (``checkpoint=None``) and the state dict is loaded here with ``torch.load(weights_only=True)``, so no
 pickled code runs. The registry maps a model type to a builder of an empty model shaped for a given
-state dict; ``tiny`` (a toy SAM, :mod:`.tiny_sam`) is registered so tests use the loading path users use.
+state dict; ``tiny`` (a toy SAM, :mod:`.tiny_sam`; a toy HQ-SAM, :mod:`.tiny_hq_sam`) is registered in both
+families so tests use the loading path users use.
+
+segment_anything (Meta's SAM) and segment_anything_hq (HQ-SAM's PyPI release) are separate top-level modules
+and share one environment. segment_anything_hq imports timm (for its TinyViT encoder) without declaring it,
+so the ``hq`` extra pins timm too.
 """
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,8 +30,9 @@ OFFICIAL_FILES = {
     "hq-sam": {"vit_b": "sam_hq_vit_b.pth", "vit_l": "sam_hq_vit_l.pth", "vit_h": "sam_hq_vit_h.pth",
                "vit_tiny": "sam_hq_vit_tiny.pth"},
 }
-HQ_INSTALL = ("HQ-SAM needs the optional package segment_anything_hq: pip install segment-anything-hq "
-              f"(or pip install 'dissam[hq]'); its checkpoints (sam_hq_vit_b.pth, ...) are listed at {HQ_RELEASE}")
+HQ_INSTALL = ("HQ-SAM needs the optional package segment_anything_hq: pip install 'dissam[hq]' (or pip install "
+              "segment-anything-hq timm: it imports timm without declaring it); its checkpoints "
+              f"(sam_hq_vit_b.pth, ...) are listed at {HQ_RELEASE}")
 
 StateDict = dict[str, torch.Tensor]
 Builder = Callable[[StateDict], torch.nn.Module]
@@ -49,10 +56,15 @@ def _tiny_builder(state_dict: StateDict) -> torch.nn.Module:
     return build_tiny_sam_for(state_dict)
 
 
+def _tiny_hq_builder(state_dict: StateDict) -> torch.nn.Module:
+    from .tiny_hq_sam import build_tiny_hq_sam_for
+    return build_tiny_hq_sam_for(state_dict)
+
+
 # family -> model type -> builder of an empty model shaped for a state dict
 MODEL_REGISTRY: dict[str, dict[str, Builder]] = {
     "sam": {**{t: _sam_builder(t) for t in ("vit_b", "vit_l", "vit_h")}, "tiny": _tiny_builder},
-    "hq-sam": {t: _hq_builder(t) for t in ("vit_b", "vit_l", "vit_h", "vit_tiny")},
+    "hq-sam": {**{t: _hq_builder(t) for t in ("vit_b", "vit_l", "vit_h", "vit_tiny")}, "tiny": _tiny_hq_builder},
 }
 
 
@@ -62,8 +74,14 @@ def register_model_type(family: str, model_type: str, builder: Builder) -> None:
 
 
 def _import_hq() -> Any:
+    """segment_anything_hq, or an ImportError that says how to install it. Its import warnings are
+    silenced: timm's notices that ``timm.models.layers`` / ``.registry`` moved, and that the package
+    re-registers timm's ``tiny_vit_*`` model names with its own TinyViT (dissam uses neither name)."""
     try:
-        import segment_anything_hq
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Importing from timm\.models\.(layers|registry) is deprecated")
+            warnings.filterwarnings("ignore", message="Overwriting tiny_vit_")
+            import segment_anything_hq
     except ImportError as err:
         raise ImportError(HQ_INSTALL) from err
     return segment_anything_hq
@@ -98,7 +116,8 @@ def missing_checkpoint_message(family: str, model_type: str, path: Path | None) 
     if official:
         what = f"Expected the official {family} {model_type} weights, {official}, from {release}."
     elif model_type == "tiny":
-        what = "Model type 'tiny' loads a file saved from dissam.coarse.tiny_sam.build_tiny_sam().state_dict()."
+        saved = "tiny_hq_sam.build_tiny_hq_sam" if family == "hq-sam" else "tiny_sam.build_tiny_sam"
+        what = f"Model type 'tiny' loads a file saved from dissam.coarse.{saved}().state_dict()."
     else:
         what = f"Official {family} checkpoints are listed at {release}."
     return (f"{family} checkpoint {where}. {what} Download it yourself and pass its path (checkpoint=..., "
@@ -142,7 +161,16 @@ def load_sam(family: str, model_type: str, checkpoint: str | Path | None) -> tor
 
 
 class SamSegmenter(CoarseSegmenter):
-    """SamPredictor (SAM or HQ-SAM) on a built model; one embedding per image, one decoder pass per box."""
+    """SamPredictor (SAM or HQ-SAM) on a built model; one embedding per image, one decoder pass per box.
+
+    HQ-SAM's reference code (SysCV/sam-hq, demo/demo_hqsam.py) prompts boxes with one mask
+    (``multimask_output=False``: dissam's ``multimask=False``, the paper variant's) and, by default,
+    ``hq_token_only=False`` (dissam's default too): the HQ token's mask added to SAM's, the setting it
+    gives for quantitative evaluation. ``hq_token_only=True`` is the HQ token's mask
+    alone, which its DIS/ThinObject evaluation (train/train.py) scores. With ``multimask=True`` HQ-SAM's
+    decoder itself keeps the best-scored of SAM's three masks (plus the HQ mask), so the result is that
+    mask, not SAM's ``masks[0]``.
+    """
 
     def __init__(self, model: torch.nn.Module, family: str = "sam", model_type: str = "module",
                  multimask: bool = False, hq_token_only: bool = False, device: str | None = None) -> None:

@@ -1,0 +1,58 @@
+"""A toy HQ-SAM built from segment_anything_hq's own modules, randomly initialised, for tests and demos.
+
+The HQ-SAM counterpart of :mod:`.tiny_sam`: the same toy ViT image encoder (HQ-SAM's version, which also
+returns the features after each global-attention block) and prompt encoder, with HQ-SAM's mask decoder
+(the HQ output token and the fusion of early ViT features), so the real HQ-SAM code path (SamPredictor,
+``hq_token_only``, postprocessing) runs in milliseconds on a CPU. Its masks mean nothing: it checks plumbing.
+segment_anything_hq is imported when a model is built, so importing this module never needs it.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+
+from .tiny_sam import TINY_PATCH, tiny_img_size
+
+
+def build_tiny_hq_sam(seed: int = 0, img_size: int = 64, embed_dim: int = 32, prompt_dim: int = 32) -> torch.nn.Module:
+    """Randomly initialised toy HQ-SAM (deterministic by ``seed``; the global torch RNG is left untouched).
+    ``prompt_dim`` must be a multiple of 8 (the decoder's mask features have ``prompt_dim // 8`` channels)."""
+    from .sam import _import_hq
+
+    if img_size % TINY_PATCH:
+        raise ValueError(f"img_size must be a multiple of the patch size {TINY_PATCH}, got {img_size}")
+    if prompt_dim % 8:
+        raise ValueError(f"prompt_dim must be a multiple of 8, got {prompt_dim}")
+    m = _import_hq().modeling
+    grid = img_size // TINY_PATCH
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        sam = m.Sam(
+            image_encoder=m.ImageEncoderViT(
+                img_size=img_size, patch_size=TINY_PATCH, embed_dim=embed_dim, depth=2, num_heads=2,
+                mlp_ratio=2.0, out_chans=prompt_dim, qkv_bias=True,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True,
+                window_size=4, global_attn_indexes=(1,)),  # block 1 is global: the decoder's early feature
+            prompt_encoder=m.PromptEncoder(
+                embed_dim=prompt_dim, image_embedding_size=(grid, grid),
+                input_image_size=(img_size, img_size), mask_in_chans=4),
+            mask_decoder=m.MaskDecoderHQ(
+                transformer_dim=prompt_dim, num_multimask_outputs=3,
+                transformer=m.TwoWayTransformer(depth=1, embedding_dim=prompt_dim, num_heads=2, mlp_dim=64),
+                iou_head_depth=2, iou_head_hidden_dim=32, vit_dim=embed_dim),
+            pixel_mean=[123.675, 116.28, 103.53],
+            pixel_std=[58.395, 57.12, 57.375],
+        )
+    return sam.eval()
+
+
+def build_tiny_hq_sam_for(state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """An empty tiny HQ-SAM shaped like ``state_dict`` (the loader registry's builder for hq-sam model type 'tiny')."""
+    if "mask_decoder.hf_token.weight" not in state_dict:
+        raise ValueError("not a tiny HQ-SAM state dict: no 'mask_decoder.hf_token.weight' (a plain SAM's? "
+                         "then use kind 'sam')")
+    img_size = tiny_img_size(state_dict)
+    embed_dim = int(state_dict["image_encoder.pos_embed"].shape[3])
+    prompt_dim = int(state_dict["mask_decoder.hf_token.weight"].shape[1])
+    return build_tiny_hq_sam(img_size=img_size, embed_dim=embed_dim, prompt_dim=prompt_dim)
