@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .config import Profile
+from .config import Profile, Variant
 from .data.splits import DIS5K_SPLITS, TEST_SPLITS, TRAIN_SPLIT, VAL_SPLIT
 
 if TYPE_CHECKING:
@@ -67,7 +67,13 @@ def build_stage1(profile: Profile, device: str | None = None, kind: str | None =
     if cfg.kind == "grabcut":
         return build_coarse("grabcut", iters=cfg.grabcut_iters)
     return build_coarse(cfg.kind, checkpoint=cfg.checkpoint, model_type=variant.sam_model_type,
-                        multimask=variant.sam_multimask, device=device)
+                        multimask=stage1_multimask(cfg.kind, variant), device=device)
+
+
+def stage1_multimask(kind: str, variant: Variant) -> bool:
+    """SAM follows the variant (the authors' code asks for three masks and takes masks[0]); HQ-SAM, a
+    baseline, is prompted as its own code prompts boxes: one mask, whatever the variant."""
+    return variant.sam_multimask if kind == "sam" else False
 
 
 def coarse_cache_dir(profile: Profile, split: str) -> Path:
@@ -88,7 +94,7 @@ def _key_id(profile: Profile) -> str:
     path = Path(cfg.checkpoint).resolve() if cfg.checkpoint else None
     stat = path.stat() if path is not None and path.is_file() else None
     file_id = f"{path}|{stat.st_size}|{stat.st_mtime_ns}" if stat else f"{path}|missing"
-    return f"{cfg.kind}|{variant.sam_model_type}|multimask={variant.sam_multimask}|{file_id}"
+    return f"{cfg.kind}|{variant.sam_model_type}|multimask={stage1_multimask(cfg.kind, variant)}|{file_id}"
 
 
 def _keys_file(profile: Profile) -> Path:

@@ -101,23 +101,24 @@ def test_hq_token_only_changes_the_mask(image):
 @pytest.mark.parametrize("variant", [Variant.paper(), Variant.authors_code()], ids=["paper", "authors_code"])
 def test_checkpoint_round_trip_through_build_stage1(image, tiny_hq_ckpt, variant):
     """The HQ-SAM baseline's loader (build_stage1, kind 'hq-sam') on a saved tiny HQ-SAM gives what
-    segment_anything_hq's SamPredictor gives on the same weights (box, one or multimask output, HQ + SAM)."""
+    segment_anything_hq's SamPredictor gives on the same weights (box, one mask, HQ + SAM): under either
+    variant, since HQ-SAM is prompted as its own code prompts boxes (the authors' multimask is SAM's)."""
     from dissam.coarse.tiny_hq_sam import build_tiny_hq_sam
     profile = get_profile("tiny", variant=replace(variant, sam_model_type="tiny"))
     seg = build_stage1(profile, device="cpu", kind="hq-sam", checkpoint=tiny_hq_ckpt)
     assert isinstance(seg, SamSegmenter) and seg.family == "hq-sam" and seg.model_type == "tiny"
-    assert seg.multimask == variant.sam_multimask and not seg.hq_token_only
+    assert not seg.multimask and not seg.hq_token_only
     seg.set_image(image)
     result = seg.predict(BOX)
-    logits, score = _reference(image, variant.sam_multimask, False)
+    logits, score = _reference(image, False, False)
     np.testing.assert_allclose(result.logits, logits, atol=1e-5)
     assert result.score == pytest.approx(score, abs=1e-6)
     assert np.array_equal(result.mask, np.where(logits > 0, 255, 0).astype(np.uint8))
     # the same weights built in memory share the key; the SAM kind never does
-    from_module = build_coarse("hq-sam", model=build_tiny_hq_sam(seed=0), multimask=variant.sam_multimask)
+    from_module = build_coarse("hq-sam", model=build_tiny_hq_sam(seed=0))
     assert from_module.key == seg.key
-    assert build_coarse("hq-sam", model=build_tiny_hq_sam(seed=0), hq_token_only=True,
-                        multimask=variant.sam_multimask).key != seg.key
+    assert build_coarse("hq-sam", model=build_tiny_hq_sam(seed=0), hq_token_only=True).key != seg.key
+    assert build_coarse("hq-sam", model=build_tiny_hq_sam(seed=0), multimask=True).key != seg.key
 
 
 def test_plain_sam_checkpoint_is_refused_as_hq(tmp_path):

@@ -1,7 +1,6 @@
 """SAM through the real segment_anything path, on a tiny randomly initialised SAM (no weights needed)."""
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -124,10 +123,3 @@ def test_missing_checkpoint_names_file_and_source(tmp_path):
 def test_wrong_model_type_for_checkpoint(tiny_ckpt):
     with pytest.raises(ValueError, match="does not fit sam model type 'vit_b'"):
         build_coarse("sam", checkpoint=tiny_ckpt, model_type="vit_b")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("segment_anything_hq") is not None, reason="HQ-SAM is installed")
-def test_hq_sam_missing_package_says_how_to_install(tiny_ckpt):
-    with pytest.raises(ImportError, match="pip install segment-anything-hq") as err:
-        build_coarse("hq-sam", checkpoint=tiny_ckpt, model_type="vit_b")
-    assert "github.com/SysCV/sam-hq" in str(err.value)
