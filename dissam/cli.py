@@ -90,7 +90,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     outputs = run_predict(args.image, box=args.box, boxes_csv=args.boxes, checkpoint=args.checkpoint,
-                          out=args.output, profile=args.profile)
+                          out=args.output, profile=args.profile,
+                          stage1_max_side="auto" if args.stage1_max_side is None else args.stage1_max_side)
     for path in outputs:
         print(path)
     return 0
@@ -164,12 +165,13 @@ def _save_mask(mask: np.ndarray, path: Path) -> Path:
 def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
                 boxes_csv: str | Path | None = None, checkpoint: str | Path | None = None,
                 out: str | Path = "masks", profile: str = "smoke", coarse: Any = None,
-                model: DisSam | None = None) -> list[Path]:
+                model: DisSam | None = None, stage1_max_side: int | str | None = "auto") -> list[Path]:
     """The CLI's ``predict``: a single image and ``box`` -> one mask PNG (``out`` is the file when it ends
     in ``.png``, else a folder receiving ``<stem>_mask.png``); a folder (or image) and a CSV of boxes
     (``image,x0,y0,x1,y1``) -> one mask per row, ``out/<stem>_<k>.png`` (k-th box of that image; an
     ``out`` ending in ``.png`` names the folder without the suffix, so ``-o mask.png`` writes ``mask/``).
-    Without ``checkpoint`` it uses the profile's trained refiner and says so on stderr."""
+    Without ``checkpoint`` it uses the profile's trained refiner and says so on stderr.
+    ``stage1_max_side``: the long side stage 1 sees (0: full size; ``"auto"``: see :class:`DisSam`)."""
     from .data.prompts import BoxError
     from .predictor import DisSam
 
@@ -185,7 +187,7 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
             checkpoint = default_checkpoint(profile)
             print(f"dissam predict: no --checkpoint given; using the {get_profile(profile).name} profile's "
                   f"trained refiner {checkpoint}", file=sys.stderr)
-        model = DisSam.from_checkpoint(checkpoint, coarse=coarse, profile=profile)
+        model = DisSam.from_checkpoint(checkpoint, coarse=coarse, profile=profile, stage1_max_side=stage1_max_side)
 
     if boxes_csv is None:
         pred = model.predict(source, box)  # type: ignore[arg-type]
@@ -201,6 +203,13 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
         pred = model.predict(path, row_box)
         written.append(_save_mask(pred.mask, folder / f"{path.stem}_{k}.png"))
     return written
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0: full size), got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boxes", type=Path, help="CSV with columns image,x0,y0,x1,y1 (for a folder)")
     p.add_argument("--checkpoint", type=Path, help="refiner checkpoint (default: the smoke profile's)")
     p.add_argument("-o", "--output", type=Path, default=Path("mask.png"), help="mask file, or folder for --boxes")
+    p.add_argument("--stage1-max-side", type=_non_negative_int, metavar="PX",
+                   help="stage 1 sees the image shrunk to this long side (0: full size; default: GrabCut 256, SAM full)")
     return parser
 
 
