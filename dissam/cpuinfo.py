@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,10 +63,14 @@ def cpu_id(info: dict[str, str] | None = None) -> str:
 
 
 def cpu_line(threads: int | None = None) -> str:
-    """One line for the top of every benchmark: model, flags, cores, torch threads and versions."""
-    import torch
-
-    threads = torch.get_num_threads() if threads is None else threads
+    """One line for the top of every benchmark: model, flags, cores, and torch's version and threads
+    when torch is loaded (a benchmark that does not use torch does not pay for importing it)."""
     flags = ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in cpu_flags().items())
-    return (f"CPU: {cpu_model()}; {flags}; {os.cpu_count()} logical cores, torch {torch.__version__} "
-            f"with {threads} threads")
+    line = f"CPU: {cpu_model()}; {flags}; {os.cpu_count()} logical cores"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        threads = torch.get_num_threads() if threads is None else threads
+        line += f", torch {torch.__version__} with {threads} threads"
+    elif threads is not None:
+        line += f", {threads} threads"
+    return line

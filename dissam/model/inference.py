@@ -11,6 +11,15 @@ channels_last alone 1.3-1.7x, with the fused prepacked convs 2.2-2.8x at 256..10
 ~1e-7. torch.jit freeze + optimize_for_inference was slower than eager (0.74x at 256^2, 14 s to
 build); torch.compile took 60 s to compile. ``predict_prob`` runs the model under ``inference_mode``
 and returns maps[0] alone, skipping the five unused side outputs and their upsampling.
+
+The optimised path is not faster everywhere (an AVX2-only AMD EPYC: 0.16x eager at 256^2 at full
+width), so ``DisSam`` does not assume it: :func:`choose_inference_path` times eager and the optimised
+path once per machine, network and input size, keeps the faster (:func:`choose_path`: the optimised
+path only when it beats eager by more than :data:`TIE_MARGIN`) and caches the choice in memory and in
+the user's cache folder. The evaluation tables (:func:`dissam.runs.load_run`) stay on the optimised path
+always: a timed choice can differ between two runs on a loaded machine, and eager's maps differ from
+the optimised path's by ~1e-7, enough to move a saved uint8 prediction by one level now and then and so,
+rarely, a digit of a table that must be the same in every run.
 """
 from __future__ import annotations
 
