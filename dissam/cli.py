@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, help="refiner checkpoint (default: the smoke profile's)")
     p.add_argument("-o", "--output", type=Path, default=Path("mask.png"), help="mask file, or folder for --boxes")
     p.add_argument("--stage1-max-side", type=_non_negative_int, metavar="PX",
-                   help="stage 1 sees the image shrunk to this long side (0: full size; default: GrabCut 256, SAM full)")
+                   help="stage 1 sees the image shrunk to this long side (0: full size; default: GrabCut 192, SAM full)")
     return parser
 
 

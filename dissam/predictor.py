@@ -33,11 +33,13 @@ __all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Predicti
 
 DEFAULT_SIZE = 192
 AUTO = "auto"
-# GrabCut's default bound on the long side of the image it sees. Its time grows with the pixel count
-# (and with the content: scikit-image's astronaut, box over most of it, 0.2 s at 192 px, 1.4-1.7 s at
-# 512 px, 9 s at 1152 px here); the smoke refiner reads the coarse mask at 192 px anyway.
-# benchmarks/bench_interactive.py measures latency and quality (maxF, HCE) against full size.
-DEFAULT_STAGE1_MAX_SIDE = 256
+# GrabCut's default bound on the long side of the image it sees: the smoke refiner's input size. Its
+# time grows with the pixel count (and the content: scikit-image's astronaut, box over most of it,
+# ~0.2 s at 192 px, 1.4-1.7 s at 512 px, ~9 s at 1152 px here), and the refiner reads the coarse mask at
+# 192 px anyway. Measured on smoke DIS-VD scenes upscaled 4x (benchmarks/bench_interactive.py, 20
+# images): refined maxF 0.886 / HCE 136 at 192, 0.850 / 181 at 256, 0.841 / 171 at 384, 0.749 / 195 at
+# full size (768 px): GrabCut on a large, smooth copy does worse, and the refiner was trained on 192 px masks.
+DEFAULT_STAGE1_MAX_SIDE = 192
 
 
 def default_stage1_max_side(segmenter: Any) -> int | None:
