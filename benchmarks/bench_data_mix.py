@@ -24,6 +24,7 @@ import numpy as np
 
 from dissam.coarse import build_coarse
 from dissam.config import get_profile
+from dissam.cpuinfo import cpu_line
 from dissam.data.folders import list_pairs
 from dissam.data.procedural import generate_dataset, solid_core_fraction
 from dissam.data.prompts import box_from_mask
@@ -94,6 +95,7 @@ def main() -> None:
                     help="measure the data already under --root (e.g. made by an older generator version)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    print(cpu_line())
     if args.measure_only and args.root is None:
         ap.error("--measure-only needs --root")
     with tempfile.TemporaryDirectory() as tmp:

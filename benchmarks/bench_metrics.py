@@ -29,6 +29,7 @@ import warnings  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from dissam.cpuinfo import cpu_line  # noqa: E402
 from dissam.metrics import METRICS, DISMetrics, SkeletonCache  # noqa: E402
 
 PARTS = {"maxF": ("maxF",), "wF": ("wF",), "MAE": ("MAE",), "S": ("S",), "meanE": ("meanE",),
@@ -121,6 +122,7 @@ def main() -> dict:
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
+    print(cpu_line())
     cv2.setNumThreads(1)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
 

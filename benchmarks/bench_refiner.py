@@ -20,9 +20,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from dissam.cpuinfo import cpu_line
 from dissam.losses import dis_sam_loss
 from dissam.model import build_gt_encoder, build_refiner
-from dissam.model.inference import optimize_for_inference, predict_prob, retain_freed_memory
+from dissam.model.inference import (TIE_MARGIN, choose_inference_path, optimize_for_inference, predict_prob,
+                                    retain_freed_memory)
 
 
 def with_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -156,6 +158,27 @@ def bench_train_step(width: float = 0.25, size: int = 192, batch: int = 8, repea
               f"{flops / seconds / peak:5.1%} of peak   ({base / seconds:.2f}x the step as trained before)")
 
 
+def print_cpu(threads: int) -> None:
+    """The CPU this ran on (model name; AVX2, AVX-512, AMX), first: the ratios below depend on it."""
+    print(cpu_line(threads))
+
+
+def print_path_choice(sizes: list[int], widths: tuple[float, ...] = (1.0, 0.25)) -> None:
+    """Which inference path ``DisSam`` would choose here for each width and size, and why: the chooser
+    (``choose_inference_path``, no disk cache) times eager and the optimised path on a dummy input
+    and keeps the optimised one only when it beats eager by more than the margin."""
+    print(f"path chooser (DisSam's default; optimised only if > {TIE_MARGIN:.0%} faster than eager, bf16 "
+          f"never): median of 3 after a warm-up, interleaved")
+    for width in widths:
+        torch.manual_seed(0)
+        model = with_bn_stats(build_refiner(in_ch=5, width=width)).eval()
+        for size in sizes:
+            _, choice = choose_inference_path(model, size, cache_file=None)
+            t = choice["timings"]
+            print(f"  width {width:<4} {size:>5}^2: {choice['path']:>9}  (eager {t['eager']:.3f} s, optimised "
+                  f"{t['optimised']:.3f} s = {t['eager'] / t['optimised']:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -163,11 +186,13 @@ def main() -> None:
     parser.add_argument("--skip-train", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print_cpu(args.threads)
     start = time.perf_counter()
     if not args.skip_train:  # first: retain_freed_memory() below changes the allocator for the process
         bench_train_step(threads=args.threads)
     ok = bench_inference(args.sizes, repeats={s: 7 if s <= 256 else 5 if s <= 512 else 3 for s in args.sizes},
                          retained_size=max(args.sizes))
+    print_path_choice(args.sizes)
     print(f"total {time.perf_counter() - start:.0f} s")
     if not ok:
         raise SystemExit(1)

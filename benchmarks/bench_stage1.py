@@ -22,6 +22,7 @@ import numpy as np
 
 from dissam.coarse import build_coarse, cache_masks
 from dissam.coarse.cache import MaskStore, image_digest
+from dissam.cpuinfo import cpu_line
 
 
 def disk_scene(size: int, seed: int = 0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -127,6 +128,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None, help="where smoke data and cache go (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    print(cpu_line())
 
     import torch
     from dissam.coarse.tiny_sam import build_tiny_sam

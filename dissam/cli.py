@@ -93,7 +93,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     result = run_predict(args.image, box=args.box, boxes_csv=args.boxes, checkpoint=args.checkpoint,
                          out=args.output, profile=args.profile, cutout=args.cutout, soft=args.soft,
-                         overlay=args.overlay)
+                         overlay=args.overlay,
+                         stage1_max_side="auto" if args.stage1_max_side is None else args.stage1_max_side)
     for path in result.written:
         print(path)
     print(f"dissam predict: {result.predicted} written, {len(result.failed)} failed", file=sys.stderr)
@@ -276,7 +277,8 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
                 boxes_csv: str | Path | None = None, checkpoint: str | Path | None = None,
                 out: str | Path = "masks", profile: str | None = "smoke", coarse: Any = None,
                 model: DisSam | None = None, cutout: bool = False, soft: bool = False,
-                overlay: bool = False, progress: bool | None = None) -> PredictRun:
+                overlay: bool = False, progress: bool | None = None,
+                stage1_max_side: int | str | None = "auto") -> PredictRun:
     """The CLI's ``predict``. Inputs:
 
     * an image and ``box`` -> one prediction; without ``box``, the box is the whole image;
@@ -296,7 +298,8 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
     One image given alone fails with an exception. In the batch modes each bad image, row or box
     (unreadable, empty or corrupt file, box outside its image, image not found) is named on stderr and
     skipped; the rest are written (:attr:`PredictRun.failed`). Without ``checkpoint`` the profile's trained
-    refiner is used, said on stderr. ``progress`` (None: on a terminal) shows a progress bar."""
+    refiner is used, said on stderr. ``progress`` (None: on a terminal) shows a progress bar.
+    ``stage1_max_side``: the long side stage 1 sees (0: full size; ``"auto"``: see :class:`DisSam`)."""
     from tqdm.auto import tqdm
 
     from .data.folders import read_image
@@ -318,7 +321,8 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
             checkpoint = default_checkpoint(profile)
             print(f"dissam predict: no --checkpoint given; using the {get_profile(profile).name} profile's "
                   f"trained refiner {checkpoint}", file=sys.stderr)
-        model = DisSam.from_checkpoint(checkpoint, coarse=coarse, profile=profile)
+        model = DisSam.from_checkpoint(checkpoint, coarse=coarse, profile=profile,
+                                       stage1_max_side=stage1_max_side)
     if any(job.box is None for job in jobs):
         print("dissam predict: no box given; each image is segmented with the whole image as its box",
               file=sys.stderr)
@@ -342,6 +346,13 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
             result.failed.append((job.label, str(err)))
             tqdm.write(f"dissam predict: failed: {job.label}: {err}", file=sys.stderr)
     return result
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0: full size), got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -407,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --cutout: the refiner's probabilities as alpha (soft edges, e.g. hair)")
     p.add_argument("--overlay", action="store_true",
                    help="also write <stem>_overlay.png: the image with the mask outline and the box drawn")
+    p.add_argument("--stage1-max-side", type=_non_negative_int, metavar="PX",
+                   help="stage 1 sees the image shrunk to this long side (0: full size; default: GrabCut 192, SAM full)")
     return parser
 
 

@@ -26,11 +26,47 @@ from .data.images import to_uint8
 from .data.prompts import Box, BoxError, box_from_mask, clip_box, scale_box
 from .data.transforms import make_input, resize, to_original
 from .model.checkpoint import CheckpointError, load_checkpoint
-from .model.inference import optimize_for_inference, predict_prob
+from .model.inference import build_path, choose_inference_path, predict_prob
 
-__all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Prediction", "as_rgb", "final_mask"]
+__all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Prediction", "as_rgb",
+           "default_stage1_max_side", "final_mask"]
 
 DEFAULT_SIZE = 192
+AUTO = "auto"
+# GrabCut's default bound on the long side of the image it sees: the smoke refiner's input size. Its
+# time grows with the pixel count (and the content: scikit-image's astronaut, box over most of it,
+# ~0.2 s at 192 px, 1.4-1.7 s at 512 px, ~9 s at 1152 px here), and the refiner reads the coarse mask at
+# 192 px anyway. Measured on smoke DIS-VD scenes upscaled 4x (benchmarks/bench_interactive.py, 20
+# images): refined maxF 0.886 / HCE 136 at 192, 0.850 / 181 at 256, 0.841 / 171 at 384, 0.749 / 195 at
+# full size (768 px): GrabCut on a large, smooth copy does worse, and the refiner was trained on 192 px masks.
+DEFAULT_STAGE1_MAX_SIDE = 192
+
+
+def default_stage1_max_side(segmenter: Any) -> int | None:
+    """The bound ``stage1_max_side="auto"`` means for ``segmenter``: :data:`DEFAULT_STAGE1_MAX_SIDE` for
+    GrabCut; None (full size) for SAM / HQ-SAM and others. SAM resizes every image to its encoder's
+    1024 px itself, so its time does not depend on the photo's size, and a smaller copy would only lose
+    detail (and its logits, upsampled by SAM to full size, are better than a thresholded mask scaled up)."""
+    from .coarse.grabcut import GrabCutSegmenter
+
+    return DEFAULT_STAGE1_MAX_SIDE if isinstance(segmenter, GrabCutSegmenter) else None
+
+
+def check_stage1_max_side(value: Any) -> None:
+    """``"auto"``, None, 0 or a positive int; anything else is a ValueError saying so."""
+    if value is None or value == AUTO:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"stage1_max_side must be 'auto', None, 0 (full size) or a positive number of "
+                         f"pixels, not {value!r}")
+
+
+def resolve_stage1_max_side(value: int | str | None, segmenter: Any) -> int | None:
+    """The bound in pixels, or None for full size (0 and None), ``"auto"`` resolved per segmenter."""
+    check_stage1_max_side(value)
+    if value == AUTO:
+        return default_stage1_max_side(segmenter)
+    return int(value) or None if value is not None else None  # 0 and None: full size
 
 
 @dataclass
@@ -108,23 +144,32 @@ class DisSam:
     """The two stages behind one call: ``predict(image, box) -> Prediction``.
 
     ``refiner`` is a model whose forward returns IS-Net's ``(maps, features)``; ``segmenter`` has
-    ``set_image(rgb)`` and ``predict(box)`` (see :mod:`dissam.coarse`). ``stage1_max_side``: when set,
-    stage 1 sees the image shrunk to at most that many pixels on its long side and its mask is scaled
-    back (GrabCut's cost grows with the pixel count; the refiner reads the mask at ``size`` anyway).
+    ``set_image(rgb)`` and ``predict(box)`` (see :mod:`dissam.coarse`). ``stage1_max_side``: stage 1
+    sees the image shrunk to at most that many pixels on its long side and its mask is scaled back
+    (GrabCut's cost grows with the pixel count; the refiner reads the mask at ``size`` anyway); None or 0:
+    full size; ``"auto"`` (default): :func:`default_stage1_max_side` of the segmenter (GrabCut bounded,
+    SAM full size). ``inference_path``: ``"auto"`` (default) times eager and the optimised refiner once
+    on this machine at ``size`` and keeps the faster (:func:`dissam.model.inference.choose_inference_path`,
+    cached); ``"eager"`` or ``"optimised"`` fix it. The choice is in ``inference_choice``.
     """
 
     def __init__(self, refiner: torch.nn.Module, segmenter: Any, size: int = DEFAULT_SIZE,
                  use_mask: bool = True, use_box: bool = True, variant: Variant | None = None,
                  device: str | torch.device | None = None, in_ch: int | None = None,
-                 stage1_max_side: int | None = None) -> None:
+                 stage1_max_side: int | str | None = AUTO, inference_path: str = AUTO) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         config = getattr(refiner, "config", None) or {}
         self.in_ch = int(in_ch or config.get("in_ch", 5))
-        self.refiner = optimize_for_inference(refiner.to(self.device).eval())
         self.segmenter = segmenter
         self.size, self.use_mask, self.use_box = int(size), bool(use_mask), bool(use_box)
         self.variant = variant or Variant.paper()
+        check_stage1_max_side(stage1_max_side)
         self.stage1_max_side = stage1_max_side
+        refiner = refiner.to(self.device).eval()
+        if inference_path == AUTO:  # timed once per machine, size and thread count (cached)
+            self.refiner, self.inference_choice = choose_inference_path(refiner, self.size, self.in_ch)
+        else:
+            self.refiner, self.inference_choice = build_path(refiner, inference_path), {"path": inference_path}
         self._key: str | None = None
         self._rgb: np.ndarray | None = None
         self._stage1_hw: tuple[int, int] = (0, 0)
@@ -132,11 +177,11 @@ class DisSam:
     @classmethod
     def from_checkpoint(cls, path: str | Path, coarse: Any = None, device: str | None = None,
                         profile: Profile | str | None = None, variant: Variant | None = None,
-                        stage1_max_side: int | None = None) -> "DisSam":
+                        stage1_max_side: int | str | None = AUTO) -> "DisSam":
         """Load a refiner checkpoint; ``coarse`` is a stage-1 kind (``"grabcut"``, ``"sam"``...), a
         ready segmenter, or None for the profile's own stage 1 (profile: the one named, else the one
         stored in the checkpoint, else ``$DISSAM_PROFILE``). Input size and channel switches come from
-        the checkpoint's ``train_config`` (size 192 when absent)."""
+        the checkpoint's ``train_config`` (size 192 when absent). ``stage1_max_side``: see :class:`DisSam`."""
         from .model.checkpoint import load_refiner
         from .stages import build_stage1
 
@@ -155,21 +200,24 @@ class DisSam:
                    variant=variant or profile.variant, device=device, stage1_max_side=stage1_max_side)
 
     @classmethod
-    def from_profile(cls, profile: Profile, device: str | None = None) -> "DisSam":
+    def from_profile(cls, profile: Profile, device: str | None = None,
+                     stage1_max_side: int | str | None = AUTO) -> "DisSam":
         """The profile's main refiner with the profile's own stage 1, as users run it."""
-        return cls.from_checkpoint(profile.refiner_checkpoint, device=device, profile=profile)
+        return cls.from_checkpoint(profile.refiner_checkpoint, device=device, profile=profile,
+                                   stage1_max_side=stage1_max_side)
 
     # ---- stage 1: the image embedding, once per image ----
     def set_image(self, image: Any) -> np.ndarray:
         """Make ``image`` current; stage 1 embeds it only when its content differs from the current one."""
         rgb = as_rgb(image)
-        key = image_digest(rgb)
+        bound = resolve_stage1_max_side(self.stage1_max_side, self.segmenter)
+        key = f"{image_digest(rgb)}|{bound}"  # a changed bound re-embeds the image
         if key != self._key:
             h, w = rgb.shape[:2]
             longest = max(h, w)
-            if self.stage1_max_side and longest > self.stage1_max_side:
-                f = self.stage1_max_side / longest
-                small = resize(rgb, (max(1, round(h * f)), max(1, round(w * f))))
+            if bound and longest > bound:
+                f = bound / longest  # INTER_AREA: an antialiased shrink, GrabCut's colour models see no aliasing
+                small = resize(rgb, (max(1, round(h * f)), max(1, round(w * f))), cv2.INTER_AREA)
                 self.segmenter.set_image(np.ascontiguousarray(small))
                 self._stage1_hw = small.shape[:2]
             else:

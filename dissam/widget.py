@@ -26,7 +26,7 @@ from .data.folders import list_pairs
 from .data.prompts import Box, BoxError
 from .data.splits import VAL_SPLIT
 from .figures import overlay
-from .predictor import DisSam, MultiPrediction, Prediction, as_rgb
+from .predictor import DisSam, MultiPrediction, Prediction, as_rgb, check_stage1_max_side
 
 __all__ = ["BoxDragDemo", "box_drag_demo", "boxes_from_bboxes", "demo_image", "mask_view", "png_bytes",
            "side_by_side"]
@@ -90,10 +90,16 @@ def _display_scale(height: int, width: int, target: int) -> float:
 
 class BoxDragDemo(widgets.VBox):
     """The demo widget: ``bbox`` (draw here), ``coarse_view`` and ``refined_view`` (ipywidgets.Image
-    overlays), ``status`` (ipywidgets.HTML), ``last`` (the latest :class:`MultiPrediction` or None)."""
+    overlays), ``status`` (ipywidgets.HTML), ``last`` (the latest :class:`MultiPrediction` or None).
+    ``stage1_max_side``: None keeps the model's setting; else it replaces it (0: full size, ``"auto"``:
+    the default of the model's stage 1; see :class:`dissam.predictor.DisSam`)."""
 
-    def __init__(self, model: DisSam, image: Any, display_size: int = 384, **kwargs: Any) -> None:
+    def __init__(self, model: DisSam, image: Any, display_size: int = 384,
+                 stage1_max_side: int | str | None = None, **kwargs: Any) -> None:
         self.model = model
+        if stage1_max_side is not None:
+            check_stage1_max_side(stage1_max_side)
+            model.stage1_max_side = stage1_max_side  # set_image below re-embeds at the new bound
         start = time.perf_counter()
         self.rgb = model.set_image(as_rgb(image))  # embeds once, here; every box reuses it
         self.embed_seconds = time.perf_counter() - start
@@ -197,6 +203,8 @@ def demo_image(profile: Profile, index: int = 0, split: str = VAL_SPLIT) -> tupl
     return pairs[index % len(pairs)].load()
 
 
-def box_drag_demo(model: DisSam, image: Any, display_size: int = 384) -> BoxDragDemo:
-    """The interactive demo for ``image`` (path or array): display it to use it."""
-    return BoxDragDemo(model, image, display_size=display_size)
+def box_drag_demo(model: DisSam, image: Any, display_size: int = 384,
+                  stage1_max_side: int | str | None = None) -> BoxDragDemo:
+    """The interactive demo for ``image`` (path or array): display it to use it. ``stage1_max_side``:
+    see :class:`BoxDragDemo` (None: the model's own)."""
+    return BoxDragDemo(model, image, display_size=display_size, stage1_max_side=stage1_max_side)

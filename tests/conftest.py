@@ -2,11 +2,24 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
 
 from dissam.config import get_profile
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_user_cache(tmp_path_factory):
+    """The inference-path choices a DisSam caches go to a session folder, never the user's ~/.cache."""
+    before = os.environ.get("DISSAM_CACHE_DIR")
+    os.environ["DISSAM_CACHE_DIR"] = str(tmp_path_factory.mktemp("user_cache"))
+    yield
+    if before is None:
+        os.environ.pop("DISSAM_CACHE_DIR", None)
+    else:
+        os.environ["DISSAM_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")
