@@ -111,6 +111,8 @@ class DisSam:
     ``set_image(rgb)`` and ``predict(box)`` (see :mod:`dissam.coarse`). ``stage1_max_side``: when set,
     stage 1 sees the image shrunk to at most that many pixels on its long side and its mask is scaled
     back (GrabCut's cost grows with the pixel count; the refiner reads the mask at ``size`` anyway).
+    ``refiner`` may also be a runner such as :class:`dissam.model.onnx_export.OnnxRefiner` (stage 2 on
+    ONNX Runtime): a callable, numpy ``[B, C, S, S]`` -> probabilities ``[B, 1, S, S]``.
     """
 
     def __init__(self, refiner: torch.nn.Module, segmenter: Any, size: int = DEFAULT_SIZE,
@@ -120,7 +122,12 @@ class DisSam:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         config = getattr(refiner, "config", None) or {}
         self.in_ch = int(in_ch or config.get("in_ch", 5))
-        self.refiner = optimize_for_inference(refiner.to(self.device).eval())
+        if isinstance(refiner, torch.nn.Module):
+            self.backend = "torch"
+            self.refiner: Any = optimize_for_inference(refiner.to(self.device).eval())
+        else:  # a runner, numpy [B, C, S, S] -> [B, 1, S, S] (dissam.model.onnx_export.OnnxRefiner)
+            self.backend = str(getattr(refiner, "backend", type(refiner).__name__))
+            self.refiner = refiner
         self.segmenter = segmenter
         self.size, self.use_mask, self.use_box = int(size), bool(use_mask), bool(use_box)
         self.variant = variant or Variant.paper()
@@ -132,22 +139,38 @@ class DisSam:
     @classmethod
     def from_checkpoint(cls, path: str | Path, coarse: Any = None, device: str | None = None,
                         profile: Profile | str | None = None, variant: Variant | None = None,
-                        stage1_max_side: int | None = None) -> "DisSam":
+                        stage1_max_side: int | None = None, backend: str | None = None) -> "DisSam":
         """Load a refiner checkpoint; ``coarse`` is a stage-1 kind (``"grabcut"``, ``"sam"``...), a
         ready segmenter, or None for the profile's own stage 1 (profile: the one named, else the one
         stored in the checkpoint, else ``$DISSAM_PROFILE``). Input size and channel switches come from
-        the checkpoint's ``train_config`` (size 192 when absent)."""
+        the checkpoint's ``train_config`` (size 192 when absent).
+
+        ``backend``: ``"torch"`` (the default for checkpoints) or ``"onnxruntime"`` (stage 2 on ONNX
+        Runtime's CPU provider; the default for a ``.onnx`` file from ``dissam export``, and a
+        checkpoint is then exported in memory). Needs ``pip install 'dissam[onnx]'``."""
         from .model.checkpoint import load_refiner
         from .stages import build_stage1
 
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"refiner checkpoint not found: {path}")
-        meta = _checkpoint_meta(path)
+        is_onnx = path.suffix.lower() == ".onnx"
+        backend = backend or ("onnxruntime" if is_onnx else "torch")
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"backend must be 'torch' or 'onnxruntime', not {backend!r}")
+        if is_onnx and backend != "onnxruntime":
+            raise ValueError(f"{path} is an ONNX file: it runs with backend='onnxruntime', not {backend!r}")
+        if backend == "onnxruntime":
+            from .model.onnx_export import OnnxRefiner
+
+            refiner: Any = OnnxRefiner.from_file(path) if is_onnx else OnnxRefiner.from_checkpoint(path)
+            meta = {"train_config": refiner.meta.get("train_config"), "profile_name": refiner.meta.get("profile")}
+        else:
+            meta = _checkpoint_meta(path)
+            refiner = load_refiner(path)
         if not isinstance(profile, Profile):
             profile = get_profile(profile or meta.get("profile_name"))
         train_config = meta.get("train_config") or {}
-        refiner = load_refiner(path)
         segmenter = build_stage1(profile, kind=coarse) if coarse is None or isinstance(coarse, str) else coarse
         return cls(refiner, segmenter, size=int(train_config.get("size", DEFAULT_SIZE)),
                    use_mask=bool(train_config.get("use_mask", True)),
@@ -220,8 +243,11 @@ class DisSam:
                           score=_score(getattr(result, "score", None)))
 
     def _refine(self, x: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(x)[None].to(self.device)
-        prob = predict_prob(self.refiner, tensor)
+        """The one refiner call: ``x`` [C, S, S] -> probabilities [S, S], on either backend."""
+        if self.backend == "torch":
+            prob = predict_prob(self.refiner, torch.from_numpy(x)[None].to(self.device))
+        else:
+            prob = self.refiner(x[None])
         if isinstance(prob, torch.Tensor):
             prob = prob.detach().float().cpu().numpy()
         prob = np.asarray(prob, dtype=np.float32)
