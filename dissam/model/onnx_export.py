@@ -162,16 +162,20 @@ class OnnxRefiner:
             self.meta["profile"] = props["profile"]
         self.in_ch = int(self.config.get("in_ch", 5))
 
+    # Idle threads sleep: on this shared 2-core CPU that was faster than ONNX Runtime's default spinning
+    # (benchmarks/bench_refiner.py: 1.67 s vs 2.22 s at 512^2, 5.23 s vs 5.57 s at 1024^2, width 1.0).
     @classmethod
-    def from_file(cls, path: str | os.PathLike, threads: int | None = None) -> "OnnxRefiner":
-        """From a file written by :func:`export_refiner`."""
-        return cls(load_session(path, threads))
+    def from_file(cls, path: str | os.PathLike, threads: int | None = None,
+                  spinning: bool = False) -> "OnnxRefiner":
+        """From a file written by :func:`export_refiner` (``threads``, ``spinning``: :func:`load_session`)."""
+        return cls(load_session(path, threads, spinning))
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, threads: int | None = None) -> "OnnxRefiner":
+    def from_checkpoint(cls, path: str | os.PathLike, threads: int | None = None,
+                        spinning: bool = False) -> "OnnxRefiner":
         """From a PyTorch checkpoint, exported in memory (no file written)."""
         require("onnxruntime")  # before the export, which takes seconds
-        return cls(load_session(onnx_bytes(load_refiner(path), checkpoint_metadata(path)), threads))
+        return cls(load_session(onnx_bytes(load_refiner(path), checkpoint_metadata(path)), threads, spinning))
 
     def __call__(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         if isinstance(x, torch.Tensor):
