@@ -94,7 +94,8 @@ def onnx_bytes(model: nn.Module, metadata: dict[str, Any] | None = None, opset: 
             # path, and the tracer that upsample_like's shape test becomes a constant (see TRACE_HW).
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            torch.onnx.export(wrapper, (torch.zeros(1, in_ch, *TRACE_HW),), buffer, dynamo=False,
+            dummy = torch.zeros(1, in_ch, *TRACE_HW, device=next(model.parameters()).device)
+            torch.onnx.export(wrapper, (dummy,), buffer, dynamo=False,
                               opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
                               dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"},
                                             OUTPUT: {0: "batch", 2: "height", 3: "width"}})
