@@ -10,12 +10,12 @@ PROFILE ?= smoke
 
 setup: $(STAMP)
 
-# The library, the notebook stack ([notebooks]: JupyterLab, papermill, widgets, Voila), the tests ([dev])
-# and HQ-SAM ([hq]: segment_anything_hq and the timm it imports).
+# The library, the notebook stack ([notebooks]: JupyterLab, papermill, widgets, Voila), the tests ([dev]),
+# HQ-SAM ([hq]: segment_anything_hq and the timm it imports) and the ONNX export / onnxruntime backend ([onnx]).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,notebooks,hq]"
+	$(PY) -m pip install --quiet -e ".[dev,notebooks,hq,onnx]"
 	@touch $(STAMP)
 
 # Tests: one OpenMP thread that sleeps instead of spinning while it waits. With another job on the cores,

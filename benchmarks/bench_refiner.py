@@ -5,14 +5,21 @@ Measured side by side in one run (repeats interleaved, medians), so machine load
     vs ``predict_prob(optimize_for_inference(model), x)``, with the max abs difference of the maps;
   * (information) the opt-in bf16 path, fast on AMX CPUs but only within ~1e-2;
   * the same at the largest size after ``retain_freed_memory()`` (glibc keeps freed memory);
+  * at 512 and 1024 px, ONNX Runtime (the ``dissam export`` graph on the CPU provider, default session
+    options and N threads that sleep when idle) beside eager and the optimised path, same max-diff check.
+    On a CPU shared with other jobs run with ``OMP_WAIT_POLICY=PASSIVE``: PyTorch's OpenMP threads
+    otherwise spin at every barrier and, with the cores oversubscribed, the optimised path ran 10-20x
+    slower here (2.8 s instead of 0.14 s at width 0.5, 256^2), which would credit ONNX Runtime with it;
   * the smoke training step (width 0.25, 192 px, batch 8): forward + GT encoder + dis_sam_loss
     (BCE, IoU, feature MSE, ORTHO) + backward + Adam, in the default layout, in channels_last (as trained
     before) and with fused Adam (as trained now), each as a share of this CPU's measured fp32 limit.
-Run: ``python benchmarks/bench_refiner.py`` (about 2-3 minutes on 2 cores).
+Run: ``python benchmarks/bench_refiner.py`` (2-3 minutes on 2 cores before the ONNX Runtime part was added; all
+of it took 8.7 minutes with other jobs loading the cores).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -93,6 +100,61 @@ def bench_inference(sizes: list[int], repeats: dict[int, int], retained_size: in
                           repeats.get(retained_size, 3))
         print(f"after retain_freed_memory() (no page zeroing per forward), {retained_size}^2: eager maps[0] "
               f"{med['eager']:.3f} s, optimised {med['fast']:.3f} s ({med['eager'] / med['fast']:.2f}x)")
+    return ok
+
+
+def onnx_sessions(model: nn.Module, threads: int) -> tuple[dict[str, Callable[[object], object]], float]:
+    """The refiner exported to ONNX (in memory) and run by ONNX Runtime's CPU provider, two ways:
+    default session options (all graph optimisations; one thread per physical core, spinning) and
+    ``threads`` intra-op threads that sleep when idle (spinning=False), which measured best here on a
+    shared CPU. Returns {name: run(x) -> prob} and the export's seconds."""
+    from dissam.model.onnx_export import INPUT, OUTPUT, load_session, onnx_bytes
+
+    start = time.perf_counter()
+    data = onnx_bytes(model)
+    seconds = time.perf_counter() - start
+    sessions = {"ORT default": load_session(data),
+                f"ORT {threads} thr, no spin": load_session(data, threads=threads, spinning=False)}
+    return {name: (lambda x, s=s: s.run([OUTPUT], {INPUT: x})[0]) for name, s in sessions.items()}, seconds
+
+
+def bench_onnxruntime(sizes: list[int], repeats: dict[int, int], threads: int) -> bool:
+    """Eager vs the optimised PyTorch path vs ONNX Runtime (``dissam export`` / ``backend="onnxruntime"``),
+    full-width refiner, batch 1, interleaved repeats, medians; ratios are eager's time over each."""
+    if not sizes:
+        return True
+    torch.manual_seed(0)
+    model = with_bn_stats(build_refiner(in_ch=5, width=1.0)).eval()
+    try:
+        ort_runs, export_s = onnx_sessions(model, threads)
+    except ImportError as err:
+        print(f"ONNX Runtime: skipped ({err})")
+        return True
+    fast = optimize_for_inference(model)
+    print(f"ONNX Runtime vs PyTorch: refiner width 1.0, 5 ch, batch 1, fp32, torch {torch.get_num_threads()} "
+          f"threads (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}); export {export_s:.0f} s; "
+          f"seconds (eager time / time)")
+    names = ["eager", "optimised", *ort_runs]
+    print(f"{'size':>6} " + " ".join(f"{n:>24}" for n in names) + f" {'ORT max|diff|':>14} {'reps':>5}")
+    ok = True
+    for size in sizes:
+        x = torch.rand(1, 5, size, size) - 0.5
+        x[:, 3] = (torch.rand(1, size, size) > 0.5).float()
+        xn = x.numpy()
+
+        def eager() -> torch.Tensor:
+            with torch.inference_mode():
+                return model(x)[0][0]
+
+        cands = {"eager": eager, "optimised": lambda: predict_prob(fast, x)}
+        cands.update({name: (lambda run=run: run(xn)) for name, run in ort_runs.items()})
+        med = interleaved(cands, repeats[size])
+        ref = eager().numpy()
+        diff = max(float(abs(run(xn) - ref).max()) for run in ort_runs.values())
+        ok &= diff <= 1e-4
+        cells = " ".join(f"{med[n]:>13.3f} s ({med['eager'] / med[n]:.2f}x)" for n in names)
+        print(f"{size:>5}^2 {cells} {diff:14.2e} {repeats[size]:>5}")
+    print("ONNX Runtime max abs diff <= 1e-4:", "OK" if ok else "FAILED")
     return ok
 
 
@@ -184,13 +246,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--onnx-sizes", type=int, nargs="*", default=[512, 1024],
+                        help="sizes for the ONNX Runtime comparison (none: skip it)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print_cpu(args.threads)
     start = time.perf_counter()
     if not args.skip_train:  # first: retain_freed_memory() below changes the allocator for the process
         bench_train_step(threads=args.threads)
-    ok = bench_inference(args.sizes, repeats={s: 7 if s <= 256 else 5 if s <= 512 else 3 for s in args.sizes},
+    ok = bench_onnxruntime(args.onnx_sizes, {s: 5 if s <= 512 else 3 for s in args.onnx_sizes}, args.threads)
+    ok &= bench_inference(args.sizes, repeats={s: 7 if s <= 256 else 5 if s <= 512 else 3 for s in args.sizes},
                          retained_size=max(args.sizes))
     print_path_choice(args.sizes)
     print(f"total {time.perf_counter() - start:.0f} s")

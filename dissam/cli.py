@@ -107,6 +107,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``dissam export CHECKPOINT -o refiner.onnx``: the refiner as a checked ONNX file (see
+    :mod:`dissam.model.onnx_export`); a missing onnx package is one line, exit 2."""
+    try:
+        from .model.onnx_export import export_refiner, require
+
+        require("onnx")
+    except ImportError as err:
+        print(f"dissam export: error: {err}", file=sys.stderr)
+        return 2
+    path = export_refiner(args.checkpoint, args.output, opset=args.opset)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): input [B, C, H, W] -> prob [B, 1, H, W]")
+    return 0
+
+
 # ----------------------------------------------------------------------------- dissam predict
 def default_checkpoint(profile: str | None = "smoke") -> Path:
     """The profile's trained refiner, or a :class:`CheckpointError` saying how to train one."""
@@ -399,6 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .check import add_arguments
 
     add_arguments(p)
+    p = add("export", cmd_export, "export a refiner checkpoint to ONNX (dynamic batch, height and width; "
+            "run it with DisSam.from_checkpoint('refiner.onnx'))", data_args=False)
+    p.add_argument("checkpoint", type=Path, help="refiner checkpoint (ours or an official IS-Net file)")
+    p.add_argument("-o", "--output", type=Path, default=Path("refiner.onnx"), help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p = add("predict", cmd_predict, "segment an image, a folder of images, or a folder with a CSV of boxes from "
             "box prompts (no box: the whole image): masks, cut-outs, overlays", data_args=False)
     p.epilog = ("In a folder or CSV run each bad image or row is named on stderr and skipped; the exit status is 1 "

@@ -151,6 +151,8 @@ class DisSam:
     SAM full size). ``inference_path``: ``"auto"`` (default) times eager and the optimised refiner once
     on this machine at ``size`` and keeps the faster (:func:`dissam.model.inference.choose_inference_path`,
     cached); ``"eager"`` or ``"optimised"`` fix it. The choice is in ``inference_choice``.
+    ``refiner`` may also be a runner such as :class:`dissam.model.onnx_export.OnnxRefiner` (stage 2 on
+    ONNX Runtime): a callable, numpy ``[B, C, S, S]`` -> probabilities ``[B, 1, S, S]``.
     """
 
     def __init__(self, refiner: torch.nn.Module, segmenter: Any, size: int = DEFAULT_SIZE,
@@ -165,11 +167,16 @@ class DisSam:
         self.variant = variant or Variant.paper()
         check_stage1_max_side(stage1_max_side)
         self.stage1_max_side = stage1_max_side
-        refiner = refiner.to(self.device).eval()
-        if inference_path == AUTO:  # timed once per machine, size and thread count (cached)
-            self.refiner, self.inference_choice = choose_inference_path(refiner, self.size, self.in_ch)
+        self.backend = "torch" if isinstance(refiner, torch.nn.Module) else str(
+            getattr(refiner, "backend", type(refiner).__name__))
+        if self.backend != "torch":  # a runner, numpy [B, C, S, S] -> [B, 1, S, S] (OnnxRefiner)
+            self.refiner, self.inference_choice = refiner, {"path": self.backend}
+        elif inference_path == AUTO:  # timed once per machine, size and thread count (cached)
+            self.refiner, self.inference_choice = choose_inference_path(
+                refiner.to(self.device).eval(), self.size, self.in_ch)
         else:
-            self.refiner, self.inference_choice = build_path(refiner, inference_path), {"path": inference_path}
+            self.refiner = build_path(refiner.to(self.device).eval(), inference_path)
+            self.inference_choice = {"path": inference_path}
         self._key: str | None = None
         self._rgb: np.ndarray | None = None
         self._stage1_hw: tuple[int, int] = (0, 0)
@@ -177,22 +184,38 @@ class DisSam:
     @classmethod
     def from_checkpoint(cls, path: str | Path, coarse: Any = None, device: str | None = None,
                         profile: Profile | str | None = None, variant: Variant | None = None,
-                        stage1_max_side: int | str | None = AUTO) -> "DisSam":
+                        stage1_max_side: int | str | None = AUTO, backend: str | None = None) -> "DisSam":
         """Load a refiner checkpoint; ``coarse`` is a stage-1 kind (``"grabcut"``, ``"sam"``...), a
         ready segmenter, or None for the profile's own stage 1 (profile: the one named, else the one
         stored in the checkpoint, else ``$DISSAM_PROFILE``). Input size and channel switches come from
-        the checkpoint's ``train_config`` (size 192 when absent). ``stage1_max_side``: see :class:`DisSam`."""
+        the checkpoint's ``train_config`` (size 192 when absent). ``stage1_max_side``: see :class:`DisSam`.
+
+        ``backend``: ``"torch"`` (the default for checkpoints) or ``"onnxruntime"`` (stage 2 on ONNX
+        Runtime's CPU provider; the default for a ``.onnx`` file from ``dissam export``, and a
+        checkpoint is then exported in memory). Needs ``pip install 'dissam[onnx]'``."""
         from .model.checkpoint import load_refiner
         from .stages import build_stage1
 
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"refiner checkpoint not found: {path}")
-        meta = _checkpoint_meta(path)
+        is_onnx = path.suffix.lower() == ".onnx"
+        backend = backend or ("onnxruntime" if is_onnx else "torch")
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"backend must be 'torch' or 'onnxruntime', not {backend!r}")
+        if is_onnx and backend != "onnxruntime":
+            raise ValueError(f"{path} is an ONNX file: it runs with backend='onnxruntime', not {backend!r}")
+        if backend == "onnxruntime":
+            from .model.onnx_export import OnnxRefiner
+
+            refiner: Any = OnnxRefiner.from_file(path) if is_onnx else OnnxRefiner.from_checkpoint(path)
+            meta = {"train_config": refiner.meta.get("train_config"), "profile_name": refiner.meta.get("profile")}
+        else:
+            meta = _checkpoint_meta(path)
+            refiner = load_refiner(path)
         if not isinstance(profile, Profile):
             profile = get_profile(profile or meta.get("profile_name"))
         train_config = meta.get("train_config") or {}
-        refiner = load_refiner(path)
         segmenter = build_stage1(profile, kind=coarse) if coarse is None or isinstance(coarse, str) else coarse
         return cls(refiner, segmenter, size=int(train_config.get("size", DEFAULT_SIZE)),
                    use_mask=bool(train_config.get("use_mask", True)),
@@ -268,8 +291,11 @@ class DisSam:
                           score=_score(getattr(result, "score", None)))
 
     def _refine(self, x: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(x)[None].to(self.device)
-        prob = predict_prob(self.refiner, tensor)
+        """The one refiner call: ``x`` [C, S, S] -> probabilities [S, S], on either backend."""
+        if self.backend == "torch":
+            prob = predict_prob(self.refiner, torch.from_numpy(x)[None].to(self.device))
+        else:
+            prob = self.refiner(x[None])
         if isinstance(prob, torch.Tensor):
             prob = prob.detach().float().cpu().numpy()
         prob = np.asarray(prob, dtype=np.float32)

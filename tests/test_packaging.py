@@ -1,5 +1,6 @@
 """Packaging: the conda environment and pyproject.toml pin the same packages at the same versions, and the
-library and CLI work without the notebook stack (``pip install dissam`` without extras)."""
+library and CLI work without the notebook stack (``pip install dissam`` without extras); ``onnx`` and
+``onnxruntime`` are the ``[onnx]`` extra, imported only by the export and the onnxruntime backend."""
 from __future__ import annotations
 
 import re
@@ -15,6 +16,8 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 NOTEBOOK_STACK = ("jupyter", "jupyterlab", "jupyter_bbox_widget", "jupyter_client", "jupyter_core",
                   "jupyter_server", "notebook", "nbval", "nbformat", "nbclient", "nbconvert", "papermill",
                   "ipywidgets", "ipykernel", "IPython", "voila", "playwright")
+# The [onnx] extra: only `dissam export` and the onnxruntime backend import it, when called.
+ONNX_EXTRA = ("onnx", "onnxruntime")
 # Modules that are notebook-only by design: the widget and the export of executed notebooks.
 NOTEBOOK_ONLY = {"dissam.__main__", "dissam.widget", "dissam.notebook_export"}
 
@@ -22,6 +25,8 @@ NOTEBOOK_ONLY = {"dissam.__main__", "dissam.widget", "dissam.notebook_export"}
 BLOCKER = f"""
 import sys
 BLOCKED = {NOTEBOOK_STACK!r}
+for name in {ONNX_EXTRA!r}:  # as if never installed: import fails, importlib.util.find_spec gives None
+    sys.modules[name] = None
 class _NotInstalled:
     def find_spec(self, name, path=None, target=None):
         top = name.partition(".")[0]
@@ -48,9 +53,9 @@ def _requirements(*groups: str) -> list[str]:
 
 
 def test_environment_yml_matches_pyproject():
-    declared = _requirements("notebooks", "dev", "hq")
+    declared = _requirements("notebooks", "dev", "hq", "onnx")
     py_pins = _pins(declared)
-    assert len(py_pins) == len(declared), "every runtime, notebooks, dev and hq dependency is pinned with =="
+    assert len(py_pins) == len(declared), "every runtime and extra dependency is pinned with =="
     yml_lines = [line.strip().lstrip("-").strip() for line in (ROOT / "environment.yml").read_text().splitlines()
                  if line.strip().startswith("- ") and "==" in line]
     assert _pins(yml_lines) == py_pins
@@ -65,7 +70,8 @@ def test_notebook_stack_is_an_extra_and_dev_includes_it():
     dev = PROJECT["optional-dependencies"]["dev"]
     assert "dissam[notebooks]" in dev and {"pytest", "nbval", "playwright"} <= set(_pins(dev))
     setup = re.search(r'install --quiet -e "\.\[([a-z,]+)\]"', (ROOT / "Makefile").read_text())
-    assert setup and {"dev", "notebooks", "hq"} <= set(setup.group(1).split(","))
+    assert setup and {"dev", "notebooks", "hq", "onnx"} <= set(setup.group(1).split(","))
+    assert set(_pins(PROJECT["optional-dependencies"]["onnx"])) == {"onnx", "onnxruntime"}
 
 
 def test_hce_relevant_pins():
@@ -84,11 +90,13 @@ def _run_without_notebook_stack(code: str) -> subprocess.CompletedProcess:
 def test_blocker_blocks():
     result = _run_without_notebook_stack("import papermill")
     assert result.returncode != 0 and "blocked by tests/test_packaging.py" in result.stderr
+    assert _run_without_notebook_stack("import onnxruntime").returncode != 0
 
 
 def test_library_and_cli_import_without_notebook_stack():
-    """Every library module imports, and `dissam --help` / `dissam predict --help` run, with the notebook
-    stack uninstallable; `dissam reproduce` then says which extra to install."""
+    """Every library module imports, and `dissam --help` / `dissam predict --help` / `dissam export --help`
+    run, with the notebook stack and the [onnx] extra uninstallable; `dissam reproduce` then says which
+    extra to install."""
     code = f"""
 import importlib, pkgutil, runpy
 import dissam, dissam.cli
@@ -96,7 +104,7 @@ assert dissam.__file__.startswith({str(ROOT)!r}), dissam.__file__
 for info in pkgutil.walk_packages(dissam.__path__, "dissam."):
     if info.name not in {sorted(NOTEBOOK_ONLY)!r}:
         importlib.import_module(info.name)
-for argv in (["dissam", "--help"], ["dissam", "predict", "--help"]):
+for argv in (["dissam", "--help"], ["dissam", "predict", "--help"], ["dissam", "export", "--help"]):
     sys.argv = argv
     try:
         runpy.run_module("dissam", run_name="__main__", alter_sys=True)
