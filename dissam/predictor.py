@@ -23,7 +23,7 @@ from .coarse.cache import image_digest
 from .config import Profile, Variant, get_profile
 from .data.folders import WIDE_MODES, read_image
 from .data.images import to_uint8
-from .data.prompts import Box, BoxError, box_from_mask, clip_box, scale_box
+from .data.prompts import Box, BoxError, box_from_mask, clip_box, crop_window, scale_box
 from .data.transforms import make_input, resize, to_original
 from .model.checkpoint import CheckpointError, load_checkpoint
 from .model.inference import build_path, choose_inference_path, predict_prob
@@ -67,6 +67,9 @@ def resolve_stage1_max_side(value: int | str | None, segmenter: Any) -> int | No
     if value == AUTO:
         return default_stage1_max_side(segmenter)
     return int(value) or None if value is not None else None  # 0 and None: full size
+
+
+REFINE_REGIONS = ("image", "box")
 
 
 @dataclass
@@ -153,12 +156,22 @@ class DisSam:
     cached); ``"eager"`` or ``"optimised"`` fix it. The choice is in ``inference_choice``.
     ``refiner`` may also be a runner such as :class:`dissam.model.onnx_export.OnnxRefiner` (stage 2 on
     ONNX Runtime): a callable, numpy ``[B, C, S, S]`` -> probabilities ``[B, 1, S, S]``.
+    ``refine_region``: what the refiner reads, shrunk to ``size``: the whole ``"image"`` (the paper), or
+    a ``"box"`` crop (:func:`~dissam.data.prompts.crop_window`: the box plus ``crop_margin`` of its size
+    on each side, square, at least ``size`` px), pasted back with zeros outside, so that a large image's
+    thin structures are shrunk less. Both are attributes and may be changed between calls.
     """
 
     def __init__(self, refiner: torch.nn.Module, segmenter: Any, size: int = DEFAULT_SIZE,
                  use_mask: bool = True, use_box: bool = True, variant: Variant | None = None,
                  device: str | torch.device | None = None, in_ch: int | None = None,
-                 stage1_max_side: int | str | None = AUTO, inference_path: str = AUTO) -> None:
+                 stage1_max_side: int | str | None = AUTO, inference_path: str = AUTO,
+                 refine_region: str = "image", crop_margin: float = 0.1) -> None:
+        if refine_region not in REFINE_REGIONS:
+            raise ValueError(f"refine_region must be one of {REFINE_REGIONS}, not {refine_region!r}")
+        if not crop_margin >= 0:
+            raise ValueError(f"crop_margin must be a fraction >= 0 of the box size, not {crop_margin}")
+        self.refine_region, self.crop_margin = refine_region, float(crop_margin)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         config = getattr(refiner, "config", None) or {}
         self.in_ch = int(in_ch or config.get("in_ch", 5))
@@ -280,9 +293,16 @@ class DisSam:
         refine_box = clipped
         if self.variant.inference_box == "sam_tight" and coarse.any():
             refine_box = box_from_mask(coarse)
-        x = make_input(rgb, coarse, refine_box, self.size, self.use_mask, self.use_box, self.in_ch)
-        prob_small = self._refine(x)
-        prob = to_original(prob_small, h, w)
+        y0, y1, x0, x1 = 0, h, 0, w
+        if self.refine_region == "box":  # the window is around the box the refiner is told
+            y0, y1, x0, x1 = crop_window(refine_box, h, w, self.crop_margin, min_side=self.size)
+        elif self.refine_region != "image":
+            raise ValueError(f"refine_region must be one of {REFINE_REGIONS}, not {self.refine_region!r}")
+        bx0, by0, bx1, by1 = refine_box
+        x = make_input(rgb[y0:y1, x0:x1], coarse[y0:y1, x0:x1], (bx0 - x0, by0 - y0, bx1 - x0, by1 - y0),
+                       self.size, self.use_mask, self.use_box, self.in_ch)
+        prob = np.zeros((h, w), np.uint8)  # outside the window: 0
+        prob[y0:y1, x0:x1] = to_original(self._refine(x), y1 - y0, x1 - x0)
         mask = final_mask(prob, self.variant.final_mask)
         t_refine = time.perf_counter() - start
         timings = {"embed": t_embed, "prompt": t_prompt, "refine": t_refine,

@@ -1,4 +1,5 @@
-"""Box prompts: tight boxes of masks, jitter, clipping, and the filled box channel.
+"""Box prompts: tight boxes of masks, jitter, clipping, the filled box channel, and the crop window
+around a box (refining a crop instead of the whole image keeps thin structures at high resolution).
 
 Boxes are ``(x0, y0, x1, y1)`` integer pixel coordinates, half-open like array slices
 (``mask[y0:y1, x0:x1]`` is the box). SAM takes the same four numbers as floats.
@@ -61,3 +62,42 @@ def scale_box(box: Box, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> Box
     sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
     x0, y0, x1, y1 = box
     return clip_box((x0 * sx, y0 * sy, x1 * sx, y1 * sy), *to_hw)
+
+
+Window = tuple[int, int, int, int]
+
+
+def crop_window(box: Box, height: int, width: int, margin: float, min_side: int = 0,
+                square: bool = True) -> Window:
+    """The half-open window ``(y0, y1, x0, x1)`` the refiner reads around ``box`` in box-crop inference.
+
+    Each side of the (clipped) box moves out by ``margin`` times the box's width or height (context: the
+    refiner was trained on whole images where the box is surrounded by background). ``square`` widens the
+    shorter side to the longer one, because the refiner's input is a square: a square window is shrunk by
+    the same factor both ways, as the square training images were, and thin structures keep the same
+    width whatever their direction. Each side is at least ``min_side`` (the network's input size: a
+    smaller window would be enlarged, making structures thicker than any seen in training). A window
+    larger than the image along one axis is the whole axis (then it is not square); otherwise a window
+    that would cross the border is shifted inside, so it keeps its size. The window always contains the
+    box.
+    """
+    if margin < 0 or not np.isfinite(margin):
+        raise ValueError(f"crop margin must be a finite fraction >= 0 of the box size, not {margin}")
+    if min_side < 0:
+        raise ValueError(f"min_side must be >= 0, not {min_side}")
+    x0, y0, x1, y1 = clip_box(box, height, width)
+    bw, bh = x1 - x0, y1 - y0
+    side_x, side_y = bw * (1 + 2 * margin), bh * (1 + 2 * margin)
+    if square:
+        side_x = side_y = max(side_x, side_y)
+    wy0, wy1 = _span(y0, y1, side_y, min_side, height)
+    wx0, wx1 = _span(x0, x1, side_x, min_side, width)
+    return wy0, wy1, wx0, wx1
+
+
+def _span(lo: int, hi: int, side: float, min_side: int, limit: int) -> tuple[int, int]:
+    """A span of ``max(ceil(side), min_side, hi - lo)`` pixels centred on ``[lo, hi)``, inside ``[0, limit)``."""
+    n = min(limit, max(int(np.ceil(side - 1e-9)), int(min_side), hi - lo))
+    start = int(np.floor((lo + hi - n) / 2))
+    start = min(max(start, 0), limit - n)
+    return start, start + n
