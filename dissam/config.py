@@ -126,6 +126,9 @@ class AblationConfig:
     max_iters: int = 240
     batch_size: int | None = None  # None: the main run's
     seeds: tuple[int, ...] = (0,)
+    # On the CPU each run trains in a process of its own with one thread, this many at once (None: the
+    # CPU count, at most 8). A run's numbers do not depend on it; see runs.train_runs.
+    workers: int | None = None
 
 
 @dataclass

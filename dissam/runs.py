@@ -11,8 +11,15 @@ and read back by the one reader evaluation uses. Evaluating them is :mod:`dissam
 """
 from __future__ import annotations
 
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -23,7 +30,7 @@ from .config import Profile
 from .data.folders import list_pairs, read_mask
 from .data.transforms import to_original
 from .evaluate import read_prediction, save_prediction
-from .train import RunSpec, train_refiner
+from .train import RunSpec, run_finished, train_refiner
 
 STAGE1 = "stage1"  # the profile's stage 1 (SAM on the paper profile)
 HQ_SAM = "hq-sam"  # HQ-SAM as a stage-1 baseline, when its checkpoint is given
@@ -100,8 +107,7 @@ def train_run(profile: Profile, run: str, progress: bool = True) -> Path:
     name = run_name(profile, run)
     if name == MAIN:
         return train_refiner(profile, RunSpec(), progress=progress).checkpoint
-    ablation, seed = _ablation_of(name)
-    return train_refiner(ablation_profile(profile, seed), ablation.spec(profile, seed), progress=progress).checkpoint
+    return train_refiner(*_run_and_spec(profile, name), progress=progress).checkpoint
 
 
 def _ablation_of(run: str) -> tuple[Ablation, int]:
@@ -118,8 +124,99 @@ def _ablation_of(run: str) -> tuple[Ablation, int]:
 
 def train_ablations(profile: Profile, progress: bool = True) -> dict[str, Path]:
     """Train (or reuse) every Table III run on the ablation budget, once per seed of the profile."""
-    return {a.run(seed): train_run(profile, a.run(seed), progress)
-            for seed in profile.ablation.seeds for a in ABLATIONS}
+    return train_runs(profile, [a.run(seed) for seed in profile.ablation.seeds for a in ABLATIONS], progress)
+
+
+def train_runs(profile: Profile, names: Iterable[str], progress: bool = True) -> dict[str, Path]:
+    """Train (or reuse) several runs; their best checkpoints by name.
+
+    On the CPU the ablation runs still to train are dealt round-robin to ``profile.ablation.workers``
+    processes (default: the CPU count, at most 8), each training its share one after another with one
+    thread. The smoke ablations' batch-4 step takes as long on one thread as on two (0.35 s here) and two
+    such processes do not slow each other, so two cores train two runs in the time of one; and since every
+    run has one thread wherever it runs, its numbers do not depend on the number of workers. The main
+    run, finished runs and GPU profiles are handled here, one after another."""
+    names = list(names)
+    pooled = [n for n in names if _inference_device(profile) == "cpu" and run_name(profile, n) != MAIN
+              and not run_finished(*_run_and_spec(profile, n))]
+    paths = {n: train_run(profile, n, progress) for n in names if n not in pooled}
+    if pooled:
+        paths.update(_train_in_processes(profile, pooled, progress))
+    return {n: paths[n] for n in names}
+
+
+def _run_and_spec(profile: Profile, name: str) -> tuple[Profile, RunSpec]:
+    """The profile and spec ``name`` trains with (an ablation's batch and seed)."""
+    ablation, seed = _ablation_of(name)
+    return ablation_profile(profile, seed), ablation.spec(profile, seed)
+
+
+def _train_in_processes(profile: Profile, names: list[str], progress: bool) -> dict[str, Path]:
+    """``names`` dealt round-robin to fresh interpreters (``python -m dissam.runs``, the profile and the
+    share pickled on stdin); a failed worker raises with the end of its error output."""
+    from tqdm.auto import tqdm
+
+    count = min(len(names), profile.ablation.workers or min(os.cpu_count() or 1, 8))
+    workers = [_Worker.start(profile, names[k::count]) for k in range(count)]
+    bar = tqdm(total=len(names), disable=not progress, desc=f"{len(names)} runs, {count} at once")
+    paths: dict[str, Path] = {}
+    try:
+        while len(paths) < len(names):
+            for worker in workers:
+                for name, path in worker.poll():
+                    paths[name] = path
+                    bar.update(1)
+                    bar.set_postfix_str(name)
+            time.sleep(0.2)
+    finally:
+        for worker in workers:
+            worker.proc.kill()
+        bar.close()
+    return paths
+
+
+@dataclass
+class _Worker:
+    """A share of the runs trained in its own interpreter with one thread. It prints ``<name>\t<path>``
+    per finished run; its output goes to temporary files, read as it grows."""
+
+    names: list[str]
+    proc: subprocess.Popen
+    out: Any
+    err: Any
+    seen: int = 0
+
+    @classmethod
+    def start(cls, profile: Profile, names: list[str]) -> "_Worker":
+        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        # The runs folder as this process resolves it (a test may have moved it), one thread.
+        env = {**os.environ, "DISSAM_RUNS": str(profile.run_dir.parent), "OMP_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "dissam.runs"], stdin=subprocess.PIPE, stdout=out,
+                                stderr=err, env=env)
+        proc.stdin.write(pickle.dumps((profile, names)))  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
+        return cls(names, proc, out, err)
+
+    def poll(self) -> list[tuple[str, Path]]:
+        """Runs finished since the last call; RuntimeError with the worker's stderr if it died."""
+        code = self.proc.poll()
+        self.out.seek(0)
+        lines = [line.split("\t") for line in self.out.read().decode().splitlines() if "\t" in line]
+        new, self.seen = lines[self.seen:], len(lines)
+        if code is not None and self.seen < len(self.names):
+            self.err.seek(0)
+            raise RuntimeError(f"training runs {self.names[self.seen:]} failed (exit {code}):\n"
+                               f"{self.err.read().decode(errors='replace')[-3000:]}")
+        return [(name, Path(path)) for name, path in new]
+
+
+def _worker_main() -> None:
+    """``python -m dissam.runs``: train the runs (profile, names) pickled on stdin with one thread."""
+    torch.set_num_threads(1)
+    profile, names = pickle.loads(sys.stdin.buffer.read())
+    for name in names:
+        print(f"{name}\t{train_run(profile, name, progress=False)}", flush=True)
 
 
 def run_budget(profile: Profile, run: str) -> str:
@@ -258,3 +355,6 @@ def predictions(profile: Profile, method: str, split: str) -> dict[str, np.ndarr
         return stage1_predictions(profile, split, method)
     return refiner_predictions(profile, method, split)
 
+
+if __name__ == "__main__":
+    _worker_main()

@@ -512,6 +512,16 @@ def _refiner_loop(profile: Profile, spec: RunSpec, world: World, device: torch.d
                 **progress)
 
 
+def _finished(profile: Profile, spec: RunSpec, state: dict[str, Any]) -> bool:
+    return state["iteration"] >= spec.horizon(profile) and spec.checkpoint(profile).exists()
+
+
+def run_finished(profile: Profile, spec: RunSpec) -> bool:
+    """Whether the run's last checkpoint already reached its budget (training it would return at once)."""
+    last = spec.last_checkpoint(profile)
+    return last.exists() and _finished(profile, spec, load_checkpoint(last, map_location="cpu"))
+
+
 def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = True, progress: bool = True,
                   stop_after: int | None = None, datasets=None) -> TrainResult:
     """Train (or resume) one refiner run; returns where its best and last checkpoints are.
@@ -521,12 +531,11 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
     the schedule (an interruption, for tests); the next call with ``resume=True`` continues exactly.
     """
     spec = spec or RunSpec()
-    horizon = spec.horizon(profile)
     best_path, last_path = spec.checkpoint(profile), spec.last_checkpoint(profile)
     # Read once, onto the CPU whatever the device: load_state_dict copies weights and optimiser state to
     # the parameters' device, and RNG states must stay CPU tensors.
     state = load_checkpoint(last_path, map_location="cpu") if resume and last_path.exists() else None
-    if state is not None and state["iteration"] >= horizon and best_path.exists():
+    if state is not None and _finished(profile, spec, state):
         return TrainResult(best_path, last_path, state["iteration"], state["seconds"], state["best"], state["history"])
     world = init_world(profile.device)
     if profile.train.batch_size % world.size:
