@@ -93,7 +93,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     result = run_predict(args.image, box=args.box, boxes_csv=args.boxes, checkpoint=args.checkpoint,
                          out=args.output, profile=args.profile, cutout=args.cutout, soft=args.soft,
-                         overlay=args.overlay,
+                         overlay=args.overlay, refine_region=args.refine_region,
                          stage1_max_side="auto" if args.stage1_max_side is None else args.stage1_max_side)
     for path in result.written:
         print(path)
@@ -293,7 +293,7 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
                 out: str | Path = "masks", profile: str | None = "smoke", coarse: Any = None,
                 model: DisSam | None = None, cutout: bool = False, soft: bool = False,
                 overlay: bool = False, progress: bool | None = None,
-                stage1_max_side: int | str | None = "auto") -> PredictRun:
+                stage1_max_side: int | str | None = "auto", refine_region: str = "image") -> PredictRun:
     """The CLI's ``predict``. Inputs:
 
     * an image and ``box`` -> one prediction; without ``box``, the box is the whole image;
@@ -314,7 +314,9 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
     (unreadable, empty or corrupt file, box outside its image, image not found) is named on stderr and
     skipped; the rest are written (:attr:`PredictRun.failed`). Without ``checkpoint`` the profile's trained
     refiner is used, said on stderr. ``progress`` (None: on a terminal) shows a progress bar.
-    ``stage1_max_side``: the long side stage 1 sees (0: full size; ``"auto"``: see :class:`DisSam`)."""
+    ``stage1_max_side``: the long side stage 1 sees (0: full size; ``"auto"``: see :class:`DisSam`);
+    ``refine_region``: ``"image"`` (the paper) or ``"box"`` (refine a crop around the box; see
+    :class:`DisSam`), for a model loaded here."""
     from tqdm.auto import tqdm
 
     from .data.folders import read_image
@@ -337,7 +339,7 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
             print(f"dissam predict: no --checkpoint given; using the {get_profile(profile).name} profile's "
                   f"trained refiner {checkpoint}", file=sys.stderr)
         model = DisSam.from_checkpoint(checkpoint, coarse=coarse, profile=profile,
-                                       stage1_max_side=stage1_max_side)
+                                       stage1_max_side=stage1_max_side, refine_region=refine_region)
     if any(job.box is None for job in jobs):
         print("dissam predict: no box given; each image is segmented with the whole image as its box",
               file=sys.stderr)
@@ -438,8 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --cutout: the refiner's probabilities as alpha (soft edges, e.g. hair)")
     p.add_argument("--overlay", action="store_true",
                    help="also write <stem>_overlay.png: the image with the mask outline and the box drawn")
+    p.add_argument("--refine-region", choices=("image", "box"), default="image",
+                   help="what the refiner reads: the whole image (the paper; default) or a crop around the box, "
+                   "for small objects in large images (see README, 'Inference at high resolution')")
     p.add_argument("--stage1-max-side", type=_non_negative_int, metavar="PX",
-                   help="stage 1 sees the image shrunk to this long side (0: full size; default: GrabCut 192, SAM full)")
+                   help="stage 1 sees the image shrunk to this long side (0: full size; default: GrabCut 512, SAM "
+                   "full; 192 for a fast interactive box)")
     return parser
 
 

@@ -25,7 +25,7 @@ from .data.folders import WIDE_MODES, read_image
 from .data.images import to_uint8
 from .data.prompts import Box, BoxError, box_from_mask, clip_box, crop_window, scale_box
 from .data.transforms import make_input, resize, to_original
-from .model.checkpoint import CheckpointError, load_checkpoint
+from .model.checkpoint import CheckpointError, checkpoint_metadata
 from .model.inference import build_path, choose_inference_path, predict_prob
 
 __all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Prediction", "as_rgb",
@@ -33,13 +33,15 @@ __all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Predicti
 
 DEFAULT_SIZE = 192
 AUTO = "auto"
-# GrabCut's default bound on the long side of the image it sees: the smoke refiner's input size. Its
-# time grows with the pixel count (and the content: scikit-image's astronaut, box over most of it,
-# ~0.2 s at 192 px, 1.4-1.7 s at 512 px, ~9 s at 1152 px here), and the refiner reads the coarse mask at
-# 192 px anyway. Measured on smoke DIS-VD scenes upscaled 4x (benchmarks/bench_interactive.py, 20
-# images): refined maxF 0.886 / HCE 136 at 192, 0.850 / 181 at 256, 0.841 / 171 at 384, 0.749 / 195 at
-# full size (768 px): GrabCut on a large, smooth copy does worse, and the refiner was trained on 192 px masks.
-DEFAULT_STAGE1_MAX_SIDE = 192
+# GrabCut's default bound on the long side of the image it sees. Its time grows with the pixel count (a
+# later box on scikit-image's astronaut upscaled to 1152^2: 5.6 s at full size, 1.05 s at 512, 0.24 s at
+# 192; benchmarks/bench_interactive.py, quiet machine). 192 (the smoke refiner's input) is what an
+# interactive box needs and scores best on smoke scenes upscaled 4x (DIS-VD refined maxF 0.873 vs 0.803
+# at 512 and 0.740 at full size), but on real photos the smoke refiner's answer depends on the details of
+# stage 1's mask: with GrabCut at 192 px it cut holes into the astronaut's suit (interior of stage 1's
+# mask kept: 76%, vs 98.5% at full size). 512 leaves photos of up to 512 px as they were (no hollowed
+# object in the real-photo check) and makes a megapixel photo 5x faster; pass 192 for interactive use.
+DEFAULT_STAGE1_MAX_SIDE = 512
 
 
 def default_stage1_max_side(segmenter: Any) -> int | None:
@@ -197,11 +199,13 @@ class DisSam:
     @classmethod
     def from_checkpoint(cls, path: str | Path, coarse: Any = None, device: str | None = None,
                         profile: Profile | str | None = None, variant: Variant | None = None,
-                        stage1_max_side: int | str | None = AUTO, backend: str | None = None) -> "DisSam":
+                        stage1_max_side: int | str | None = AUTO, backend: str | None = None,
+                        refine_region: str = "image") -> "DisSam":
         """Load a refiner checkpoint; ``coarse`` is a stage-1 kind (``"grabcut"``, ``"sam"``...), a
         ready segmenter, or None for the profile's own stage 1 (profile: the one named, else the one
         stored in the checkpoint, else ``$DISSAM_PROFILE``). Input size and channel switches come from
-        the checkpoint's ``train_config`` (size 192 when absent). ``stage1_max_side``: see :class:`DisSam`.
+        the checkpoint's ``train_config`` (size 192 when absent). ``stage1_max_side``, ``refine_region``:
+        see :class:`DisSam`.
 
         ``backend``: ``"torch"`` (the default for checkpoints) or ``"onnxruntime"`` (stage 2 on ONNX
         Runtime's CPU provider; the default for a ``.onnx`` file from ``dissam export``, and a
@@ -222,18 +226,19 @@ class DisSam:
             from .model.onnx_export import OnnxRefiner
 
             refiner: Any = OnnxRefiner.from_file(path) if is_onnx else OnnxRefiner.from_checkpoint(path)
-            meta = {"train_config": refiner.meta.get("train_config"), "profile_name": refiner.meta.get("profile")}
+            meta = refiner.meta
         else:
-            meta = _checkpoint_meta(path)
+            meta = checkpoint_metadata(path)
             refiner = load_refiner(path)
         if not isinstance(profile, Profile):
-            profile = get_profile(profile or meta.get("profile_name"))
+            profile = get_profile(profile or meta.get("profile"))
         train_config = meta.get("train_config") or {}
         segmenter = build_stage1(profile, kind=coarse) if coarse is None or isinstance(coarse, str) else coarse
         return cls(refiner, segmenter, size=int(train_config.get("size", DEFAULT_SIZE)),
                    use_mask=bool(train_config.get("use_mask", True)),
                    use_box=bool(train_config.get("use_box", True)),
-                   variant=variant or profile.variant, device=device, stage1_max_side=stage1_max_side)
+                   variant=variant or profile.variant, device=device, stage1_max_side=stage1_max_side,
+                   refine_region=refine_region)
 
     @classmethod
     def from_profile(cls, profile: Profile, device: str | None = None,
@@ -348,17 +353,3 @@ def _as_mask(mask: np.ndarray, h: int, w: int) -> np.ndarray:
     if mask.dtype == bool or mask.max(initial=0) <= 1:
         return (mask > 0).astype(np.uint8) * 255
     return np.where(mask > 127, 255, 0).astype(np.uint8)
-
-
-def _checkpoint_meta(path: Path) -> dict[str, Any]:
-    """The checkpoint's plain entries beside the weights: ``train_config`` and the profile's name."""
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict):
-        return {}
-    meta: dict[str, Any] = {"train_config": ckpt.get("train_config")}
-    profile = ckpt.get("profile")
-    if isinstance(profile, dict):
-        profile = profile.get("name")
-    if isinstance(profile, str):
-        meta["profile_name"] = profile
-    return meta

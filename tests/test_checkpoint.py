@@ -10,24 +10,9 @@ import torch
 from dissam.model import build_gt_encoder, build_refiner
 from dissam.model.checkpoint import (CheckpointError, atomic_torch_save, load_checkpoint, load_gt_encoder,
                                      load_refiner, save_gt_encoder, save_refiner)
+from helpers import randomised_batchnorm
 
 W = 0.125
-
-
-def _randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-default BN statistics and affine terms, so a load that silently skipped a tensor would show
-    (conv weights already differ between two builds: random init)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-                m.num_batches_tracked.fill_(seed + 3)
-    return model.eval()
 
 
 def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -67,7 +52,7 @@ def test_checkpoints_and_the_stage1_cache_share_one_atomic_writer(tmp_path):
 
 
 def test_refiner_round_trip_keeps_config_and_extras(tmp_path):
-    model = _randomised(build_refiner(5, W))
+    model = randomised_batchnorm(build_refiner(5, W))
     path = save_refiner(model, tmp_path / "r.pt", iteration=7, train_config={"lr": 1e-3})
     raw = load_checkpoint(path)
     assert raw["format"] == "dissam/v1" and raw["model_config"] == {"in_ch": 5, "width": W}
@@ -83,7 +68,7 @@ def test_refiner_round_trip_keeps_config_and_extras(tmp_path):
 
 @pytest.mark.parametrize("wrap", ["plain", "model", "state_dict", "ddp"])
 def test_official_style_state_dicts_load(tmp_path, wrap):
-    model = _randomised(build_refiner(5, W))
+    model = randomised_batchnorm(build_refiner(5, W))
     state = model.state_dict()
     obj = {"plain": state, "model": {"model": state, "epoch": 3}, "state_dict": {"state_dict": state},
            "ddp": {f"module.{k}": v for k, v in state.items()}}[wrap]
@@ -93,7 +78,7 @@ def test_official_style_state_dicts_load(tmp_path, wrap):
 
 
 def test_three_channel_isnet_widens_to_five_with_zero_extra_channels(tmp_path):
-    rgb_model = _randomised(build_refiner(3, W))
+    rgb_model = randomised_batchnorm(build_refiner(3, W))
     torch.save(rgb_model.state_dict(), tmp_path / "isnet_rgb.pth")
     model = load_refiner(tmp_path / "isnet_rgb.pth")
     assert model.config["in_ch"] == 5
@@ -116,7 +101,7 @@ def test_full_width_official_checkpoint_loads(tmp_path):
 
 
 def test_gt_encoder_round_trip_and_official(tmp_path):
-    enc = _randomised(build_gt_encoder(W))
+    enc = randomised_batchnorm(build_gt_encoder(W))
     loaded = load_gt_encoder(save_gt_encoder(enc, tmp_path / "gt.pt"))
     assert loaded.config == {"width": W} and _same_state(enc, loaded)
     torch.save({f"module.{k}": v for k, v in enc.state_dict().items()}, tmp_path / "gt_official.pth")

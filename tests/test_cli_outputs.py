@@ -261,3 +261,24 @@ def test_progress_bar_over_the_folder(tmp_path, checkpoint, capsys):
     assert "dissam predict: 100%" in err and "3/3" in err
     run_predict(tmp_path / "imgs", model=model, out=tmp_path / "o", progress=False)
     assert "%" not in capsys.readouterr().err
+
+
+def test_refine_region_box_refines_a_crop_around_the_box(tmp_path, checkpoint, capsys):
+    """--refine-region box: the mask the library gives in box mode, nothing outside the crop window."""
+    from dissam.data.prompts import crop_window
+
+    big = np.zeros((4 * H, 4 * W, 3), np.uint8)
+    big[..., 1] = 100
+    big[:H, :W] = scene()  # the object in the top-left corner of a large image
+    Image.fromarray(big).save(tmp_path / "big.png")
+    box = (14, 8, 48, 40)
+    code, _, _ = run(["predict", str(tmp_path / "big.png"), "--checkpoint", str(checkpoint), "--profile", "tiny",
+                      "--box", *map(str, box), "--refine-region", "box", "-o", str(tmp_path / "m.png")], capsys)
+    assert code == 0
+    mask = np.asarray(Image.open(tmp_path / "m.png"))
+    model = DisSam.from_checkpoint(checkpoint, profile="tiny", refine_region="box")
+    assert np.array_equal(mask, model.predict(big, box).mask)
+    y0, y1, x0, x1 = crop_window(box, *big.shape[:2], model.crop_margin, min_side=model.size)
+    outside = np.ones(mask.shape, bool)
+    outside[y0:y1, x0:x1] = False
+    assert outside.any() and not mask[outside].any()

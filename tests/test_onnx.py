@@ -19,6 +19,7 @@ from dissam.config import get_profile
 from dissam.model import build_refiner, load_refiner, predict_prob, save_refiner
 from dissam.model.checkpoint import CheckpointError
 from dissam.predictor import DisSam
+from helpers import randomised_batchnorm
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -29,25 +30,11 @@ from dissam.model.onnx_export import (FORMAT, INSTALL_HINT, OnnxRefiner, export_
 WIDTH = 0.125
 
 
-def with_bn_stats(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-trivial BatchNorm statistics, so the export's BN handling is exercised for real."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-    return model
-
-
 def save_trained_like(path: Path, coarse_prior: float) -> Path:
     """A random refiner saved as training saves it: weights, profile name, variant and train_config."""
     profile = get_profile("tiny")
     torch.manual_seed(1)
-    model = with_bn_stats(build_refiner(in_ch=5, width=WIDTH, coarse_prior=coarse_prior))
+    model = randomised_batchnorm(build_refiner(in_ch=5, width=WIDTH, coarse_prior=coarse_prior))
     train_config = {**dataclasses.asdict(profile.train), "coarse_prior": coarse_prior, "use_box": False}
     return save_refiner(model, path, iteration=4, profile=profile.name,
                         variant=dataclasses.asdict(profile.variant), train_config=train_config)

@@ -177,3 +177,26 @@ def load_gt_encoder(path: str | os.PathLike, map_location: Any = "cpu", width: f
                               f"({GT_STEM_KEY} {tuple(stem.shape)})")
     model = build_gt_encoder(width=file_width)
     return _check_and_load(model, state, path, f"GT encoder(width={file_width:g})").eval()
+
+
+TRAIN_KEYS = ("size", "use_mask", "use_box", "in_ch")  # what a predictor reads of a train_config
+
+
+def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The plain entries of our checkpoint a predictor needs beside the weights: ``train_config``
+    (``TRAIN_KEYS`` only: input size and channel switches) and ``profile`` (its name); empty for an
+    official IS-Net file. :class:`dissam.DisSam` reads them, and ``dissam export`` stores them in the
+    ONNX file."""
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict):
+        return {}
+    meta: dict[str, Any] = {}
+    train = ckpt.get("train_config")
+    if isinstance(train, dict):
+        meta["train_config"] = {k: train[k] for k in TRAIN_KEYS if k in train}
+    profile = ckpt.get("profile")
+    if isinstance(profile, dict):
+        profile = profile.get("name")
+    if isinstance(profile, str):
+        meta["profile"] = profile
+    return meta

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..fileio import atomic_write_bytes
-from .checkpoint import CheckpointError, load_checkpoint, load_refiner
+from .checkpoint import CheckpointError, checkpoint_metadata, load_refiner
 
 FORMAT = "dissam-onnx/v1"
 INPUT, OUTPUT = "input", "prob"
@@ -34,7 +34,6 @@ OPSET = 17
 # width stay separate in the graph.
 TRACE_HW = (128, 160)
 # What the predictor reads from a checkpoint's train_config (the rest is training-only).
-TRAIN_KEYS = ("size", "use_mask", "use_box", "in_ch")
 METADATA_KEYS = ("dissam_format", "model_config", "train_config", "profile")
 INSTALL_HINT = "pip install 'dissam[onnx]'"
 
@@ -59,24 +58,6 @@ class _Prob(nn.Module):
         if hasattr(self.model, "predict"):
             return self.model.predict(x)
         return self.model(x)[0][0]
-
-
-def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The plain entries of our checkpoint the predictor uses: ``train_config`` (``TRAIN_KEYS`` only)
-    and ``profile`` (its name); empty for an official IS-Net file."""
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict):
-        return {}
-    meta: dict[str, Any] = {}
-    train = ckpt.get("train_config")
-    if isinstance(train, dict):
-        meta["train_config"] = {k: train[k] for k in TRAIN_KEYS if k in train}
-    profile = ckpt.get("profile")
-    if isinstance(profile, dict):
-        profile = profile.get("name")
-    if isinstance(profile, str):
-        meta["profile"] = profile
-    return meta
 
 
 def onnx_bytes(model: nn.Module, metadata: dict[str, Any] | None = None, opset: int = OPSET) -> bytes:

@@ -1,0 +1,21 @@
+"""Helpers shared by several test modules (importable as ``helpers``: pytest puts tests/ on the path)."""
+from __future__ import annotations
+
+import torch
+
+
+def randomised_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Non-default BatchNorm statistics and affine terms, in eval mode: a load that silently skipped a
+    tensor would show (conv weights already differ between two builds), and BN folding or an export
+    is exercised for real."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+                m.num_batches_tracked.fill_(seed + 3)
+    return model.eval()
