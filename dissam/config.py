@@ -216,7 +216,7 @@ def _tiny() -> Profile:
         coarse=CoarseConfig(grabcut_iters=1),
         train=TrainConfig(size=64, width=0.125, batch_size=4, max_iters=4, val_every=2,
                           gt_encoder_iters=3, gt_encoder_val_every=2, lr=1e-3),
-        ablation=AblationConfig(max_iters=2, seeds=(0, 1)),
+        ablation=AblationConfig(max_iters=2, seeds=(0, 1), workers=1),  # tiny runs: no worker start-up
     )
 
 
@@ -262,7 +262,7 @@ def dry_run(profile: Profile) -> Profile:
     trained two iterations at 64 px, in a separate run folder."""
     train = replace(profile.train, size=64, batch_size=2, max_iters=2, val_every=2,
                     gt_encoder_iters=2, gt_encoder_val_every=2, num_workers=0)
-    return replace(profile, train=train, ablation=AblationConfig(max_iters=2),
+    return replace(profile, train=train, ablation=AblationConfig(max_iters=2, workers=1),
                    device="cpu", tag="dryrun")
 
 

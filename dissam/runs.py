@@ -134,15 +134,28 @@ def train_runs(profile: Profile, names: Iterable[str], progress: bool = True) ->
     processes (default: the CPU count, at most 8), each training its share one after another with one
     thread. The smoke ablations' batch-4 step takes as long on one thread as on two (0.35 s here) and two
     such processes do not slow each other, so two cores train two runs in the time of one; and since every
-    run has one thread wherever it runs, its numbers do not depend on the number of workers. The main
-    run, finished runs and GPU profiles are handled here, one after another."""
+    run has one thread wherever it runs, its numbers do not depend on the number of workers. One worker
+    (or one run) trains here, with one thread; the main run, finished runs and GPU profiles train here
+    with the process's threads, one after another."""
     names = list(names)
     pooled = [n for n in names if _inference_device(profile) == "cpu" and run_name(profile, n) != MAIN
               and not run_finished(*_run_and_spec(profile, n))]
     paths = {n: train_run(profile, n, progress) for n in names if n not in pooled}
-    if pooled:
+    if len(pooled) == 1 or profile.ablation.workers == 1:  # one at a time: here, with one thread
+        paths.update(_train_one_thread(profile, pooled, progress))
+    elif pooled:
         paths.update(_train_in_processes(profile, pooled, progress))
     return {n: paths[n] for n in names}
+
+
+def _train_one_thread(profile: Profile, names: list[str], progress: bool) -> dict[str, Path]:
+    """The runs one after another in this process, with one thread (the numbers a worker gives)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {name: train_run(profile, name, progress) for name in names}
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _run_and_spec(profile: Profile, name: str) -> tuple[Profile, RunSpec]:

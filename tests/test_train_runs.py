@@ -1,5 +1,6 @@
 """Ablation runs trained side by side (runs.train_runs): one thread per run in worker processes, so a
-run's weights do not depend on how many workers share the machine, nor on which worker trains it."""
+run's weights do not depend on how many workers share the machine, nor on which worker trains it; one
+worker trains in the calling process with one thread and gives the same weights."""
 from __future__ import annotations
 
 import dataclasses
@@ -51,15 +52,16 @@ def test_weights_do_not_depend_on_the_number_of_workers(data, tmp_path, monkeypa
     # Different runs really differ (the comparison above could not pass by accident).
     assert not torch.equal(*(_weights(alone[n])["conv_in.weight"][:, :3] for n in RUNS[:2]))
     # Finished runs are reused in place: nothing is retrained, no worker is started.
-    monkeypatch.setattr(runs._Worker, "start", lambda *a, **k: pytest.fail("a finished run was retrained"))
+    monkeypatch.setattr(runs._Worker, "start", lambda *a, **k: pytest.fail("a worker was started"))
+    monkeypatch.setattr(runs, "_train_one_thread", lambda *a, **k: pytest.fail("a finished run was retrained"))
     profile = _profile(data, tmp_path / "two", monkeypatch, workers=2)
     assert runs.train_runs(profile, RUNS, progress=False) == pooled
 
 
 @pytest.mark.slow
 def test_a_failing_worker_names_its_runs_and_shows_the_error(data, tmp_path, monkeypatch):
-    profile = _profile(data, tmp_path, monkeypatch, workers=1)
+    profile = _profile(data, tmp_path, monkeypatch, workers=2)
     profile.data.root = tmp_path / "moved away"
-    with pytest.raises(RuntimeError, match=r"training runs \['ablation_none'\] failed") as err:
-        runs.train_runs(profile, ["ablation_none"], progress=False)
+    with pytest.raises(RuntimeError, match=r"training runs \['ablation_(none|box)'\] failed") as err:
+        runs.train_runs(profile, ["ablation_none", "ablation_box"], progress=False)
     assert "moved away" in str(err.value)
