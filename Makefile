@@ -26,10 +26,10 @@ reproduce: setup
 
 test: setup
 	bash scripts/ensure_chromium.sh
-	DISSAM_PROFILE=tiny OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	DISSAM_PROFILE=tiny OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -n auto
 
 test-lib: setup
-	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest tests -m "not slow and not browser"
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest tests -m "not slow and not browser" -n auto
 
 test-notebooks: setup
 	DISSAM_PROFILE=tiny $(PY) -m pytest notebooks --nbval-lax
