@@ -694,16 +694,6 @@ class HCERegions:
         return len(self.fp_points) + len(self.fn_points)
 
 
-def _grow_within(seed: np.ndarray, within: np.ndarray, steps: int) -> np.ndarray:
-    """``seed`` dilated (3x3 cross) ``steps`` times, each time kept inside ``within``."""
-    from .metrics.hce import _CROSS
-
-    grown, inside = seed.astype(np.uint8), within.astype(np.uint8)
-    for _ in range(steps):
-        grown = cv2.dilate(grown, _CROSS) & inside
-    return grown.astype(bool)
-
-
 def _correction_points(region: np.ndarray, other: np.ndarray, epsilon: float) -> np.ndarray:
     """The points HCE counts for ``region``: the polygon vertices of its boundary runs that meet ``other``
     (the metric's own run finder), then one pixel of each connected part that no such run touches."""
@@ -728,15 +718,12 @@ def _correction_points(region: np.ndarray, other: np.ndarray, epsilon: float) ->
 def hce_regions(pred: np.ndarray, gt: np.ndarray, relax: int = 5, epsilon: float = 2.0) -> HCERegions:
     """:func:`dissam.metrics.hce` step by step, keeping what it counts (same binarisation, relaxation and
     counting; ``hce_regions(p, g).hce == hce(p, g)``)."""
-    from .metrics.hce import _CROSS, gt_skeleton
+    from .metrics.hce import gt_skeleton, relaxed_errors
     from .metrics.inputs import prepare_pair
 
     p8, g = prepare_pair(pred, gt)
     p = p8 > 128
-    tp, fp, fn = g & p, p & ~g, g & ~p
-    core = cv2.erode((g | p).astype(np.uint8), _CROSS, iterations=relax).astype(bool)  # far from any edge
-    fp_r = _grow_within(fp & core, ~g, relax) & fp  # errors thinner than 2*relax px are tolerated
-    fn_r = (_grow_within(fn & core, ~p, relax) & fn) | (gt_skeleton(g) & ~tp)  # a missed skeleton is redrawn
+    tp, fp_r, fn_r = relaxed_errors(p, g, gt_skeleton(g), relax)
     return HCERegions(fp_r, fn_r, _correction_points(fp_r, tp | fn_r, epsilon),
                       _correction_points(fn_r, ~(tp | fp_r | fn_r), epsilon))
 

@@ -184,13 +184,12 @@ def _corrections(mask: np.ndarray, condition: np.ndarray, epsilon: float) -> int
     return points + int(independent)
 
 
-def hce(pred: np.ndarray, gt: np.ndarray, skeleton: np.ndarray | None = None,
-        relax: int = 5, epsilon: float = 2.0) -> int:
-    """HCE of a raw uint8 prediction against a uint8 or bool GT (both binarised at > 128 if uint8)."""
-    p = pred > 128 if pred.dtype != bool else pred
-    g = gt > 128 if gt.dtype != bool else gt
-    if skeleton is None:
-        skeleton = gt_skeleton(g)
+def relaxed_errors(p: np.ndarray, g: np.ndarray, skeleton: np.ndarray, relax: int = 5
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The errors HCE counts, from bool prediction ``p``, GT ``g`` and its skeleton: (true positives,
+    relaxed false positives, relaxed false negatives). An error survives only if it reaches more than
+    ``relax`` px away from every edge (thinner ones are tolerated); a missed skeleton pixel always
+    does, since a human would have to draw it."""
     tp = g & p
     fp = p & ~g
     fn = g & ~p
@@ -205,6 +204,15 @@ def hce(pred: np.ndarray, gt: np.ndarray, skeleton: np.ndarray | None = None,
         fn_r = (cv2.dilate(fn_r.view(np.uint8), _CROSS) & not_p).view(bool)
     fn_r &= fn
     fn_r |= skeleton & ~tp  # skeleton pixels the prediction misses must be drawn
+    return tp, fp_r, fn_r
+
+
+def hce(pred: np.ndarray, gt: np.ndarray, skeleton: np.ndarray | None = None,
+        relax: int = 5, epsilon: float = 2.0) -> int:
+    """HCE of a raw uint8 prediction against a uint8 or bool GT (both binarised at > 128 if uint8)."""
+    p = pred > 128 if pred.dtype != bool else pred
+    g = gt > 128 if gt.dtype != bool else gt
+    tp, fp_r, fn_r = relaxed_errors(p, g, gt_skeleton(g) if skeleton is None else skeleton, relax)
     cost_fp = _corrections(fp_r, tp | fn_r, epsilon)
     cost_fn = _corrections(fn_r, ~(tp | fp_r | fn_r), epsilon)
     return cost_fp + cost_fn
