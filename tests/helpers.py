@@ -19,3 +19,15 @@ def randomised_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Modu
                 m.bias.copy_(torch.randn(n, generator=g) * 0.1)
                 m.num_batches_tracked.fill_(seed + 3)
     return model.eval()
+
+
+SAM_BOX = (12, 20, 150, 96)  # x0, y0, x1, y1 around the rectangle of sam_test_image
+
+
+def sam_test_image() -> "np.ndarray":
+    """What the SAM and HQ-SAM tests prompt: 120x200 uniform noise with a red 60x100 rectangle."""
+    import numpy as np
+
+    img = np.random.default_rng(0).integers(0, 255, (120, 200, 3)).astype(np.uint8)
+    img[30:90, 40:140] = (230, 40, 40)
+    return img

@@ -14,19 +14,15 @@ from dissam.coarse import build_coarse
 from dissam.coarse.sam import HQ_INSTALL, MODEL_REGISTRY, SamSegmenter, _import_hq
 from dissam.config import Variant, get_profile
 from dissam.stages import build_stage1
+from helpers import SAM_BOX as BOX, sam_test_image
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("segment_anything_hq") is None,
                                 reason="segment_anything_hq is not installed (pip install 'dissam[hq]')")
 
-BOX = (12, 20, 150, 96)
-
 
 @pytest.fixture(scope="module")
 def image() -> np.ndarray:
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 255, (120, 200, 3)).astype(np.uint8)
-    img[30:90, 40:140] = (230, 40, 40)
-    return img
+    return sam_test_image()
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ from dissam.coarse import build_coarse
 from dissam.coarse.sam import MODEL_REGISTRY, SamSegmenter, load_checkpoint
 from dissam.coarse.tiny_sam import build_tiny_sam
 from dissam.data.prompts import BoxError
-
-BOX = (12, 20, 150, 96)
+from helpers import SAM_BOX as BOX, sam_test_image
 
 
 class Payload:
@@ -21,10 +20,7 @@ class Payload:
 
 @pytest.fixture(scope="module")
 def image() -> np.ndarray:
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 255, (120, 200, 3)).astype(np.uint8)
-    img[30:90, 40:140] = (230, 40, 40)
-    return img
+    return sam_test_image()
 
 
 @pytest.fixture(scope="module")
