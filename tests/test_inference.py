@@ -1,6 +1,7 @@
 """The optimised inference path gives eager's values (1e-4) and leaves the original model alone."""
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
@@ -9,30 +10,15 @@ import torch
 from torch import nn
 
 from dissam.model import build_gt_encoder, build_refiner
-import copy
-
 from dissam.model.inference import FusedConv2d, fold_bn, optimize_for_inference, predict_prob
+from helpers import randomised_batchnorm
 
 W = 0.125
 
 
-def _with_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial running statistics, so folding BatchNorm really changes the conv weights."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
-    return model.eval()
-
-
 def test_fold_bn_equals_conv_then_bn():
     torch.manual_seed(0)
-    conv, bn = nn.Conv2d(3, 4, 3, padding=2, dilation=2), _with_bn_stats(nn.BatchNorm2d(4))
+    conv, bn = nn.Conv2d(3, 4, 3, padding=2, dilation=2), randomised_batchnorm(nn.BatchNorm2d(4))
     x = torch.randn(2, 3, 9, 9)
     with torch.no_grad():
         assert torch.allclose(fold_bn(conv, bn)(x), bn(conv(x)), atol=1e-5)
@@ -41,7 +27,7 @@ def test_fold_bn_equals_conv_then_bn():
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_optimized_refiner_matches_eager_and_leaves_original(channels_last):
     torch.manual_seed(0)
-    model = _with_bn_stats(build_refiner(5, W)).train()
+    model = randomised_batchnorm(build_refiner(5, W)).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fast = optimize_for_inference(model, channels_last=channels_last)
     assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
@@ -66,7 +52,7 @@ def test_optimized_refiner_matches_eager_and_leaves_original(channels_last):
 
 def test_fused_prepacked_path_matches_unfused_and_copies():
     torch.manual_seed(0)
-    model = _with_bn_stats(build_refiner(5, W))
+    model = randomised_batchnorm(build_refiner(5, W))
     fast, plain = optimize_for_inference(model), optimize_for_inference(model, fuse=False)
     assert not any(isinstance(m, FusedConv2d) for m in plain.modules())
     x = torch.randn(1, 5, 72, 72)  # another size than the other tests: packing is size-independent
@@ -78,7 +64,7 @@ def test_fused_prepacked_path_matches_unfused_and_copies():
 
 def test_predict_prob_is_maps0_without_grad_and_restores_mode():
     torch.manual_seed(0)
-    model = _with_bn_stats(build_refiner(5, W)).train()
+    model = randomised_batchnorm(build_refiner(5, W)).train()
     x = torch.randn(1, 5, 48, 48)
     prob = predict_prob(model, x)  # a training-mode model is run in eval mode, then put back
     assert model.training and not prob.requires_grad and prob.shape == (1, 1, 48, 48)
@@ -99,7 +85,7 @@ def test_predict_prob_on_model_without_predict_method():
 
 def test_optimized_gt_encoder_matches_eager():
     torch.manual_seed(0)
-    enc = _with_bn_stats(build_gt_encoder(W))
+    enc = randomised_batchnorm(build_gt_encoder(W))
     gt = (torch.rand(1, 1, 64, 64) > 0.5).float()
     with torch.no_grad():
         ref_maps, ref_feats = enc(gt)
@@ -130,7 +116,7 @@ def test_retain_freed_memory_stops_page_faults_on_reuse():
 
 def test_bfloat16_opt_in_is_close_and_returns_fp32():
     torch.manual_seed(0)
-    model = _with_bn_stats(build_refiner(5, W))
+    model = randomised_batchnorm(build_refiner(5, W))
     x = torch.randn(1, 5, 64, 64)
     fast = optimize_for_inference(model, dtype=torch.bfloat16)
     assert all(p.dtype == torch.bfloat16 for p in fast.parameters())
