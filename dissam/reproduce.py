@@ -41,6 +41,12 @@ def _failure(err: BaseException) -> str:
     return f"{where}: {name}: {str(value).strip().splitlines()[0] if str(value).strip() else ''}"
 
 
+# ipykernel 7 warns at every start that its sockets are plain TCP (they listen on localhost only): seven
+# identical warnings in every run's output. Kernel log records below ERROR are dropped; what the cells
+# print, warnings included, still goes into the executed notebooks.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+
 def run_series(profile: str | None = None, data: str | Path | None = None, sam_checkpoint: str | Path | None = None,
                sam_model_type: str | None = None, dry_run: bool = False, notebooks: list[str] | None = None,
                cell_timeout: int | None = None, isnet_checkpoint: str | Path | None = None,
@@ -72,7 +78,8 @@ def run_series(profile: str | None = None, data: str | Path | None = None, sam_c
         start = time.perf_counter()
         try:
             pm.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
-                                cwd=str(NOTEBOOK_DIR), progress_bar=False, execution_timeout=cell_timeout)
+                                cwd=str(NOTEBOOK_DIR), progress_bar=False, execution_timeout=cell_timeout,
+                                extra_arguments=KERNEL_ARGS)
         except Exception as err:  # papermill's PapermillExecutionError, nbclient's CellTimeoutError, ...
             print(f"FAILED {name} after {time.perf_counter() - start:.0f} s in {_failure(err)}\n"
                   f"  partial notebook kept: {target}", file=sys.stderr)

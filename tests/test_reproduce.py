@@ -60,6 +60,22 @@ def test_success_writes_readers_copies_into_the_figures_folder(tmp_path, monkeyp
     assert Image.open(io.BytesIO(base64.b64decode(png))).width == 900  # 2000 px, downscaled
 
 
+def test_the_run_shows_no_kernel_log_noise(tmp_path, monkeypatch, capfd):
+    """The terminal gets one line per notebook, not the kernel's start-up log (ipykernel 7 warns at each
+    start that its localhost sockets are unencrypted); what a cell writes to stderr stays in the notebook."""
+    monkeypatch.setenv("DISSAM_RUNS", str(tmp_path / "runs"))
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "00_data_enrichment.ipynb", ["import sys\nprint('cell note', file=sys.stderr)"])
+    monkeypatch.setattr(reproduce, "NOTEBOOK_DIR", notebooks)
+    assert reproduce.run_series("tiny", notebooks=["00"]) == 0
+    shown = capfd.readouterr()
+    assert "00_data_enrichment" in shown.out
+    assert "Kernel is running" not in shown.err + shown.out and "cell note" not in shown.err
+    executed = nbformat.read(tmp_path / "runs" / "tiny" / "executed" / "00_data_enrichment.ipynb", as_version=4)
+    assert any("cell note" in o.get("text", "") for cell in executed.cells for o in cell.get("outputs", []))
+
+
 def test_unknown_notebook_selection_is_an_error():
     with pytest.raises(ValueError, match="no notebook matches"):
         reproduce._select(["99"])
