@@ -8,11 +8,9 @@ segment_anything_hq is imported when a model is built, so importing this module 
 """
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 
-from .tiny_sam import TINY_PATCH, tiny_img_size
+from .tiny_sam import build_toy_sam, tiny_img_size
 
 
 def build_tiny_hq_sam(seed: int = 0, img_size: int = 64, embed_dim: int = 32, prompt_dim: int = 32) -> torch.nn.Module:
@@ -20,31 +18,9 @@ def build_tiny_hq_sam(seed: int = 0, img_size: int = 64, embed_dim: int = 32, pr
     ``prompt_dim`` must be a multiple of 8 (the decoder's mask features have ``prompt_dim // 8`` channels)."""
     from .sam import _import_hq
 
-    if img_size % TINY_PATCH:
-        raise ValueError(f"img_size must be a multiple of the patch size {TINY_PATCH}, got {img_size}")
     if prompt_dim % 8:
         raise ValueError(f"prompt_dim must be a multiple of 8, got {prompt_dim}")
-    m = _import_hq().modeling
-    grid = img_size // TINY_PATCH
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        sam = m.Sam(
-            image_encoder=m.ImageEncoderViT(
-                img_size=img_size, patch_size=TINY_PATCH, embed_dim=embed_dim, depth=2, num_heads=2,
-                mlp_ratio=2.0, out_chans=prompt_dim, qkv_bias=True,
-                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True,
-                window_size=4, global_attn_indexes=(1,)),  # block 1 is global: the decoder's early feature
-            prompt_encoder=m.PromptEncoder(
-                embed_dim=prompt_dim, image_embedding_size=(grid, grid),
-                input_image_size=(img_size, img_size), mask_in_chans=4),
-            mask_decoder=m.MaskDecoderHQ(
-                transformer_dim=prompt_dim, num_multimask_outputs=3,
-                transformer=m.TwoWayTransformer(depth=1, embedding_dim=prompt_dim, num_heads=2, mlp_dim=64),
-                iou_head_depth=2, iou_head_hidden_dim=32, vit_dim=embed_dim),
-            pixel_mean=[123.675, 116.28, 103.53],
-            pixel_std=[58.395, 57.12, 57.375],
-        )
-    return sam.eval()
+    return build_toy_sam(_import_hq().modeling, seed, img_size, embed_dim, prompt_dim, hq=True)
 
 
 def build_tiny_hq_sam_for(state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:

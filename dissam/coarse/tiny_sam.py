@@ -8,37 +8,49 @@ any ``img_size`` divisible by the patch size works. Its masks mean nothing: it c
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import torch
-from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from segment_anything import modeling
+from segment_anything.modeling import Sam
 
 TINY_PATCH = 8
 
 
-def build_tiny_sam(seed: int = 0, img_size: int = 64, embed_dim: int = 32, prompt_dim: int = 32) -> Sam:
-    """Randomly initialised toy SAM (deterministic by ``seed``; the global torch RNG is left untouched)."""
+def build_toy_sam(modeling: Any, seed: int = 0, img_size: int = 64, embed_dim: int = 32,
+                  prompt_dim: int = 32, hq: bool = False) -> torch.nn.Module:
+    """The toy SAM from a SAM package's ``modeling`` module: segment_anything's, or with ``hq``
+    segment_anything_hq's, whose mask decoder adds the HQ token and fuses the early ViT features
+    (block 1, the global one). Deterministic by ``seed``; the global torch RNG is left untouched."""
     if img_size % TINY_PATCH:
         raise ValueError(f"img_size must be a multiple of the patch size {TINY_PATCH}, got {img_size}")
     grid = img_size // TINY_PATCH
+    decoder = partial(modeling.MaskDecoderHQ, vit_dim=embed_dim) if hq else modeling.MaskDecoder
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        sam = Sam(
-            image_encoder=ImageEncoderViT(
+        sam = modeling.Sam(
+            image_encoder=modeling.ImageEncoderViT(
                 img_size=img_size, patch_size=TINY_PATCH, embed_dim=embed_dim, depth=2, num_heads=2,
                 mlp_ratio=2.0, out_chans=prompt_dim, qkv_bias=True,
                 norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True,
                 window_size=4, global_attn_indexes=(1,)),
-            prompt_encoder=PromptEncoder(
+            prompt_encoder=modeling.PromptEncoder(
                 embed_dim=prompt_dim, image_embedding_size=(grid, grid),
                 input_image_size=(img_size, img_size), mask_in_chans=4),
-            mask_decoder=MaskDecoder(
+            mask_decoder=decoder(
                 transformer_dim=prompt_dim, num_multimask_outputs=3,
-                transformer=TwoWayTransformer(depth=1, embedding_dim=prompt_dim, num_heads=2, mlp_dim=64),
+                transformer=modeling.TwoWayTransformer(depth=1, embedding_dim=prompt_dim, num_heads=2,
+                                                       mlp_dim=64),
                 iou_head_depth=2, iou_head_hidden_dim=32),
             pixel_mean=[123.675, 116.28, 103.53],
             pixel_std=[58.395, 57.12, 57.375],
         )
     return sam.eval()
+
+
+def build_tiny_sam(seed: int = 0, img_size: int = 64, embed_dim: int = 32, prompt_dim: int = 32) -> Sam:
+    """Randomly initialised toy SAM (deterministic by ``seed``; the global torch RNG is left untouched)."""
+    return build_toy_sam(modeling, seed, img_size, embed_dim, prompt_dim)
 
 
 def tiny_img_size(state_dict: dict[str, torch.Tensor]) -> int:
