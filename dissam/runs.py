@@ -183,7 +183,7 @@ def _train_in_processes(profile: Profile, names: list[str], progress: bool) -> d
             time.sleep(0.2)
     finally:
         for worker in workers:
-            worker.proc.kill()
+            worker.close()
         bar.close()
     return paths
 
@@ -210,6 +210,13 @@ class _Worker:
         proc.stdin.write(pickle.dumps((profile, names)))  # type: ignore[union-attr]
         proc.stdin.close()  # type: ignore[union-attr]
         return cls(names, proc, out, err)
+
+    def close(self) -> None:
+        """Stop the worker if it still runs (an error elsewhere, Ctrl-C), reap it and release its files."""
+        self.proc.kill()
+        self.proc.wait()
+        self.out.close()
+        self.err.close()
 
     def poll(self) -> list[tuple[str, Path]]:
         """Runs finished since the last call; RuntimeError with the worker's stderr if it died."""
