@@ -68,7 +68,7 @@ def resolve_stage1_max_side(value: int | str | None, segmenter: Any) -> int | No
     check_stage1_max_side(value)
     if value == AUTO:
         return default_stage1_max_side(segmenter)
-    return int(value) or None if value is not None else None  # 0 and None: full size
+    return int(value) if value else None  # 0 and None: full size
 
 
 REFINE_REGIONS = ("image", "box")

@@ -25,7 +25,7 @@ from .config import Profile
 from .data.folders import list_pairs
 from .data.prompts import Box, BoxError
 from .data.splits import VAL_SPLIT
-from .figures import overlay
+from .outputs import overlay
 from .predictor import DisSam, MultiPrediction, Prediction, as_rgb, check_stage1_max_side
 
 __all__ = ["BoxDragDemo", "box_drag_demo", "boxes_from_bboxes", "demo_image", "mask_view", "png_bytes",
@@ -45,7 +45,7 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def mask_view(rgb: np.ndarray, mask: np.ndarray | None, colour: tuple[int, int, int],
               boxes: list[Box] = (), scale: float = 1.0) -> np.ndarray:  # type: ignore[assignment]
-    """The image dimmed, the mask painted over it in ``colour`` (:func:`dissam.figures.overlay`), resized
+    """The image dimmed, the mask painted over it in ``colour`` (:func:`dissam.outputs.overlay`), resized
     by ``scale`` (nearest when enlarging, so pixels stay crisp), then the boxes outlined at the display
     resolution."""
     out = overlay(rgb, mask, colour, alpha=0.7, dim=0.45)

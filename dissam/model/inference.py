@@ -350,7 +350,7 @@ def choose_inference_path(model: nn.Module, size: int, in_ch: int | None = None,
         return build_path(model, entry["path"]), {**entry, "source": source, "key": key}
     channels = int(in_ch or (getattr(model, "config", None) or {}).get("in_ch", 5))
     x = torch.rand(1, channels, int(size), int(size), generator=torch.Generator().manual_seed(0)).to(device)
-    modules = {"eager": model.eval(), "optimised": optimize_for_inference(model)}
+    modules = {path: build_path(model, path) for path in INFERENCE_PATHS}
 
     def run(module: nn.Module) -> Callable[[], object]:
         def call() -> object:

@@ -3,8 +3,10 @@
 The exported graph is exactly what the predictor runs in PyTorch (:func:`dissam.model.inference.predict_prob`):
 ``input`` float32 ``[B, in_ch, H, W]`` -> ``prob`` float32 ``[B, 1, H, W]``, maps[0] after the sigmoid,
 the coarse prior included when the checkpoint trains with one. Batch, height and width are dynamic.
-What the predictor needs beside the weights (input size, channel switches, profile name) travels in
-the model's metadata (:data:`METADATA_KEYS`), so a ``.onnx`` file alone is enough to predict.
+What the predictor needs beside the weights travels in the model's metadata (``dissam_format``,
+``model_config``, and ``train_config`` (input size, channel switches) and ``profile`` as
+:func:`~dissam.model.checkpoint.checkpoint_metadata` reads them), so a ``.onnx`` file alone is enough
+to predict.
 
 ``onnx`` (export, checking) and ``onnxruntime`` (running) are the optional extra ``dissam[onnx]``;
 they are imported only here, when needed, with an error that says how to install them.
@@ -33,8 +35,6 @@ OPSET = 17
 # the same size, an exact identity); 64 would be the least such size. Non-square, so that height and
 # width stay separate in the graph.
 TRACE_HW = (128, 160)
-# What the predictor reads from a checkpoint's train_config (the rest is training-only).
-METADATA_KEYS = ("dissam_format", "model_config", "train_config", "profile")
 INSTALL_HINT = "pip install 'dissam[onnx]'"
 
 
