@@ -199,7 +199,7 @@ def test_one_builder_for_a_profiles_split(tiny_data, tmp_path, monkeypatch):
     profile = dataclasses.replace(get_profile("tiny"), tag="builder")
     profile.data.root = tiny_data
     train = refiner_dataset(profile, TRAIN_SPLIT, train=True, use_mask=False)
-    assert (train.enrichment, train.augment, train.size, train.preload) == ("filtered", "hflip", 64, True)
+    assert (train.enrichment, train.augment, train.size, train.storage) == ("filtered", "hflip", 64, "memory")
     assert len(train) > len(train.pairs) == 12
     whole = refiner_dataset(profile, TRAIN_SPLIT, train=True, enrich=False, use_mask=False)
     assert whole.enrichment is None and whole.augment == "hflip" and len(whole) == 12
@@ -210,7 +210,9 @@ def test_one_builder_for_a_profiles_split(tiny_data, tmp_path, monkeypatch):
     assert refiner_dataset(authors, TRAIN_SPLIT, train=True, use_mask=False).augment == "hvflip"
     unflipped = dataclasses.replace(profile, variant=dataclasses.replace(profile.variant, augment="none"))
     assert refiner_dataset(unflipped, TRAIN_SPLIT, train=True, use_mask=False).augment is None
-    assert not refiner_dataset(dataclasses.replace(profile, name="paper"), VAL_SPLIT, use_mask=False).preload
+    paper = dataclasses.replace(profile, name="paper")
+    on_disk = refiner_dataset(paper, VAL_SPLIT, use_mask=False)
+    assert on_disk.storage == "disk" and str(stages.resized_cache_dir(paper, VAL_SPLIT)) in on_disk.cache_manifest["set_dir"]
     stages.cache_stage1(profile, [VAL_SPLIT], progress=False)
     val = refiner_dataset(profile, VAL_SPLIT)
     assert val.use_mask and val.use_box and val.coarse.key == stages.stage1_key(profile)

@@ -8,8 +8,11 @@ A *coarse source* is any callable ``source(stem, image, box) -> uint8 HxW`` mask
 one per image (``enrichment=None``, evaluation). Each sample's target is its own component (the GT's
 values inside it); the other components are background. Targets stay soft, as in the references: the GT
 is resized bilinearly and divided by 255, never re-binarised, so a 1-px wire survives a 3x shrink.
-``preload=True`` resizes everything to the network size once (uint8, fast CPU epochs); ``preload=False``
-reads files per item (DIS5K at 1024^2). Per-item randomness (flips) draws from
+Every sample is two uint8 arrays at the network size, made by one function
+(:func:`dissam.data.resized_cache.image_arrays`); where they live is the data set's ``storage``:
+``memory`` (``preload=True``, the CPU profiles), ``disk`` (``cache_dir``: built once, in parallel, then
+memory-mapped; DIS5K at 1024^2) or ``files`` (``preload=False``: computed per item from the originals).
+All three give the same tensors, bit for bit. Per-item randomness (flips) draws from
 torch's global RNG, so ``torch.manual_seed`` and DataLoader worker seeding make epochs reproducible.
 
 :func:`refiner_dataset` builds one split of a profile's data, for training or for evaluation.
@@ -24,10 +27,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .enrichment import ENRICHMENT_RULES, component_target, target_mask, targets_for
+from .enrichment import ENRICHMENT_RULES, target_mask
 from .folders import DataError, Pair, list_pairs, read_mask
-from .prompts import Box, box_channel, jitter_box
-from .transforms import make_input, resize
+from .prompts import Box
+from .resized_cache import (ArraySpec, coarse_masks, memory_arrays, open_disk_arrays, sample_arrays,
+                            sample_records)
 
 AUGMENTS = (None, "hflip", "hvflip")
 ENRICHMENTS = (None, "none", *ENRICHMENT_RULES)
@@ -107,12 +111,15 @@ class RefinerDataset(Dataset):
     or ``"hvflip"`` (authors' code: 25% h, 25% v, 25% both), applied to input, GT and box alike.
     ``jitter`` > 0 moves each box side by up to that share of the box (fixed per sample, drawn from
     ``seed``), and the coarse source is asked with that same box, so stage-1 masks stay cacheable.
+    ``cache_dir``: keep the arrays on disk there (built by ``workers`` threads where missing, reused
+    after; the coarse source then needs a ``key``, e.g. the stage-1 cache's reader).
     """
 
     def __init__(self, folder_or_pairs: str | Path | Sequence[Pair], coarse: CoarseSource | None, size: int,
                  enrichment: str | None = "filtered", augment: str | None = "hflip", use_box: bool = True,
                  use_mask: bool = True, in_ch: int = 5, preload: bool = True, jitter: float = 0.0,
-                 seed: int = 0, verbose: bool = False) -> None:
+                 seed: int = 0, verbose: bool = False, cache_dir: str | Path | None = None,
+                 workers: int | None = None) -> None:
         if enrichment not in ENRICHMENTS:
             raise ValueError(f"enrichment must be one of {ENRICHMENTS}, not {enrichment!r}")
         if augment not in AUGMENTS:
@@ -124,56 +131,41 @@ class RefinerDataset(Dataset):
         if self.use_mask and coarse is None:
             raise ValueError("use_mask=True needs a coarse source (stage-1 masks); pass one, or use_mask=False")
         self.coarse, self.size, self.enrichment, self.augment = coarse, int(size), enrichment, augment
-        self.in_ch, self.preload, self.jitter, self.seed = in_ch, preload, float(jitter), seed
+        self.in_ch, self.jitter, self.seed = in_ch, float(jitter), seed
         self.pairs = _pairs(folder_or_pairs)
+        self.spec = ArraySpec(self.size, enrichment, self.jitter, seed, self.use_mask, self.use_box,
+                              _stage1_key(coarse) if self.use_mask and cache_dir is not None else None)
+        self.storage = "disk" if cache_dir is not None else "memory" if preload else "files"
+        self.preload = self.storage != "files"
+        self.cache_manifest: dict | None = None  # what the on-disk cache did (storage "disk")
+        self._arrays, records, rows = self._open_storage(cache_dir, workers, verbose)
         self.samples: list[Sample] = []
-        self._image_of: list[int] = []
-        rgb, aux = [], []
-        for k, pair in enumerate(self.pairs):
-            image, gt = pair.load() if preload else (None, read_mask(pair.gt_path))
-            hw = gt.shape[:2]
-            if preload:
-                rgb.append(torch.from_numpy(np.ascontiguousarray(resize(image, self.size).transpose(2, 0, 1))))
-            for t in targets_for(gt, enrichment):
-                box = self._prompt_box(t.box, hw, k, t.index)
-                s = Sample(pair.stem, t.index, box, pair, hw)
-                if preload:
-                    target = component_target(gt, None if t.index == -1 else t.mask)
-                    aux.append(torch.from_numpy(self._aux(image, target, box, pair.stem)))
-                self.samples.append(s)
-                self._image_of.append(len(rgb) - 1 if preload else k)
+        self._image_of: list[int] = []  # per sample: its image's rgb row (memory) or its image (disk, files)
+        for pair, image_records, row in zip(self.pairs, records, rows):
+            for index, box, hw in image_records:
+                self.samples.append(Sample(pair.stem, index, box, pair, hw))
+                self._image_of.append(row)
         if not self.samples:
             raise DataError(f"no sample: every GT mask is empty in {len(self.pairs)} image(s)")
-        self._rgb = torch.stack(rgb) if preload else None
-        self._aux_t = torch.stack(aux) if preload else None
         if verbose and enrichment not in (None, "none"):
             print(f"GT enrichment ({enrichment}) of {Path(self.pairs[0].gt_path).parent.parent.name}: "
                   f"{len(self.pairs)} images -> {len(self.samples)} samples")
 
     # ------------------------------------------------------------------ building
-    def _prompt_box(self, box: Box, hw: tuple[int, int], image_index: int, index: int) -> Box:
-        if self.jitter <= 0:
-            return box
-        rng = np.random.default_rng([self.seed, image_index, index + 1])
-        return jitter_box(box, hw[0], hw[1], rng, self.jitter)
-
-    def _aux(self, image: np.ndarray, target: np.ndarray, box: Box, stem: str) -> np.ndarray:
-        """uint8 ``[3, S, S]``: coarse mask, box channel, soft target GT (0..255), all at network size."""
-        h, w = target.shape
-        out = np.zeros((3, self.size, self.size), np.uint8)
-        if self.use_mask:
-            coarse = self._coarse(stem, image, box)
-            out[0] = resize(coarse, self.size)
-        if self.use_box:
-            out[1] = resize(box_channel(box, h, w), self.size)
-        out[2] = resize(target, self.size)
-        return out
+    def _open_storage(self, cache_dir: str | Path | None, workers: int | None, verbose: bool):
+        """(storage, samples per image, rgb row per image): the arrays in memory, on disk (built or reused
+        under ``cache_dir``), or none (``files``: each item is computed from the original files)."""
+        if self.storage == "disk":
+            arrays, records, rows, self.cache_manifest = open_disk_arrays(
+                self.pairs, self.spec, self.coarse, cache_dir, workers=workers, progress=verbose)
+            return arrays, records, rows
+        if self.storage == "memory":
+            return memory_arrays(self.pairs, self.spec, self.coarse)
+        records = [sample_records(pair, k, self.spec) for k, pair in enumerate(self.pairs)]
+        return None, records, list(range(len(self.pairs)))
 
     def _coarse(self, stem: str, image: np.ndarray, box: Box) -> np.ndarray:
-        mask = np.asarray(self.coarse(stem, image, box))
-        if mask.shape != image.shape[:2]:
-            raise DataError(f"coarse mask for {stem!r} is {mask.shape}, its image is {image.shape[:2]}")
-        return mask
+        return coarse_masks(self.coarse, stem, image, [box])[0]
 
     def load(self, i: int) -> Sample:
         """The sample with its arrays at the original resolution (image, soft target GT 0..255, coarse mask)."""
@@ -192,17 +184,25 @@ class RefinerDataset(Dataset):
         """Base images -> samples (what enrichment did)."""
         return {"images": len(self.pairs), "samples": len(self.samples)}
 
+    def arrays(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``i`` as stored: uint8 RGB ``[3, S, S]`` and uint8 aux planes ``[C, S, S]``
+        (``self.spec.channels``: stage-1 mask and box when switched on, the soft target GT last)."""
+        if self._arrays is None:
+            s = self.samples[i]
+            rgb, aux = sample_arrays(s.pair, (s.index, s.box, s.hw), self.spec, self.coarse)
+            return torch.from_numpy(rgb), torch.from_numpy(aux)
+        return self._arrays.rgb(self._image_of[i]), self._arrays.aux(i)
+
     def _tensors(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.preload:
-            rgb = self._rgb[self._image_of[i]].float() / 255.0 - 0.5
-            aux = self._aux_t[i].float() / 255.0
-            if self.in_ch == 3:
-                return rgb, aux[2:3]
-            return torch.cat([rgb, aux[0:2]]), aux[2:3]
-        s = self.load(i)
-        x = make_input(s.image, s.coarse, s.box, self.size, self.use_mask, self.use_box, self.in_ch)
-        gt = resize(s.gt, self.size).astype(np.float32) / 255.0
-        return torch.from_numpy(x), torch.from_numpy(gt[None])
+        """float32 (input ``[in_ch, S, S]``: RGB/255 - 0.5, mask/255, box/255; target GT/255 ``[1, S, S]``)."""
+        rgb_u8, aux_u8 = self.arrays(i)
+        rgb = rgb_u8.float() / 255.0 - 0.5
+        aux = aux_u8.float() / 255.0
+        if self.in_ch == 3:
+            return rgb, aux[-1:]
+        planes = {name: aux[c:c + 1] for c, name in enumerate(self.spec.channels)}
+        zeros = torch.zeros_like(aux[-1:])
+        return torch.cat([rgb, planes.get("coarse", zeros), planes.get("box", zeros)]), aux[-1:]
 
     def _flips(self) -> tuple[bool, bool]:
         if self.augment == "hflip":
@@ -230,25 +230,39 @@ class RefinerDataset(Dataset):
     def __repr__(self) -> str:
         return (f"RefinerDataset({self.counts['images']} images -> {len(self)} samples, size={self.size}, "
                 f"enrichment={self.enrichment!r}, augment={self.augment!r}, mask={self.use_mask}, "
-                f"box={self.use_box}, preload={self.preload})")
+                f"box={self.use_box}, storage={self.storage!r})")
+
+
+def _stage1_key(coarse) -> str:
+    """The key that identifies a coarse source's masks on disk (the stage-1 cache reader has one)."""
+    key = getattr(coarse, "key", None)
+    if not isinstance(key, str):
+        raise ValueError(f"an on-disk data set with the mask channel needs a coarse source with a key (str) that "
+                         f"identifies its masks, such as dissam.coarse.CachedCoarse; {coarse!r} has none")
+    return key
 
 
 def refiner_dataset(profile, split: str, train: bool = False, use_box: bool = True, use_mask: bool = True,
-                    in_ch: int = 5, enrich: bool = True, size: int | None = None) -> RefinerDataset:
+                    in_ch: int = 5, enrich: bool = True, size: int | None = None, verbose: bool = False,
+                    workers: int | None = None, on_disk: bool | None = None) -> RefinerDataset:
     """One split of a run's data as the refiner (or, with ``in_ch=3`` and no box or mask, the GT encoder)
     sees it: the one place training and evaluation build their data sets.
 
     ``train=True``: the variant's GT enrichment (when ``enrich``) and augmentation; else one sample per
     image, unaugmented (validation, evaluation). Stage-1 masks come from the profile's cache when
-    ``use_mask``. ``size``: the network size, default the profile's. The paper profile (DIS5K at 1024^2)
-    reads files per item; the CPU profiles preload.
+    ``use_mask``. ``size``: the network size, default the profile's. The CPU profiles hold the arrays in
+    memory; the paper profile (DIS5K at 1024^2) keeps them in the split's resized cache on disk
+    (:func:`dissam.stages.resized_cache_dir`), built by ``workers`` threads on first use and reused after;
+    ``on_disk`` overrides the profile's choice.
     """
     from .. import stages
 
     variant = profile.variant
+    on_disk = stages.uses_resized_cache(profile) if on_disk is None else on_disk
     return RefinerDataset(stages.split_dir(profile, split),
                           stages.coarse_source(profile, split) if use_mask else None,
                           profile.train.size if size is None else size,
                           enrichment=variant.enrichment if train and enrich else None,
                           augment=variant.augment if train and variant.augment != "none" else None,
-                          use_box=use_box, use_mask=use_mask, in_ch=in_ch, preload=profile.name != "paper")
+                          use_box=use_box, use_mask=use_mask, in_ch=in_ch, verbose=verbose, workers=workers,
+                          cache_dir=stages.resized_cache_dir(profile, split) if on_disk else None)
