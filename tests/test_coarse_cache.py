@@ -209,3 +209,89 @@ def test_tiny_sam_end_to_end_through_the_cache(tmp_path):
     assert cache_masks(same, data, tmp_path / "cache", enrichment="components", progress=False)["encoder_calls"] == 0
     other = build_coarse("sam", model=build_tiny_sam(seed=4), device="cpu")
     assert cache_masks(other, data, tmp_path / "cache", enrichment="components", progress=False)["cache_hits"] == 0
+
+
+def test_a_complete_split_is_not_read_again(tmp_path, monkeypatch):
+    from dissam.data.folders import Pair
+
+    data = make_split(tmp_path / "split")
+    first = cache_masks(Counting(), data, tmp_path / "cache", enrichment="components", progress=False)
+    assert first["complete"] and first["verified"]
+
+    def no_load(self):
+        raise AssertionError(f"{self.stem} was read again")
+
+    with monkeypatch.context() as m:
+        m.setattr(Pair, "load", no_load)
+        again = cache_masks(Counting(), data, tmp_path / "cache", enrichment="components", progress=False)
+    assert (again["encoder_calls"], again["computed"], again["cache_hits"]) == (0, 0, sum(N_COMPONENTS))
+    assert again["samples"] == first["samples"] and not again["verified"]
+    # a deleted entry, a rewritten file or verify=True sends the split back to a full pass
+    (tmp_path / "cache" / first["samples"][0]["file"]).unlink()
+    assert cache_masks(Counting(), data, tmp_path / "cache", enrichment="components", progress=False)["computed"] == 1
+    Image.open(data / "gt" / "img1.png").save(data / "gt" / "img1.png")
+    assert cache_masks(Counting(), data, tmp_path / "cache", enrichment="components", progress=False)["verified"]
+    assert cache_masks(Counting(), data, tmp_path / "cache", enrichment="components", progress=False,
+                       verify=True)["verified"]
+
+
+def test_one_pass_serves_whole_and_enriched_boxes(tmp_path):
+    from dissam.coarse.cache import cache_split
+
+    data = make_split(tmp_path / "split")
+    seg = Counting()
+    whole, enriched = cache_split(seg, data, tmp_path / "one", [None, "components"], progress=False)
+    assert seg.encoder_calls == len(N_COMPONENTS) == whole["encoder_calls"] + enriched["encoder_calls"]
+    two = [cache_masks(Counting(), data, tmp_path / "two", enrichment=e, progress=False) for e in (None, "components")]
+    for one_pass, two_passes in zip((whole, enriched), two):  # the same samples, computed boxes and hits
+        for key in ("images", "boxes", "computed", "cache_hits", "samples", "enrichment"):
+            assert one_pass[key] == two_passes[key], key
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
+    assert files == sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.png"))
+    assert all((tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes() for f in files)
+
+
+def test_read_ahead_keeps_order_and_bounds_the_queue():
+    import threading
+
+    from dissam.coarse.cache import _read_ahead
+
+    started, lock = [], threading.Lock()
+
+    def work(i):
+        with lock:
+            started.append(i)
+        return i * i
+
+    out = []
+    for value in _read_ahead(work, iter(range(20)), depth=3):
+        out.append(value)
+        assert len(started) <= len(out) + 3  # never more than `depth` items ahead of the consumer
+    assert out == [i * i for i in range(20)]
+
+
+def test_cache_stage1_builds_stage1_only_when_there_is_work(tiny_data, tmp_path, monkeypatch):
+    import dataclasses
+
+    from dissam import stages
+    from dissam.config import dry_run, get_profile
+    from dissam.data.folders import Pair
+    from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
+
+    monkeypatch.setenv("DISSAM_RUNS", str(tmp_path))
+    profile = dataclasses.replace(get_profile("tiny"), tag="stage1")
+    profile.data.root = tiny_data
+    builds = []
+    real_build = stages.build_stage1
+    monkeypatch.setattr(stages, "build_stage1", lambda *a, **k: builds.append(1) or real_build(*a, **k))
+    first = stages.cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT], progress=False)
+    assert builds == [1] and set(first) == {TRAIN_SPLIT, f"{TRAIN_SPLIT}-enriched", VAL_SPLIT}
+    assert first[TRAIN_SPLIT]["encoder_calls"] + first[f"{TRAIN_SPLIT}-enriched"]["encoder_calls"] == 12
+    monkeypatch.setattr(Pair, "load", lambda self: (_ for _ in ()).throw(AssertionError("image read")))
+    again = stages.cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT], progress=False)
+    assert builds == [1]  # complete: no segmenter built, no image opened
+    assert {k: m["samples"] for k, m in again.items()} == {k: m["samples"] for k, m in first.items()}
+    assert all(m["encoder_calls"] == 0 and m["cache_hits"] == m["boxes"] for m in again.values())
+    # a dry run shares the real run's stage-1 folder and key file
+    untagged = dataclasses.replace(profile, tag="")
+    assert stages.coarse_cache_dir(dry_run(untagged), VAL_SPLIT) == stages.coarse_cache_dir(untagged, VAL_SPLIT)
