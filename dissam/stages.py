@@ -187,6 +187,8 @@ def cache_stage1(profile: Profile, splits: list[str] | None = None, segmenter=No
     from .coarse.cache import cache_split, completed_pass
 
     stage1 = _Stage1OnDemand(profile, segmenter)
+    if segmenter is not None:
+        _remember_key(profile, segmenter.key)
     splits = splits if splits is not None else available_splits(
         profile, (TRAIN_SPLIT, VAL_SPLIT, *TEST_SPLITS, *profile.data.zero_shot_sets))
     manifests: dict[str, dict[str, Any]] = {}
