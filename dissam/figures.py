@@ -502,7 +502,8 @@ def stage1_walkthrough(profile: Profile, split: str = TRAIN_SPLIT, segmenter=Non
     with Image.open(path) as png:
         key = png.text[KEY_CHUNK]
     entry = {"image": pair.stem, "image digest": digest, "box (x0, y0, x1, y1)": box,
-             "segmenter key": segmenter.key, "cache file": path.relative_to(profile.cache_dir).as_posix(),
+             "segmenter key": segmenter.key,
+             "cache file": path.relative_to(stages.stage1_cache_root(profile)).as_posix(),
              "key stored in the PNG": key.replace("\n", " | "), "bytes": path.stat().st_size,
              "read back == computed": back is not None and np.array_equal(back, mask)}
     fig = _figure((7.2, 2.7))

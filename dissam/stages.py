@@ -264,7 +264,8 @@ def build_run_caches(profile: Profile, spec: "RunSpec", progress: bool = True) -
         built["gt_encoder/val"] = build_training_cache(profile, VAL_SPLIT, **gt_only)
     if not run_finished(profile, spec):
         inputs = dict(use_box=spec.use_box, use_mask=spec.use_mask, in_ch=spec.in_ch, progress=progress)
-        built[f"{spec.name}/train"] = build_training_cache(profile, TRAIN_SPLIT, train=True, enrich=spec.enrich, **inputs)
+        built[f"{spec.name}/train"] = build_training_cache(profile, TRAIN_SPLIT, train=True, enrich=spec.enrich,
+                                                           **inputs)
         built[f"{spec.name}/val"] = build_training_cache(profile, VAL_SPLIT, **inputs)
     return built
 
@@ -298,7 +299,8 @@ def on_rank0(profile: Profile, work: Callable[[], Any]) -> None:
     finally:
         dist.all_reduce(failed, op=dist.ReduceOp.MAX, group=group)
     if failed.item():
-        raise RuntimeError(f"rank {world.rank}: rank 0 failed to prepare the data (stage-1 and resized caches); see its error")
+        raise RuntimeError(f"rank {world.rank}: rank 0 failed to prepare the data (stage-1 and resized caches); "
+                           "see its error")
 
 
 def prepare_run(profile: Profile, spec: "RunSpec", progress: bool = True) -> None:

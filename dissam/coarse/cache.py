@@ -253,7 +253,8 @@ def _entries_exist(cache_dir: Path, samples: list[dict[str, Any]]) -> bool:
 
 
 def complete_manifest(data_dir: str | Path, cache_dir: str | Path, segmenter_key: str,
-                      enrichment: str | None = "filtered", pairs: Sequence[Pair] | None = None) -> dict[str, Any] | None:
+                      enrichment: str | None = "filtered",
+                      pairs: Sequence[Pair] | None = None) -> dict[str, Any] | None:
     """The manifest of an earlier complete pass over ``data_dir`` under this key and enrichment when
     nothing changed since: the same folder listing (names, sizes, modification times) and every entry
     file still there. None otherwise (then the split needs a full pass). Opens no image and no mask."""
@@ -270,7 +271,8 @@ def complete_manifest(data_dir: str | Path, cache_dir: str | Path, segmenter_key
 
 
 def completed_pass(data_dir: str | Path, cache_dir: str | Path, segmenter_key: str,
-                   enrichments: Sequence[str | None], pairs: Sequence[Pair] | None = None) -> list[dict[str, Any]] | None:
+                   enrichments: Sequence[str | None],
+                   pairs: Sequence[Pair] | None = None) -> list[dict[str, Any]] | None:
     """The manifests a pass would return when every rule's is complete (:func:`complete_manifest`),
     reported as a pass that found everything cached (no embedding, every box a hit); else None.
     Reads no image and no mask, and writes nothing."""
