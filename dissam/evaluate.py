@@ -305,12 +305,14 @@ def evaluate_main(profile: Profile) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- cost of one image
 def synthetic_pair(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A DIS-like (uint8 prediction, uint8 GT) pair of ``height`` x ``width`` pixels: a solid object with a
-    lattice of thin lines as GT, and a blurred, noisy copy of it as prediction."""
+    lattice of thin lines as GT (placed by ``seed``, so that every seed has its own GT and skeleton), and a
+    blurred, noisy copy of it as prediction."""
     rng = np.random.default_rng(seed)
     gt = np.zeros((height, width), np.uint8)
-    cv2.ellipse(gt, (width // 2, height // 2), (width // 5, height // 4), 0, 0, 360, 255, -1)
-    for x in range(width // 10, width, max(width // 40, 2)):
-        cv2.line(gt, (x, height // 10), (x + width // 20, 9 * height // 10), 255, 3)
+    centre = (int(rng.integers(width // 3, 2 * width // 3 + 1)), int(rng.integers(height // 3, 2 * height // 3 + 1)))
+    cv2.ellipse(gt, centre, (width // 5, height // 4), 0, 0, 360, 255, -1)
+    for x in range(int(rng.integers(0, width // 10 + 1)), width, max(width // 40, 2)):
+        cv2.line(gt, (x, height // 10), (x + int(rng.integers(-width // 20, width // 20 + 1)), 9 * height // 10), 255, 3)
     pred = cv2.GaussianBlur(gt, (0, 0), 3).astype(np.int16) + rng.integers(-20, 21, gt.shape, dtype=np.int16)
     return np.clip(pred, 0, 255).astype(np.uint8), gt
 
