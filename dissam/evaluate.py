@@ -6,8 +6,12 @@ and the data-set values ``{'maxF', 'wF', 'MAE', 'S', 'meanE', 'HCE'}`` (:class:`
 Metrics are taken at the GT's original resolution. ``workers`` > 1 measures images in threads (the
 heavy parts run in OpenCV, scikit-image and numpy without the GIL); results do not depend on it.
 :func:`evaluate_method`, :func:`evaluate_pooled` and :func:`evaluate_table` score a run's cached
-predictions (:mod:`dissam.runs`) on a profile's splits: what the tables are made of. The training-time
-score is :mod:`dissam.metrics.running`.
+predictions (:mod:`dissam.runs`) on a profile's splits: what the tables are made of. They measure in
+threads on every core (measured: scikit-image's skeletoniser, the costly part, scales in threads as in
+processes, without copying images between processes), keep GT skeletons on disk under the run folder, and
+store each split's per-image values and curves so that a pooled set is never measured twice.
+:func:`seconds_per_image` times that path on synthetic DIS-size images. The training-time score is
+:mod:`dissam.metrics.running`.
 """
 from __future__ import annotations
 
@@ -312,7 +316,8 @@ def synthetic_pair(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, 
     centre = (int(rng.integers(width // 3, 2 * width // 3 + 1)), int(rng.integers(height // 3, 2 * height // 3 + 1)))
     cv2.ellipse(gt, centre, (width // 5, height // 4), 0, 0, 360, 255, -1)
     for x in range(int(rng.integers(0, width // 10 + 1)), width, max(width // 40, 2)):
-        cv2.line(gt, (x, height // 10), (x + int(rng.integers(-width // 20, width // 20 + 1)), 9 * height // 10), 255, 3)
+        slant = int(rng.integers(-width // 20, width // 20 + 1))
+        cv2.line(gt, (x, height // 10), (x + slant, 9 * height // 10), 255, 3)
     pred = cv2.GaussianBlur(gt, (0, 0), 3).astype(np.int16) + rng.integers(-20, 21, gt.shape, dtype=np.int16)
     return np.clip(pred, 0, 255).astype(np.uint8), gt
 

@@ -40,8 +40,8 @@ HIGHER_IS_BETTER = {"maxF": True, "wF": True, "MAE": False, "S": True, "meanE": 
 OTHER_CONVENTIONS = ("maxF (P/R-mean)", "adpE")  # printed beside the defaults (see the module docstring)
 HIGHER_IS_BETTER.update({m: True for m in OTHER_CONVENTIONS})
 
-__all__ = ["DISMetrics", "ImageResult", "METRICS", "OTHER_CONVENTIONS", "HIGHER_IS_BETTER", "SkeletonCache", "image_metrics", "hce",
-           "weighted_fmeasure", "gt_skeleton", "prepare_pair", "to_uint8", "to_gt_mask"]
+__all__ = ["DISMetrics", "ImageResult", "METRICS", "OTHER_CONVENTIONS", "HIGHER_IS_BETTER", "SkeletonCache",
+           "image_metrics", "hce", "weighted_fmeasure", "gt_skeleton", "prepare_pair", "to_uint8", "to_gt_mask"]
 
 
 @dataclass
