@@ -7,8 +7,9 @@ Metrics are taken at the GT's original resolution. ``workers`` > 1 measures imag
 heavy parts run in OpenCV, scikit-image and numpy without the GIL); results do not depend on it.
 :func:`evaluate_method`, :func:`evaluate_pooled` and :func:`evaluate_table` score a run's cached
 predictions (:mod:`dissam.runs`) on a profile's splits: what the tables are made of. They measure in
-threads on every core (measured: scikit-image's skeletoniser, the costly part, scales in threads as in
-processes, without copying images between processes), keep GT skeletons on disk under the run folder, and
+threads on every core (scikit-image's skeletoniser, the costly part, runs without the GIL: measured on a
+2-core AMD EPYC Zen 5, four 7.5 MP GTs took 4.3 s each serially, 2.0 s in 2 threads, 2.3 s in 2 processes;
+threads copy no images between processes), keep GT skeletons on disk under the run folder, and
 store each split's per-image values and curves so that a pooled set is never measured twice.
 :func:`seconds_per_image` times that path on synthetic DIS-size images. The training-time score is
 :mod:`dissam.metrics.running`.
