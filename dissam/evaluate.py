@@ -6,11 +6,20 @@ and the data-set values ``{'maxF', 'wF', 'MAE', 'S', 'meanE', 'HCE'}`` (:class:`
 Metrics are taken at the GT's original resolution. ``workers`` > 1 measures images in threads (the
 heavy parts run in OpenCV, scikit-image and numpy without the GIL); results do not depend on it.
 :func:`evaluate_method`, :func:`evaluate_pooled` and :func:`evaluate_table` score a run's cached
-predictions (:mod:`dissam.runs`) on a profile's splits: what the tables are made of. The training-time
-score is :mod:`dissam.metrics.running`.
+predictions (:mod:`dissam.runs`) on a profile's splits: what the tables are made of. They measure in
+threads on every core (scikit-image's skeletoniser, the costly part, runs without the GIL: measured on a
+2-core AMD EPYC Zen 5, four 7.5 MP GTs took 4.3 s each serially, 2.0 s in 2 threads, 2.3 s in 2 processes;
+threads copy no images between processes), keep GT skeletons on disk under the run folder, and
+store each split's per-image values and curves so that a pooled set is never measured twice.
+:func:`seconds_per_image` times that path on synthetic DIS-size images. The training-time score is
+:mod:`dissam.metrics.running`.
 """
 from __future__ import annotations
 
+import os
+import tempfile
+import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -64,14 +73,23 @@ def _finish(metrics: DISMetrics) -> tuple[pd.DataFrame, dict[str, float]]:
     return records, metrics.results()
 
 
-def _run(loaders: Iterable[Callable[[], Item]], total: int | None, progress: bool, desc: str,
-         skeleton_cache_dir: str | Path | None, resize: bool, workers: int) -> tuple[pd.DataFrame, dict[str, float]]:
+def _measure_all(loaders: Iterable[Callable[[], Item]], total: int | None, progress: bool, desc: str,
+                 skeleton_cache_dir: str | Path | None, resize: bool, workers: int,
+                 keep: list[ImageResult] | None = None) -> DISMetrics:
+    """Every item measured and added in input order; ``keep`` also receives each image's result."""
     metrics = DISMetrics(skeleton_cache_dir=skeleton_cache_dir, resize=resize)
     for name, result in _progress(_measured(metrics, loaders, workers), progress, total, desc):
         metrics.add(result, name)
+        if keep is not None:
+            keep.append(result)
     if not len(metrics):
         raise ValueError("nothing to evaluate: no prediction/GT pairs were given")
-    return _finish(metrics)
+    return metrics
+
+
+def _run(loaders: Iterable[Callable[[], Item]], total: int | None, progress: bool, desc: str,
+         skeleton_cache_dir: str | Path | None, resize: bool, workers: int) -> tuple[pd.DataFrame, dict[str, float]]:
+    return _finish(_measure_all(loaders, total, progress, desc, skeleton_cache_dir, resize, workers))
 
 
 def evaluate_pairs(items: Iterable[Item], progress: bool = True, skeleton_cache_dir: str | Path | None = None,
@@ -170,36 +188,110 @@ def summarize(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> pd.Da
 
 
 # ----------------------------------------------------------------------------- the paper's runs on a profile
-def evaluate_method(profile: Profile, method: str, split: str) -> dict[str, float]:
-    """Six-metric summary of one method on one split; per-image rows go to a CSV beside the predictions."""
+CURVES = ("precision", "recall", "F", "E")
+
+
+def default_workers() -> int:
+    """Threads that measure images in the profile evaluations: every core this process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def skeleton_dir(profile: Profile) -> Path:
+    """The on-disk GT skeleton cache of a profile's evaluations (keyed by GT content and skeletoniser,
+    shared by every method, split and rerun)."""
+    return profile.run_dir / "cache" / "skeletons"
+
+
+def measures_path(profile: Profile, method: str, split: str) -> Path:
+    """What pooling needs of one method on one split, beside its per-image CSV: ``<split>.npz``."""
+    from . import runs
+
+    return runs.prediction_dir(profile, method, split).with_suffix(".npz")
+
+
+def _save_measures(path: Path, names: list[str], results: list[ImageResult]) -> None:
+    """Per-image values, adaptive E and curves (``[n, 256]`` each, thresholds 255..0), written atomically."""
+    arrays = {"names": np.array(names), "values": np.array([[r.values[k] for k in METRICS] for r in results]),
+              "adpE": np.array([r.extra.get("adpE", np.nan) for r in results], dtype=np.float64)}
+    arrays.update({k: np.stack([r.curves[k] for r in results]) for k in CURVES})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_measures(path: Path, names: list[str]) -> list[ImageResult] | None:
+    """The stored results of ``names`` (in that order), or None when the file is absent or is for other images."""
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        if [str(n) for n in data["names"]] != names:
+            return None
+        values, adaptive = data["values"], data["adpE"]
+        curves = {k: data[k] for k in CURVES}
+    return [ImageResult({k: (int(v) if k == "HCE" else float(v)) for k, v in zip(METRICS, values[i])},
+                        {k: curves[k][i] for k in CURVES}, {"adpE": float(adaptive[i])}) for i in range(len(names))]
+
+
+def _summary(metrics: DISMetrics, conventions: bool) -> dict[str, float]:
+    return {**metrics.results(), **(metrics.other_conventions() if conventions else {})}
+
+
+def evaluate_method(profile: Profile, method: str, split: str, conventions: bool = False,
+                    workers: int | None = None) -> dict[str, float]:
+    """Six-metric summary of one method on one split (with ``conventions``, also the values in
+    ``OTHER_CONVENTIONS``). Per-image rows go to a CSV beside the predictions, and what pooling needs
+    (:func:`measures_path`) beside it. Images are measured in ``workers`` threads (default: every core);
+    GT skeletons come from the profile's disk cache (:func:`skeleton_dir`)."""
     from . import runs
 
     preds = runs.predictions(profile, method, split)
     pairs = list_pairs(stages.split_dir(profile, split))
-    records, summary = evaluate_pairs(((p.stem, preds[p.stem], read_mask(p.gt_path)) for p in pairs),
-                                      progress=False)
+    loaders = ((lambda p=p: (p.stem, preds[p.stem], read_mask(p.gt_path))) for p in pairs)
+    results: list[ImageResult] = []
+    metrics = _measure_all(loaders, len(pairs), False, split, skeleton_dir(profile), False,
+                           default_workers() if workers is None else workers, keep=results)
+    records, _ = _finish(metrics)
     records.to_csv(runs.prediction_dir(profile, method, split).with_suffix(".csv"), index=False)
-    return summary
+    _save_measures(measures_path(profile, method, split), [p.stem for p in pairs], results)
+    return _summary(metrics, conventions)
 
 
-def evaluate_pooled(profile: Profile, method: str, splits: list[str]) -> dict[str, float]:
-    """Six-metric summary of one method over the images of several splits pooled as one data set."""
+def _split_results(profile: Profile, method: str, split: str) -> list[ImageResult]:
+    """One split's per-image results: stored by :func:`evaluate_method` when they are newer than every
+    prediction of the split, else measured now (and stored)."""
     from . import runs
 
-    items = []
+    stems = [p.stem for p in list_pairs(stages.split_dir(profile, split))]
+    path = measures_path(profile, method, split)
+    pred_dir = runs.prediction_dir(profile, method, split)
+    newest = max((f.stat().st_mtime for f in pred_dir.glob("*.png")), default=float("inf"))
+    stored = _load_measures(path, stems) if path.is_file() and path.stat().st_mtime >= newest else None
+    if stored is None:
+        evaluate_method(profile, method, split)
+        stored = _load_measures(path, stems)
+    return stored
+
+
+def evaluate_pooled(profile: Profile, method: str, splits: list[str], conventions: bool = False) -> dict[str, float]:
+    """Summary of one method over the images of several splits pooled as one data set, built from each
+    split's stored per-image results (no second measurement); identical to measuring them again."""
+    metrics = DISMetrics()
     for split in splits:
-        preds = runs.predictions(profile, method, split)
-        items += [(f"{split}/{p.stem}", preds[p.stem], read_mask(p.gt_path))
-                  for p in list_pairs(stages.split_dir(profile, split))]
-    return evaluate_pairs(iter(items), progress=False)[1]
+        stems = [p.stem for p in list_pairs(stages.split_dir(profile, split))]
+        for stem, result in zip(stems, _split_results(profile, method, split)):
+            metrics.add(result, f"{split}/{stem}")
+    return _summary(metrics, conventions)
 
 
-def evaluate_table(profile: Profile, methods: dict[str, str], splits: list[str]) -> pd.DataFrame:
-    """Long table (method, dataset, six metrics) for ``methods`` {row label: run name or ``runs.STAGE1``}."""
+def evaluate_table(profile: Profile, methods: dict[str, str], splits: list[str],
+                   conventions: bool = False) -> pd.DataFrame:
+    """Long table (method, dataset, six metrics; with ``conventions`` also ``OTHER_CONVENTIONS``) for
+    ``methods`` {row label: run name or ``runs.STAGE1``}."""
     rows = []
     for label, method in methods.items():
         for split in splits:
-            rows.append({"method": label, "dataset": split, **evaluate_method(profile, method, split)})
+            rows.append({"method": label, "dataset": split, **evaluate_method(profile, method, split, conventions)})
     return pd.DataFrame(rows)
 
 
@@ -213,3 +305,33 @@ def evaluate_main(profile: Profile) -> pd.DataFrame:
     splits = stages.available_splits(profile, (VAL_SPLIT, *TEST_SPLITS))
     stages.cache_stage1(profile, splits)
     return evaluate_table(profile, {runs.stage1_label(profile): runs.STAGE1, "DIS-SAM": runs.MAIN}, splits)
+
+
+# ----------------------------------------------------------------------------- cost of one image
+def synthetic_pair(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A DIS-like (uint8 prediction, uint8 GT) pair of ``height`` x ``width`` pixels: a solid object with a
+    lattice of thin lines as GT (placed by ``seed``, so that every seed has its own GT and skeleton), and a
+    blurred, noisy copy of it as prediction."""
+    rng = np.random.default_rng(seed)
+    gt = np.zeros((height, width), np.uint8)
+    centre = (int(rng.integers(width // 3, 2 * width // 3 + 1)), int(rng.integers(height // 3, 2 * height // 3 + 1)))
+    cv2.ellipse(gt, centre, (width // 5, height // 4), 0, 0, 360, 255, -1)
+    for x in range(int(rng.integers(0, width // 10 + 1)), width, max(width // 40, 2)):
+        slant = int(rng.integers(-width // 20, width // 20 + 1))
+        cv2.line(gt, (x, height // 10), (x + slant, 9 * height // 10), 255, 3)
+    pred = cv2.GaussianBlur(gt, (0, 0), 3).astype(np.int16) + rng.integers(-20, 21, gt.shape, dtype=np.int16)
+    return np.clip(pred, 0, 255).astype(np.uint8), gt
+
+
+def seconds_per_image(height: int = 2250, width: int = 3350, images: int = 4, workers: int = 1,
+                      cached_skeletons: bool = False) -> float:
+    """Wall-clock seconds per image of the profile evaluation path (six metrics, GT skeletons on disk) on
+    ``images`` synthetic pairs of ``height`` x ``width`` (default ~7.5 MP, a DIS5K image) in ``workers``
+    threads. ``cached_skeletons``: the skeletons are already on disk (every method after the first)."""
+    pairs = [(f"{i:03d}", *synthetic_pair(height, width, seed=i)) for i in range(images)]
+    with tempfile.TemporaryDirectory() as cache:
+        if cached_skeletons:
+            evaluate_pairs(pairs, progress=False, skeleton_cache_dir=cache, workers=workers)
+        start = time.perf_counter()
+        evaluate_pairs(pairs, progress=False, skeleton_cache_dir=cache, workers=workers)
+        return (time.perf_counter() - start) / images

@@ -300,6 +300,12 @@ def _read_predictions(out_dir: Path, stems: list[str]) -> dict[str, np.ndarray] 
     return {s: read_prediction(p) for s, p in zip(stems, paths)}
 
 
+def empty_prediction(shape: tuple[int, ...]) -> np.ndarray:
+    """The prediction of an image whose GT has no foreground (empty, or faint: no value above 128): no box
+    can be drawn around nothing, so no method is prompted and the prediction is all zero (uint8 ``shape``)."""
+    return np.zeros(shape[:2], dtype=np.uint8)
+
+
 def _stage1_segmenter(profile: Profile, method: str):
     """None for the profile's stage 1 (cached masks, read by key); HQ-SAM built from its checkpoint."""
     if method == STAGE1:
@@ -322,7 +328,7 @@ def stage1_predictions(profile: Profile, split: str, method: str = STAGE1) -> di
     for pair in pairs:
         image, gt = pair.load()
         targets = whole_mask(gt)
-        preds[pair.stem] = source(pair.stem, image, targets[0].box) if targets else np.zeros_like(gt)
+        preds[pair.stem] = source(pair.stem, image, targets[0].box) if targets else empty_prediction(gt.shape)
     _write_predictions(out_dir, preds)
     return preds
 
@@ -342,17 +348,12 @@ def _inference_device(profile: Profile) -> str:
 
 
 @torch.inference_mode()
-def refiner_predictions(profile: Profile, run: str, split: str, batch_size: int = 16) -> dict[str, np.ndarray]:
-    """uint8 maps of a trained run (or the official IS-Net) on a split, at each GT's resolution, saved as
-    IS-Net's Inference.py saves them (upsampled, min-max normalised, x255); cached on disk."""
+def _refined(profile: Profile, run: str, split: str, sizes: dict[str, tuple[int, int]],
+             batch_size: int) -> dict[str, np.ndarray]:
+    """uint8 maps of a run on every sample of a split (one per image with GT foreground), at ``sizes``."""
     from .data.datasets import refiner_dataset
     from .model.inference import predict_prob
 
-    out_dir = prediction_dir(profile, run, split)
-    pairs = list_pairs(stages.split_dir(profile, split))
-    cached = _read_predictions(out_dir, [p.stem for p in pairs])
-    if cached is not None:
-        return cached
     device = _inference_device(profile)
     official = run == ISNET_OFFICIAL
     model, meta = load_run(checkpoint_of(profile, run), device, in_ch=3 if official else None)
@@ -360,12 +361,33 @@ def refiner_predictions(profile: Profile, run: str, split: str, batch_size: int 
     in_ch = 3 if official else meta.get("in_ch", 5)
     size = ISNET_INPUT_SIZE if official else meta.get("size", profile.train.size)
     dataset = refiner_dataset(profile, split, size=size, use_box=use_box, use_mask=use_mask, in_ch=in_ch)
-    sizes = {p.stem: read_mask(p.gt_path).shape for p in pairs}
     preds = {}
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         probs = predict_prob(model, batch["input"].to(device)).float().cpu().numpy()[:, 0]
         for stem, prob in zip(batch["stem"], probs):
             preds[stem] = to_original(prob, *sizes[stem], minmax=True)
+    return preds
+
+
+def refiner_predictions(profile: Profile, run: str, split: str, batch_size: int = 16) -> dict[str, np.ndarray]:
+    """uint8 maps of a trained run (or the official IS-Net) on a split, at each GT's resolution, saved as
+    IS-Net's Inference.py saves them (upsampled, min-max normalised, x255); cached on disk. An image whose
+    GT has no foreground gets :func:`empty_prediction` (the data set has no sample for it)."""
+    from .data.enrichment import whole_mask
+
+    out_dir = prediction_dir(profile, run, split)
+    pairs = list_pairs(stages.split_dir(profile, split))
+    cached = _read_predictions(out_dir, [p.stem for p in pairs])
+    if cached is not None:
+        return cached
+    sizes, preds = {}, {}
+    for pair in pairs:
+        gt = read_mask(pair.gt_path)
+        sizes[pair.stem] = gt.shape
+        if not whole_mask(gt):
+            preds[pair.stem] = empty_prediction(gt.shape)
+    if len(preds) < len(pairs):
+        preds.update(_refined(profile, run, split, sizes, batch_size))
     _write_predictions(out_dir, preds)
     return preds
 

@@ -23,9 +23,9 @@ from . import runs, stages
 from .config import Profile
 from .data.splits import TE_ALL, TEST_SPLITS, VAL_SPLIT, ZERO_SHOT_ALL, ZERO_SHOT_SETS
 from .evaluate import evaluate_method, evaluate_pooled, evaluate_table
-from .metrics import HIGHER_IS_BETTER, METRICS
+from .metrics import HIGHER_IS_BETTER, METRICS, OTHER_CONVENTIONS
 
-ARROWS = {m: "↑" if HIGHER_IS_BETTER[m] else "↓" for m in METRICS}
+ARROWS = {m: "↑" if HIGHER_IS_BETTER[m] else "↓" for m in (*METRICS, *OTHER_CONVENTIONS)}
 # Column groups of each table, in the paper's order.
 GROUPS = {
     "I": (VAL_SPLIT, *TEST_SPLITS, TE_ALL),
@@ -39,6 +39,11 @@ TITLES = {
 }
 _DATASET_ALIASES = {"ThinObject5K": ZERO_SHOT_SETS[2]}  # the paper's name -> the data set's folder name
 ABLATION_FLAGS = ("enrichment", "box", "mask")
+CONVENTIONS_NOTE = ("maxF and meanE are the defaults (pysodmetrics): maxF the maximum over thresholds of the "
+                    "mean per-image F curve, meanE the mean E curve. Beside them, the DIS-SAM authors' "
+                    "conventions: maxF (P/R-mean), the maximum F of the data-set-mean precision and recall "
+                    "curves (also IS-Net's validation), and adpE, the mean per-image adaptive E-measure "
+                    "(threshold twice the mean prediction). The paper's rows fill the default columns as printed.")
 PAPER_NOTE = ("Paper rows: DIS-SAM paper (Liu, Fu, Jiang, Zhao; ICME 2025, arXiv 2401.00248), "
               "values as printed there.")
 
@@ -73,17 +78,23 @@ def ablation_flags(method: str) -> dict[str, bool]:
     return {f: f in label and f"no {f}" not in label for f in ABLATION_FLAGS}
 
 
+def _metric_columns(df: pd.DataFrame) -> list[str]:
+    """The six metrics, then those of ``OTHER_CONVENTIONS`` that ``df`` has."""
+    return [*METRICS, *(m for m in OTHER_CONVENTIONS if m in df.columns)]
+
+
 def _with_te_all(df: pd.DataFrame) -> pd.DataFrame:
     """Add DIS-TE(ALL) = mean of the four DIS-TE data-set values for methods that have all four."""
     rows = []
+    columns = _metric_columns(df)
     for method, group in df.groupby("method", sort=False):
         te = group[group["dataset"].isin(TEST_SPLITS)]
         if TE_ALL not in set(group["dataset"]) and set(te["dataset"]) == set(TEST_SPLITS):
-            rows.append({"method": method, "dataset": TE_ALL, **te[list(METRICS)].mean().to_dict()})
+            rows.append({"method": method, "dataset": TE_ALL, **te[columns].mean().to_dict()})
     return pd.concat([df, pd.DataFrame(rows)], ignore_index=True) if rows else df
 
 
-def _wide(df: pd.DataFrame, table: str, label: str) -> pd.DataFrame:
+def _wide(df: pd.DataFrame, table: str, label: str, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
     """One row per method: Method column (+ check marks for Table III) and '<dataset> <metric><arrow>'."""
     groups = GROUPS[table]
     out = []
@@ -96,8 +107,9 @@ def _wide(df: pd.DataFrame, table: str, label: str) -> pd.DataFrame:
                 row[f.capitalize()] = "✓" if bool(value) else ""
         by_set = group.drop_duplicates("dataset", keep="last").set_index("dataset")
         for ds in groups:
-            for m in METRICS:
-                row[f"{ds} {m}{ARROWS[m]}"] = float(by_set.loc[ds, m]) if ds in by_set.index else float("nan")
+            for m in metrics:
+                known = ds in by_set.index and m in by_set.columns
+                row[f"{ds} {m}{ARROWS[m]}"] = float(by_set.loc[ds, m]) if known else float("nan")
         out.append(row)
     return pd.DataFrame(out)
 
@@ -133,13 +145,15 @@ def to_markdown(wide: pd.DataFrame, title: str = "", caption: str = "") -> str:
 
 
 def render_table(df_long: pd.DataFrame, table: str = "I", paper: bool = True, source_label: str = "reproduced",
-                 caption: str | None = None) -> tuple[pd.DataFrame, str]:
+                 caption: str | None = None, conventions: bool = False) -> tuple[pd.DataFrame, str]:
     """(wide DataFrame, Markdown) of Table ``table``: the paper's rows, marked "(paper)", then ours.
 
     ``df_long``: columns method, dataset and the six metrics (Table III may add boolean enrichment/box/mask
     columns; otherwise the check marks come from the method label). ``caption`` says what data and budget
-    produced our rows."""
+    produced our rows. ``conventions``: also the columns of ``OTHER_CONVENTIONS`` (from ``df_long``'s
+    columns of those names; '–' where absent), with a note saying which convention is the default."""
     table = _table_id(table)
+    metrics = (*METRICS, *OTHER_CONVENTIONS) if conventions else METRICS
     missing = {"method", "dataset", *METRICS} - set(df_long.columns)
     if missing:
         raise ValueError(f"df_long lacks columns {sorted(missing)}")
@@ -148,13 +162,15 @@ def render_table(df_long: pd.DataFrame, table: str = "I", paper: bool = True, so
         ours = _with_te_all(ours)
     parts = []
     if paper:
-        parts.append(_wide(paper_rows(table), table, "paper"))
+        parts.append(_wide(paper_rows(table), table, "paper", metrics))
     if len(ours):
-        parts.append(_wide(ours, table, source_label))
+        parts.append(_wide(ours, table, source_label, metrics))
     if not parts:
         raise ValueError("nothing to render: no rows of ours and paper=False")
     wide = _drop_empty_groups(pd.concat(parts, ignore_index=True), table)
     notes = [caption] if caption else []
+    if conventions:
+        notes.append(CONVENTIONS_NOTE)
     if paper:
         notes.append(PAPER_NOTE)
     if table == "I" and len(ours):
@@ -207,11 +223,18 @@ def save_results(df: pd.DataFrame, profile: Profile, name: str) -> Path:
     return path
 
 
-def _publish(df: pd.DataFrame, profile: Profile, table: str, name: str, caption: str) -> Table:
+def shows_other_conventions(profile: Profile) -> bool:
+    """Whether a profile's Tables I and II print ``OTHER_CONVENTIONS`` beside the defaults: the paper profile."""
+    return profile.name == "paper"
+
+
+def _publish(df: pd.DataFrame, profile: Profile, table: str, name: str, caption: str,
+             conventions: bool = False) -> Table:
     """Save the long results, render the paper-format table and write it into the figures folder."""
     save_results(df, profile, name)
     source = f"{profile.name}, {'procedural' if profile.data.root is None else 'measured'}"
-    wide, markdown = render_table(df, table, paper=True, source_label=source, caption=caption)
+    wide, markdown = render_table(df, table, paper=True, source_label=source, caption=caption,
+                                  conventions=conventions)
     _write_files(wide, markdown, profile.figures_dir, name)
     return Table(df, wide, markdown)
 
@@ -219,10 +242,11 @@ def _publish(df: pd.DataFrame, profile: Profile, table: str, name: str, caption:
 def table_one(profile: Profile) -> Table:
     """Table I: stage 1 alone, the baselines and DIS-SAM on DIS-VD and DIS-TE1..4."""
     methods = {**runs.baseline_methods(profile), **runs.dissam_methods(profile, short=True)}
-    df = evaluate_table(profile, methods, [VAL_SPLIT, *TEST_SPLITS])
+    conventions = shows_other_conventions(profile)
+    df = evaluate_table(profile, methods, [VAL_SPLIT, *TEST_SPLITS], conventions)
     caption = (f"Table I, reproduced on the {runs.describe(profile)}. Training budgets (iterations) in "
                f"brackets. {TE_ALL} is the mean of TE1-TE4.")
-    return _publish(df, profile, "I", "table1", caption)
+    return _publish(df, profile, "I", "table1", caption, conventions)
 
 
 def table_two(profile: Profile) -> Table | None:
@@ -232,15 +256,16 @@ def table_two(profile: Profile) -> Table | None:
     if not splits:
         return None
     methods = {**runs.baseline_methods(profile), **runs.dissam_methods(profile, short=False)}
-    df = evaluate_table(profile, methods, splits)
-    pooled = [{"method": label, "dataset": ZERO_SHOT_ALL, **evaluate_pooled(profile, method, splits)}
+    conventions = shows_other_conventions(profile)
+    df = evaluate_table(profile, methods, splits, conventions)
+    pooled = [{"method": label, "dataset": ZERO_SHOT_ALL, **evaluate_pooled(profile, method, splits, conventions)}
               for label, method in methods.items()]
     df = pd.concat([df, pd.DataFrame(pooled)], ignore_index=True)
     stand_in = " (procedural families standing in for these sets)" if profile.data.root is None else ""
     caption = (f"Table II, zero-shot, reproduced on the {runs.describe(profile)}{stand_in}; no training on "
                "these sets. Our ALL pools the images of the three sets into one set; the paper does not say how "
                "its ALL is formed (its ALL HCE is larger than each set's, so it is not a mean of the three).")
-    return _publish(df, profile, "II", "table2", caption)
+    return _publish(df, profile, "II", "table2", caption, conventions)
 
 
 # Table III's claims in the paper, as (higher row, lower row) on maxF.

@@ -154,3 +154,23 @@ def test_ablation_seeds_are_runs_of_their_own_with_the_ablation_batch():
     assert runs.run_name(same_budget, runs.DISSAM_SHORT_RUN) == runs.DISSAM_SHORT_RUN
     same_batch = dataclasses.replace(same_budget, ablation=AblationConfig(max_iters=profile.train.max_iters))
     assert runs.run_name(same_batch, runs.DISSAM_SHORT_RUN) == runs.MAIN
+
+
+def test_other_conventions_are_printed_beside_the_defaults_only_when_asked():
+    from dissam.metrics import OTHER_CONVENTIONS
+    from dissam.tables import CONVENTIONS_NOTE
+
+    ours = _long(["DIS-SAM"], [VAL_SPLIT, *TEST_SPLITS])
+    ours["maxF (P/R-mean)"], ours["adpE"] = 0.55, 0.75
+    plain_wide, plain_md = render_table(ours, "I")
+    assert not any("adpE" in c or "P/R-mean" in c for c in plain_wide.columns)
+    assert CONVENTIONS_NOTE not in plain_md
+    assert plain_md == render_table(ours.drop(columns=list(OTHER_CONVENTIONS)), "I")[1]
+    wide, md = render_table(ours, "I", conventions=True)
+    assert [c for c in wide.columns if c.startswith(f"{VAL_SPLIT} ")][-2:] == [
+        f"{VAL_SPLIT} maxF (P/R-mean)↑", f"{VAL_SPLIT} adpE↑"]
+    body = {r[0]: r[1:] for r in _parse_markdown(md)[1:]}
+    assert body["DIS-SAM (reproduced)"][6:8] == ["0.550", "0.750"]
+    assert body["DIS-SAM (reproduced)"][-2:] == ["0.550", "0.750"]  # DIS-TE(ALL): the mean of the four
+    assert body["DIS-SAM (paper)"][6:8] == ["–", "–"]
+    assert CONVENTIONS_NOTE in md and "defaults" in CONVENTIONS_NOTE

@@ -10,7 +10,12 @@ Usage::
 
 Data-set values: maxF is the maximum over the 256 thresholds of the MEAN per-image F curve (beta^2 = 0.3),
 meanE the mean of the mean E curve, the others the mean of per-image values. Per image, maxF is the
-maximum of its own F curve and meanE the mean of its own E curve.
+maximum of its own F curve and meanE the mean of its own E curve. These are the defaults of every table.
+
+The other conventions in use for the same data (:meth:`DISMetrics.other_conventions`, ``OTHER_CONVENTIONS``):
+``maxF (P/R-mean)``, the maximum over thresholds of the F of the data-set-mean precision and recall curves
+(IS-Net's validation and the DIS-SAM authors' ``saliency_toolbox``), and ``adpE``, the mean of per-image
+adaptive E-measures (threshold ``min(2 * mean, 1)`` of the normalised prediction; the authors' E-measure).
 
 The training-time score (maxF and MAE of network-size maps, in torch, batch by batch) is
 :mod:`dissam.metrics.running`.
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -27,22 +32,26 @@ import numpy as np
 
 from .hce import SkeletonCache, default_skeleton_cache, gt_skeleton, hce
 from .inputs import prepare_pair, to_gt_mask, to_uint8
-from .pixel import BETA2, e_curve, f_curves, mae, pixel_stats, s_measure
+from .pixel import BETA2, adaptive_e, e_curve, f_curves, f_of_mean_curves, mae, pixel_stats, s_measure
 from .weighted_f import weighted_fmeasure
 
 METRICS = ("maxF", "wF", "MAE", "S", "meanE", "HCE")
 HIGHER_IS_BETTER = {"maxF": True, "wF": True, "MAE": False, "S": True, "meanE": True, "HCE": False}
+OTHER_CONVENTIONS = ("maxF (P/R-mean)", "adpE")  # printed beside the defaults (see the module docstring)
+HIGHER_IS_BETTER.update({m: True for m in OTHER_CONVENTIONS})
 
-__all__ = ["DISMetrics", "ImageResult", "METRICS", "HIGHER_IS_BETTER", "SkeletonCache", "image_metrics", "hce",
-           "weighted_fmeasure", "gt_skeleton", "prepare_pair", "to_uint8", "to_gt_mask"]
+__all__ = ["DISMetrics", "ImageResult", "METRICS", "OTHER_CONVENTIONS", "HIGHER_IS_BETTER", "SkeletonCache",
+           "image_metrics", "hce", "weighted_fmeasure", "gt_skeleton", "prepare_pair", "to_uint8", "to_gt_mask"]
 
 
 @dataclass
 class ImageResult:
-    """One image's six values and its curves (thresholds 255 down to 0, the reference's order)."""
+    """One image's six values, its curves (thresholds 255 down to 0, the reference's order) and the
+    per-image values of the other conventions (``adpE``)."""
 
     values: dict
     curves: dict
+    extra: dict = field(default_factory=dict)
 
 
 class DISMetrics:
@@ -66,6 +75,7 @@ class DISMetrics:
     def reset(self) -> None:
         """Forget every image stepped so far."""
         self._records: list[dict] = []
+        self._extra: list[dict] = []
         self._sums = {k: np.zeros(256) for k in ("precision", "recall", "F", "E")}
         self.timings: dict[str, float] = defaultdict(float)
 
@@ -100,12 +110,14 @@ class DISMetrics:
         self._tick("HCE", t)
         values = {"maxF": float(f.max()), "wF": wf_value, "MAE": mae_value, "S": s_value,
                   "meanE": float(e.mean()), "HCE": int(hce_value)}
-        return ImageResult(values, {"precision": precision, "recall": recall, "F": f, "E": e})
+        curves = {"precision": precision, "recall": recall, "F": f, "E": e}
+        return ImageResult(values, curves, {"adpE": adaptive_e(stats)})
 
     def add(self, result: ImageResult, name: str | None = None) -> dict:
         """Add a measured image to the data set; returns its record."""
         record = {"name": str(name) if name is not None else f"{len(self._records):05d}", **result.values}
         self._records.append(record)
+        self._extra.append(dict(result.extra))
         for key, curve in result.curves.items():
             self._sums[key] += curve
         return dict(record)
@@ -131,6 +143,15 @@ class DISMetrics:
         mean = {k: float(np.mean([r[k] for r in self._records])) for k in ("wF", "MAE", "S", "HCE")}
         return {"maxF": float(np.max(self._sums["F"] / n)), "wF": mean["wF"], "MAE": mean["MAE"],
                 "S": mean["S"], "meanE": float(np.mean(self._sums["E"] / n)), "HCE": mean["HCE"]}
+
+    def other_conventions(self) -> dict[str, float]:
+        """Data-set values in the other conventions: ``maxF (P/R-mean)`` (max of the F of the mean precision
+        and recall curves) and ``adpE`` (mean per-image adaptive E); NaN for ``adpE`` when an added
+        result lacks it."""
+        n = self._require()
+        f = f_of_mean_curves(self._sums["precision"] / n, self._sums["recall"] / n)
+        adaptive = [e.get("adpE", float("nan")) for e in self._extra]
+        return {"maxF (P/R-mean)": float(np.max(f)), "adpE": float(np.mean(adaptive))}
 
     def _require(self) -> int:
         if not self._records:

@@ -101,30 +101,54 @@ def f_curves(stats: PixelStats, beta2: float = BETA2) -> tuple[np.ndarray, np.nd
 
 
 # ----------------------------------------------------------------------------- E-measure
+def _enhanced_sum(fg_fg, fg_bg, n_fg: int, size: int):
+    """Sum of the enhanced-alignment matrix of a binarised prediction, from its pixel counts (foreground
+    prediction on foreground GT ``fg_fg``, on background GT ``fg_bg``); scalars or arrays of thresholds."""
+    pred_fg = fg_fg + fg_bg
+    pred_bg = size - pred_fg
+    if n_fg == 0:
+        return pred_bg
+    if n_fg == size:
+        return pred_fg
+    bg_fg = n_fg - fg_fg
+    bg_bg = pred_bg - bg_fg
+    mean_pred = pred_fg / size
+    mean_gt = n_fg / size
+    parts = ((fg_fg, 1 - mean_pred, 1 - mean_gt), (fg_bg, 1 - mean_pred, 0 - mean_gt),
+             (bg_fg, 0 - mean_pred, 1 - mean_gt), (bg_bg, 0 - mean_pred, 0 - mean_gt))
+    rows = np.empty((4, np.size(fg_fg)), dtype=np.float64)
+    for i, (numel, dp, dg) in enumerate(parts):
+        align = 2 * (dp * dg) / (dp ** 2 + dg ** 2 + EPS)
+        rows[i] = (align + 1) ** 2 / 4 * numel
+    return rows.sum(axis=0)
+
+
 def e_curve(stats: PixelStats) -> np.ndarray:
     """Enhanced-alignment measure at thresholds 255 down to 0 (256 values)."""
     fg_fg, fg_bg = _thresholded_counts(stats)
     size = stats.shape[0] * stats.shape[1]
     n_fg = int(stats.totals[1].sum())
-    pred_fg = fg_fg + fg_bg
-    pred_bg = size - pred_fg
-    if n_fg == 0:
-        enhanced = pred_bg
-    elif n_fg == size:
-        enhanced = pred_fg
-    else:
-        bg_fg = n_fg - fg_fg
-        bg_bg = pred_bg - bg_fg
-        mean_pred = pred_fg / size
-        mean_gt = n_fg / size
-        parts = ((fg_fg, 1 - mean_pred, 1 - mean_gt), (fg_bg, 1 - mean_pred, 0 - mean_gt),
-                 (bg_fg, 0 - mean_pred, 1 - mean_gt), (bg_bg, 0 - mean_pred, 0 - mean_gt))
-        rows = np.empty((4, 256), dtype=np.float64)
-        for i, (numel, dp, dg) in enumerate(parts):
-            align = 2 * (dp * dg) / (dp ** 2 + dg ** 2 + EPS)
-            rows[i] = (align + 1) ** 2 / 4 * numel
-        enhanced = rows.sum(axis=0)
-    return enhanced / (size - 1 + EPS)
+    return _enhanced_sum(fg_fg, fg_bg, n_fg, size) / (size - 1 + EPS)
+
+
+def adaptive_e(stats: PixelStats) -> float:
+    """Adaptive E-measure: E of the prediction binarised at ``min(2 * mean, 1)`` of its normalised values
+    (pixel >= threshold), the E-measure of the DIS-SAM authors' evaluation and pysodmetrics' ``adp``."""
+    totals = stats.totals
+    size = stats.shape[0] * stats.shape[1]
+    threshold = min(2 * float(totals.sum(axis=0) @ stats.values) / size, 1.0)
+    foreground = stats.values >= threshold
+    fg_fg, fg_bg = int(totals[1][foreground].sum()), int(totals[0][foreground].sum())
+    n_fg = int(totals[1].sum())
+    return float(np.sum(_enhanced_sum(fg_fg, fg_bg, n_fg, size)) / (size - 1 + EPS))
+
+
+def f_of_mean_curves(precision: np.ndarray, recall: np.ndarray, beta2: float = BETA2) -> np.ndarray:
+    """F curve of data-set-mean precision and recall curves, ``(1 + b2) P R / (b2 P + R)`` (0 where P = R = 0):
+    the maxF of IS-Net's validation and of the DIS-SAM authors' ``saliency_toolbox``."""
+    numerator = (1 + beta2) * precision * recall
+    denominator = np.where(numerator == 0, 1, beta2 * precision + recall)
+    return numerator / denominator
 
 
 # ----------------------------------------------------------------------------- MAE
