@@ -259,7 +259,7 @@ def _wrap(label: str, width: int = 14) -> str:
 # ----------------------------------------------------------------------------- examples of a profile
 def _image_and_gt(profile: Profile, split: str, stem: str) -> tuple[np.ndarray, np.ndarray]:
     folder = stages.split_dir(profile, split)
-    return read_image(next((folder / "im").glob(f"{stem}.*"))), read_mask(folder / "gt" / f"{stem}.png")
+    return read_image(next((folder / "im").glob(f"{stem}.*")), exif_orientation=False), read_mask(folder / "gt" / f"{stem}.png")
 
 
 def pick_examples(profile: Profile, split: str, n: int, method: str = runs.MAIN) -> list[str]:
