@@ -506,10 +506,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--autocast", choices=("none", "bf16"), help="override the profile's autocast (CUDA)")
     parser.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--budget-json", help=argparse.SUPPRESS)
+    from .pilot import add_pilot_arguments  # --pilot: the refiner_init / rate pilot (dissam.pilot)
+
+    add_pilot_arguments(parser)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the check (or one DDP rank) as ``args`` say; 0 when every step passed or was skipped, else 1."""
+    if getattr(args, "pilot", False):
+        from .pilot import run_pilot_from_args
+
+        return run_pilot_from_args(args)
     profile_name = getattr(args, "profile", None) or "paper"
     device = args.device or default_device()
     if args.budget_json:
