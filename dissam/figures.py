@@ -352,7 +352,7 @@ def figure_four(profile: Profile, model: Any = None, max_boxes: int = 4) -> "Fig
 def figure_five(profile: Profile, n: int = 3) -> "Figure":
     """Fig. 5: the five Table III runs on the validation images where the box+mask+enrichment run helps most."""
     items = [(VAL_SPLIT, stem) for stem in pick_examples(profile, VAL_SPLIT, n, method=runs.DISSAM_SHORT_RUN)]
-    methods = {a.label: a.name for a in runs.ABLATIONS}
+    methods = dict(runs.ablation_row(profile, a) for a in runs.ABLATIONS)  # row 1: published IS-Net when given
     return method_grid(profile, items, methods, profile.figures_dir / "fig5_ablation.png")
 
 
