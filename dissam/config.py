@@ -108,7 +108,7 @@ class TrainConfig:
     use_box: bool = True
     use_mask: bool = True
     enrich: bool = True
-    # Loss weights (paper eq. 4): 20*BCE + 0.5*IoU + 1*feature MSE + 1e-6*ORTHO (ORTHO weight in Variant).
+    # Loss weights (paper eq. 3): 20*BCE + 0.5*IoU + 1*feature MSE + 1e-6*ORTHO (ORTHO weight in Variant).
     w_bce: float = 20.0
     w_iou: float = 0.5
     w_feature: float = 1.0

@@ -554,7 +554,7 @@ def input_walkthrough(profile: Profile) -> "Figure":
 
 
 def loss_table(terms: dict[str, float], weights: dict[str, float]) -> pd.DataFrame:
-    """Paper eq. 4 term by term: each unweighted term of :func:`dissam.losses.dis_sam_loss`, its weight,
+    """Paper eq. 3 term by term: each unweighted term of :func:`dissam.losses.dis_sam_loss`, its weight,
     the weighted value and its share of the total; the last row is the total the optimiser sees."""
     rows = {name: {"value": terms[name], "weight": weights[name], "weighted": terms[name] * weights[name]}
             for name in weights}

@@ -410,7 +410,7 @@ def _load_frozen_gt_encoder(profile: Profile, device: torch.device) -> nn.Module
 
 @dataclass
 class RefinerObjective:
-    """Phase 2: the DIS-SAM loss (paper eq. 4) of the refiner's side maps against the soft GT, with the
+    """Phase 2: the DIS-SAM loss (paper eq. 3) of the refiner's side maps against the soft GT, with the
     frozen GT encoder's features as the feature target (when there is one)."""
 
     model: nn.Module
