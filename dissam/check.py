@@ -120,8 +120,11 @@ def build_check_profile(profile_name: str, budget: CheckBudget, out: Path, devic
     train = replace(train, time_limit_minutes=None)  # iteration counts alone end the runs
     ablation = replace(base.ablation, max_iters=budget.iters)
     variant = replace(base.variant, sam_model_type=budget.sam_model_type)
+    baselines = base.baselines  # refiner_init="isnet": a random IS-Net written beside the SAM (step_sam_checkpoint)
+    if variant.refiner_init == "isnet" and baselines.isnet_checkpoint is None:
+        baselines = replace(baselines, isnet_checkpoint=out / "isnet_random.pth")
     return replace(base, data=data, coarse=coarse, train=train, ablation=ablation, variant=variant,
-                   device=device, tag="check")
+                   baselines=baselines, device=device, tag="check")
 
 
 @contextlib.contextmanager
@@ -200,6 +203,11 @@ def step_sam_checkpoint(run: CheckRun) -> dict[str, Any]:
     path = Path(run.profile.coarse.checkpoint)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
+    isnet = run.profile.baselines.isnet_checkpoint
+    if run.profile.variant.refiner_init == "isnet" and isnet is not None and not Path(isnet).is_file():
+        from .model.init import write_random_isnet
+
+        write_random_isnet(isnet, run.profile.train.width)
     return {"checkpoint": str(path), "model_type": run.profile.variant.sam_model_type,
             "parameters": sum(p.numel() for p in model.parameters()), "megabytes": path.stat().st_size / 2**20}
 

@@ -260,6 +260,8 @@ def _paper() -> Profile:
         # one-line error saying where to get it. `dissam check --pilot` compares scratch@1e-5,
         # scratch@4e-5 and isnet@1e-5 on DIS-VD to confirm the choice on the first GPU day.
         variant=replace(Variant.paper(), refiner_init="isnet"),
+        baselines=BaselineConfig(isnet_checkpoint=Path(os.environ["DISSAM_ISNET_CHECKPOINT"])
+                                 if os.environ.get("DISSAM_ISNET_CHECKPOINT") else None),
         device="cuda",
     )
 
@@ -318,8 +320,9 @@ def profile_from_params(name: str | None = None, data_dir: str | Path | None = N
                         hq_sam_checkpoint: str | Path | None = None) -> Profile:
     """The profile a notebook's parameters cell describes (papermill injects these)."""
     profile = get_profile(name)
-    profile.baselines = BaselineConfig(Path(isnet_checkpoint) if isnet_checkpoint else None,
-                                       Path(hq_sam_checkpoint) if hq_sam_checkpoint else None)
+    profile.baselines = BaselineConfig(  # given files replace the profile's own (e.g. $DISSAM_ISNET_CHECKPOINT)
+        Path(isnet_checkpoint) if isnet_checkpoint else profile.baselines.isnet_checkpoint,
+        Path(hq_sam_checkpoint) if hq_sam_checkpoint else profile.baselines.hq_sam_checkpoint)
     if data_dir:
         profile.data.root = Path(data_dir)
     if sam_checkpoint:

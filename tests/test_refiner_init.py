@@ -69,3 +69,18 @@ def test_paper_profile_fine_tunes_isnet_at_the_papers_rate():
     assert paper.variant.refiner_init == "isnet" and paper.refiner_lr == 1e-5 == Variant.paper().lr
     assert Variant.authors_code().refiner_init == "scratch"
     assert dry_run(paper).variant.refiner_init == "scratch"  # a dry run needs no download
+
+
+def test_the_check_starts_the_paper_refiner_from_a_random_isnet(tmp_path):
+    """The paper profile fine-tunes isnet.pth: its acceptance check writes a random one (as it writes a
+    random SAM) so that the isnet path runs on the device, and the file loads as the published format."""
+    from dissam.check import CPU_BUDGET, build_check_profile
+    from dissam.model.init import write_random_isnet
+
+    profile = build_check_profile("paper", CPU_BUDGET, tmp_path, "cpu")
+    assert profile.variant.refiner_init == "isnet" and profile.baselines.isnet_checkpoint == tmp_path / "isnet_random.pth"
+    state = torch.get_rng_state()
+    write_random_isnet(profile.baselines.isnet_checkpoint, WIDTH)
+    assert torch.equal(state, torch.get_rng_state())
+    model = initial_refiner(dataclasses.replace(profile, train=dataclasses.replace(profile.train, width=WIDTH)), 5)
+    assert not model.conv_in.weight[:, 3:].any() and model.conv_in.weight[:, :3].any()

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .checkpoint import load_refiner
+import torch
+
+from .checkpoint import atomic_torch_save, load_refiner
 from .isnet import ISNetDIS, build_refiner
 
 if TYPE_CHECKING:  # the config imports nothing of the model package
@@ -19,7 +21,7 @@ if TYPE_CHECKING:  # the config imports nothing of the model package
 
 REFINER_INITS = ("scratch", "isnet")
 ISNET_SOURCE = ("the DIS release (github xuebinqin/DIS, README: 'isnet.pth' or 'isnet-general-use.pth'); "
-                "give it with --isnet-checkpoint (profile.baselines.isnet_checkpoint)")
+                "give it with --isnet-checkpoint or $DISSAM_ISNET_CHECKPOINT (profile.baselines.isnet_checkpoint)")
 
 
 class MissingIsnetCheckpoint(FileNotFoundError):
@@ -51,3 +53,14 @@ def initial_refiner(profile: "Profile", in_ch: int, coarse_prior: float = 0.0) -
         published = load_refiner(isnet_init_checkpoint(profile), in_ch=in_ch, width=profile.train.width)
         model.load_state_dict(published.state_dict(), strict=True)
     return model.train()
+
+
+def write_random_isnet(path: str | Path, width: float, seed: int = 0) -> Path:
+    """A randomly initialised 3-channel IS-Net saved as the DIS release saves it (a plain state dict): the
+    file ``refiner_init="isnet"`` reads, for checks and tests without the download. The global random
+    state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        state = build_refiner(in_ch=3, width=width).state_dict()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_torch_save(state, path)
