@@ -120,8 +120,11 @@ def build_check_profile(profile_name: str, budget: CheckBudget, out: Path, devic
     train = replace(train, time_limit_minutes=None)  # iteration counts alone end the runs
     ablation = replace(base.ablation, max_iters=budget.iters)
     variant = replace(base.variant, sam_model_type=budget.sam_model_type)
+    baselines = base.baselines  # refiner_init="isnet": a random IS-Net written beside the SAM (step_sam_checkpoint)
+    if variant.refiner_init == "isnet" and baselines.isnet_checkpoint is None:
+        baselines = replace(baselines, isnet_checkpoint=out / "isnet_random.pth")
     return replace(base, data=data, coarse=coarse, train=train, ablation=ablation, variant=variant,
-                   device=device, tag="check")
+                   baselines=baselines, device=device, tag="check")
 
 
 @contextlib.contextmanager
@@ -200,6 +203,11 @@ def step_sam_checkpoint(run: CheckRun) -> dict[str, Any]:
     path = Path(run.profile.coarse.checkpoint)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
+    isnet = run.profile.baselines.isnet_checkpoint
+    if run.profile.variant.refiner_init == "isnet" and isnet is not None and not Path(isnet).is_file():
+        from .model.init import write_random_isnet
+
+        write_random_isnet(isnet, run.profile.train.width)
     return {"checkpoint": str(path), "model_type": run.profile.variant.sam_model_type,
             "parameters": sum(p.numel() for p in model.parameters()), "megabytes": path.stat().st_size / 2**20}
 
@@ -506,10 +514,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--autocast", choices=("none", "bf16"), help="override the profile's autocast (CUDA)")
     parser.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--budget-json", help=argparse.SUPPRESS)
+    from .pilot import add_pilot_arguments  # --pilot: the refiner_init / rate pilot (dissam.pilot)
+
+    add_pilot_arguments(parser)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the check (or one DDP rank) as ``args`` say; 0 when every step passed or was skipped, else 1."""
+    if getattr(args, "pilot", False):
+        from .pilot import run_pilot_from_args
+
+        return run_pilot_from_args(args)
     profile_name = getattr(args, "profile", None) or "paper"
     device = args.device or default_device()
     if args.budget_json:

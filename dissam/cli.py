@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 def _profile(args: argparse.Namespace):
     """The named profile, with ``--data`` / ``--sam-checkpoint`` applied (a SAM checkpoint selects SAM)."""
-    return profile_from_params(args.profile, getattr(args, "data", None), getattr(args, "sam_checkpoint", None))
+    return profile_from_params(args.profile, getattr(args, "data", None), getattr(args, "sam_checkpoint", None),
+                               isnet_checkpoint=getattr(args, "isnet_checkpoint", None))
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -398,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit-minutes", type=float,
                    help="stop with an error (last checkpoint saved) past this many minutes; budgets stay iterations")
     p.add_argument("--restart", action="store_true", help="ignore an existing last checkpoint")
+    p.add_argument("--isnet-checkpoint", type=Path, help="the published isnet.pth the paper profile's refiner "
+                   "fine-tunes (Variant.refiner_init='isnet'; default $DISSAM_ISNET_CHECKPOINT)")
     p.add_argument("--no-augment", action="store_true", help="no flips (e.g. to compare runs exactly)")
     p = add("evaluate", cmd_evaluate, "evaluate the profile's model (or a folder of predictions) with the six DIS metrics")
     p.add_argument("--pred", type=Path, help="folder of predicted masks <stem>.png")

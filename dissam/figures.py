@@ -259,7 +259,7 @@ def _wrap(label: str, width: int = 14) -> str:
 # ----------------------------------------------------------------------------- examples of a profile
 def _image_and_gt(profile: Profile, split: str, stem: str) -> tuple[np.ndarray, np.ndarray]:
     folder = stages.split_dir(profile, split)
-    return read_image(next((folder / "im").glob(f"{stem}.*"))), read_mask(folder / "gt" / f"{stem}.png")
+    return read_image(next((folder / "im").glob(f"{stem}.*")), exif_orientation=False), read_mask(folder / "gt" / f"{stem}.png")
 
 
 def pick_examples(profile: Profile, split: str, n: int, method: str = runs.MAIN) -> list[str]:
@@ -352,7 +352,7 @@ def figure_four(profile: Profile, model: Any = None, max_boxes: int = 4) -> "Fig
 def figure_five(profile: Profile, n: int = 3) -> "Figure":
     """Fig. 5: the five Table III runs on the validation images where the box+mask+enrichment run helps most."""
     items = [(VAL_SPLIT, stem) for stem in pick_examples(profile, VAL_SPLIT, n, method=runs.DISSAM_SHORT_RUN)]
-    methods = {a.label: a.name for a in runs.ABLATIONS}
+    methods = dict(runs.ablation_row(profile, a) for a in runs.ABLATIONS)  # row 1: published IS-Net when given
     return method_grid(profile, items, methods, profile.figures_dir / "fig5_ablation.png")
 
 
@@ -555,7 +555,7 @@ def input_walkthrough(profile: Profile) -> "Figure":
 
 
 def loss_table(terms: dict[str, float], weights: dict[str, float]) -> pd.DataFrame:
-    """Paper eq. 4 term by term: each unweighted term of :func:`dissam.losses.dis_sam_loss`, its weight,
+    """Paper eq. 3 term by term: each unweighted term of :func:`dissam.losses.dis_sam_loss`, its weight,
     the weighted value and its share of the total; the last row is the total the optimiser sees."""
     rows = {name: {"value": terms[name], "weight": weights[name], "weighted": terms[name] * weights[name]}
             for name in weights}

@@ -1,4 +1,4 @@
-"""DIS-SAM's training loss: 20*BCE + 0.5*IoU + 1*feature MSE + 1e-6*ORTHO (paper eq. 4).
+"""DIS-SAM's training loss: 20*BCE + 0.5*IoU + 1*feature MSE + 1e-6*ORTHO (paper eq. 3).
 
 BCE and IoU are summed over the six side outputs, the feature MSE over the six (refiner, GT
 encoder) feature pairs. ORTHO comes in the paper's form (Frobenius norm of W W^T - I per conv

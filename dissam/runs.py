@@ -55,7 +55,7 @@ class Ablation:
 
     def spec(self, profile: Profile, seed: int = 0) -> RunSpec:
         return RunSpec(name=self.run(seed), use_box=self.use_box, use_mask=self.use_mask, enrich=self.enrich,
-                       max_iters=profile.ablation.max_iters)
+                       max_iters=ablation_budget(profile)[0])
 
 
 ABLATIONS = (
@@ -67,21 +67,46 @@ ABLATIONS = (
 )
 ISNET_RUN = "ablation_none"
 DISSAM_SHORT_RUN = "ablation_box_mask_enrich"
+HQSEG_RUN = "dissam_hqseg"  # DIS-SAM†: the main recipe trained on HQSeg-44K (dissam.data.hqseg)
+HQSEG_BUDGET_FACTOR = 2  # the paper trains DIS-SAM† 2e5 iterations, twice its main model's 1e5
+
+
+def ablation_row(profile: Profile, ablation: Ablation, seed: int = 0) -> tuple[str, str]:
+    """(label, method) of a Table III row for ``seed``. The paper's row 1 is the original IS-Net (Table I's
+    IS-Net row): with ``isnet.pth`` given, row 1 is that published model (one model, the same for every
+    seed); without it, the RGB-only ablation run stands in and its label says so."""
+    if ablation.name != ISNET_RUN:
+        return ablation.label, ablation.run(seed)
+    if profile.baselines.isnet_checkpoint is not None:
+        return "no box, no mask (IS-Net, published isnet.pth)", ISNET_OFFICIAL
+    return "no box, no mask (IS-Net architecture, RGB only, trained from scratch with our recipe)", ablation.run(seed)
+
+
+def table_three_runs(profile: Profile) -> list[str]:
+    """The runs Table III needs trained, every seed: row 1 is not trained when the published IS-Net is given."""
+    return [method for seed in profile.ablation.seeds for a in ABLATIONS
+            if (method := ablation_row(profile, a, seed)[1]) != ISNET_OFFICIAL]
+
+
+def ablation_budget(profile: Profile) -> tuple[int, int]:
+    """(iterations, batch size) of every Table III run: the main run's with ``ablation.main_budget``,
+    else the ablation's own (its batch size defaulting to the main run's)."""
+    if profile.ablation.main_budget:
+        return profile.train.max_iters, profile.train.batch_size
+    return profile.ablation.max_iters, profile.ablation.batch_size or profile.train.batch_size
 
 
 def run_name(profile: Profile, run: str) -> str:
     """The run that holds ``run``'s model: the box+mask+enrichment ablation on the main run's budget and
     batch *is* the main run (same inputs, data and recipe), so it is reused, never trained twice."""
-    same_batch = profile.ablation.batch_size in (None, profile.train.batch_size)
-    if run == DISSAM_SHORT_RUN and profile.ablation.max_iters == profile.train.max_iters and same_batch:
+    if run == DISSAM_SHORT_RUN and ablation_budget(profile) == (profile.train.max_iters, profile.train.batch_size):
         return MAIN
     return run
 
 
 def ablation_profile(profile: Profile, seed: int = 0) -> Profile:
     """The profile an ablation run trains with: the ablation's batch size and the profile's seed + ``seed``."""
-    train = replace(profile.train, seed=profile.train.seed + seed,
-                    batch_size=profile.ablation.batch_size or profile.train.batch_size)
+    train = replace(profile.train, seed=profile.train.seed + seed, batch_size=ablation_budget(profile)[1])
     return replace(profile, train=train)
 
 
@@ -103,11 +128,44 @@ def _given(path: Path | None, what: str) -> Path:
 
 
 def train_run(profile: Profile, run: str, progress: bool = True) -> Path:
-    """Train (or reuse) one Table III run on the ablation budget, or the main run; its best checkpoint."""
+    """Train (or reuse) one Table III run on the ablation budget, the main run, or DIS-SAM† (HQSEG_RUN);
+    its best checkpoint."""
     name = run_name(profile, run)
     if name == MAIN:
         return train_refiner(profile, RunSpec(), progress=progress).checkpoint
+    if name == HQSEG_RUN:
+        return train_hqseg(profile, progress=progress)
     return train_refiner(*_run_and_spec(profile, name), progress=progress).checkpoint
+
+
+def hqseg_runs(profile: Profile) -> list[str]:
+    """[HQSEG_RUN] when HQSeg-44K is given (``profile.data.hqseg_root``), else []: DIS-SAM† is trained
+    only on the day someone has the data; until then its rows are the paper's only."""
+    return [HQSEG_RUN] if profile.data.hqseg_root is not None else []
+
+
+def hqseg_spec(profile: Profile) -> RunSpec:
+    """DIS-SAM†'s run: the main run's inputs on twice its budget (the paper: 2e5 against 1e5 iterations)."""
+    return RunSpec(name=HQSEG_RUN, max_iters=HQSEG_BUDGET_FACTOR * profile.train.max_iters)
+
+
+def train_hqseg(profile: Profile, progress: bool = True) -> Path:
+    """Train (or resume) DIS-SAM† on HQSeg-44K, validated on DIS-VD like the main run; its best checkpoint.
+    Stage-1 masks of HQSeg-44K are computed on first use and cached under its own name."""
+    from .data.datasets import RefinerDataset, refiner_dataset
+    from .data.hqseg import HQSEG_SPLIT, list_hqseg_pairs
+    from .data.splits import VAL_SPLIT
+
+    if profile.data.hqseg_root is None:
+        raise FileNotFoundError("DIS-SAM† trains on HQSeg-44K: set profile.data.hqseg_root to its folder "
+                                "(HQ-SAM's training data, layout in dissam.data.hqseg)")
+    variant = profile.variant
+    coarse = stages.coarse_source(profile, HQSEG_SPLIT, segmenter=stages.build_stage1(profile))
+    train = RefinerDataset(list_hqseg_pairs(profile.data.hqseg_root), coarse, profile.train.size,
+                           enrichment=variant.enrichment, augment=variant.augment if variant.augment != "none" else None,
+                           preload=profile.name != "paper")
+    datasets = (train, refiner_dataset(profile, VAL_SPLIT))
+    return train_refiner(profile, hqseg_spec(profile), progress=progress, datasets=datasets).checkpoint
 
 
 def _ablation_of(run: str) -> tuple[Ablation, int]:
@@ -123,8 +181,9 @@ def _ablation_of(run: str) -> tuple[Ablation, int]:
 
 
 def train_ablations(profile: Profile, progress: bool = True) -> dict[str, Path]:
-    """Train (or reuse) every Table III run on the ablation budget, once per seed of the profile."""
-    return train_runs(profile, [a.run(seed) for seed in profile.ablation.seeds for a in ABLATIONS], progress)
+    """Train (or reuse) every Table III run on the ablation budget, once per seed of the profile (row 1 is
+    the published IS-Net when given, and is not trained: :func:`table_three_runs`)."""
+    return train_runs(profile, table_three_runs(profile), progress)
 
 
 def train_runs(profile: Profile, names: Iterable[str], progress: bool = True) -> dict[str, Path]:
@@ -159,7 +218,9 @@ def _train_one_thread(profile: Profile, names: list[str], progress: bool) -> dic
 
 
 def _run_and_spec(profile: Profile, name: str) -> tuple[Profile, RunSpec]:
-    """The profile and spec ``name`` trains with (an ablation's batch and seed)."""
+    """The profile and spec ``name`` trains with (an ablation's batch and seed; DIS-SAM†'s budget)."""
+    if name == HQSEG_RUN:
+        return profile, hqseg_spec(profile)
     ablation, seed = _ablation_of(name)
     return ablation_profile(profile, seed), ablation.spec(profile, seed)
 
@@ -279,6 +340,8 @@ def dissam_methods(profile: Profile, short: bool) -> dict[str, str]:
     if short and run_name(profile, DISSAM_SHORT_RUN) != MAIN:
         methods[f"DIS-SAM ({run_budget(profile, DISSAM_SHORT_RUN)})"] = DISSAM_SHORT_RUN
     methods[f"DIS-SAM ({run_budget(profile, MAIN)})"] = MAIN
+    if hqseg_runs(profile) and RunSpec(name=HQSEG_RUN).last_checkpoint(profile).exists():
+        methods[f"DIS-SAM† (HQSeg-44K, {run_budget(profile, HQSEG_RUN)})"] = HQSEG_RUN
     return methods
 
 

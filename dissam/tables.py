@@ -44,6 +44,11 @@ CONVENTIONS_NOTE = ("maxF and meanE are the defaults (pysodmetrics): maxF the ma
                     "conventions: maxF (P/R-mean), the maximum F of the data-set-mean precision and recall "
                     "curves (also IS-Net's validation), and adpE, the mean per-image adaptive E-measure "
                     "(threshold twice the mean prediction). The paper's rows fill the default columns as printed.")
+# Paper rows print the paper's own DIS-TE(ALL) (resources/paper_tables.csv); four of its cells are not the
+# mean of their TE1-4 (tests/test_paper_conventions.py::test_paper_te_all_cells_that_are_not_the_mean).
+PAPER_TE_ALL_OFF_MEAN = (("SAM", "meanE"), ("HQ-SAM", "wF"), ("Pi-SAM", "HCE"), ("DIS-SAM (HQSeg-44K)", "S"))
+PAPER_TE_ALL_NOTE = ("Paper rows print the paper's DIS-TE(ALL) as published; in four cells it is not the mean "
+                     "of that row's TE1-4 (" + ", ".join(f"{m} {k}" for m, k in PAPER_TE_ALL_OFF_MEAN) + ").")
 PAPER_NOTE = ("Paper rows: DIS-SAM paper (Liu, Fu, Jiang, Zhao; ICME 2025, arXiv 2401.00248), "
               "values as printed there.")
 
@@ -245,7 +250,7 @@ def table_one(profile: Profile) -> Table:
     conventions = shows_other_conventions(profile)
     df = evaluate_table(profile, methods, [VAL_SPLIT, *TEST_SPLITS], conventions)
     caption = (f"Table I, reproduced on the {runs.describe(profile)}. Training budgets (iterations) in "
-               f"brackets. {TE_ALL} is the mean of TE1-TE4.")
+               f"brackets. {TE_ALL} is the mean of TE1-TE4 for our rows. {PAPER_TE_ALL_NOTE}")
     return _publish(df, profile, "I", "table1", caption, conventions)
 
 
@@ -275,14 +280,17 @@ ABLATION_ORDER = (("box only", "no box, no mask (IS-Net)"), ("mask only", "no bo
 
 
 def ablation_seed_scores(profile: Profile) -> pd.DataFrame:
-    """Every Table III run on DIS-VD: one row per (configuration, seed), the six metrics."""
-    rows = []
+    """Every Table III row on DIS-VD: one row per (configuration, seed), the six metrics. Row 1 is the
+    published IS-Net when ``isnet.pth`` is given (:func:`dissam.runs.ablation_row`; one model, evaluated
+    once and repeated for every seed, so its spread is zero)."""
+    rows, scores = [], {}
     for seed in profile.ablation.seeds:
         for ablation in runs.ABLATIONS:
-            summary = evaluate_method(profile, ablation.run(seed), VAL_SPLIT)
-            rows.append({"method": ablation.label, "seed": seed, "dataset": VAL_SPLIT,
-                         "enrichment": ablation.enrich, "box": ablation.use_box, "mask": ablation.use_mask,
-                         **summary})
+            label, method = runs.ablation_row(profile, ablation, seed)
+            if method not in scores:
+                scores[method] = evaluate_method(profile, method, VAL_SPLIT)
+            rows.append({"method": label, "seed": seed, "dataset": VAL_SPLIT, "enrichment": ablation.enrich,
+                         "box": ablation.use_box, "mask": ablation.use_mask, **scores[method]})
     return pd.DataFrame(rows)
 
 
@@ -291,12 +299,14 @@ def seed_stats(per_seed: pd.DataFrame, metric: str = "maxF") -> pd.DataFrame:
     return per_seed.groupby("method", sort=False)[metric].agg(["mean", "std"]).fillna(0.0)
 
 
-def order_claims(per_seed: pd.DataFrame, metric: str = "maxF") -> list[str]:
+def order_claims(per_seed: pd.DataFrame, metric: str = "maxF", labels: dict[str, str] | None = None) -> list[str]:
     """The paper's Table III orders checked against the spread over seeds: a gap in the mean is called an
-    order only when it exceeds the larger of the two rows' standard deviations (with one seed: any gap)."""
+    order only when it exceeds the larger of the two rows' standard deviations (with one seed: any gap).
+    ``labels`` renames a row of :data:`ABLATION_ORDER` to the label it has in ``per_seed``."""
     stats = seed_stats(per_seed, metric)
+    labels = labels or {}
     claims = []
-    for high, low in ABLATION_ORDER:
+    for high, low in ((labels.get(h, h), labels.get(lo, lo)) for h, lo in ABLATION_ORDER):
         gap = stats.loc[high, "mean"] - stats.loc[low, "mean"]
         spread = max(stats.loc[high, "std"], stats.loc[low, "std"])
         if abs(gap) <= spread:
@@ -315,14 +325,27 @@ def table_three(profile: Profile) -> Table:
     flags = ["method", "dataset", "enrichment", "box", "mask"]
     df = per_seed.groupby(flags, sort=False)[list(METRICS)].mean().reset_index()
     seeds = profile.ablation.seeds
-    budget = runs.run_budget(profile, runs.ABLATIONS[0].name)
-    batch = profile.ablation.batch_size or profile.train.batch_size
-    spread = seed_stats(per_seed)["std"]
-    caption = (f"Table III, ablation on {VAL_SPLIT}, reproduced on the {runs.describe(profile)}; every row "
-               f"trained from scratch on the same budget ({budget}, batch {batch}). Absent channels are fed as "
-               f"all-zero images.")
+    row_one = runs.ablation_row(profile, runs.ABLATIONS[0])[0]
+    caption = _table_three_caption(profile, row_one)
     if len(seeds) > 1:
+        spread = seed_stats(per_seed)["std"]
         caption += (f" Each row is the mean of {len(seeds)} seeds; maxF standard deviation over seeds: "
                     + ", ".join(f"{m} {v:.3f}" for m, v in spread.items()) + ". The paper's orders on maxF: "
-                    + "; ".join(order_claims(per_seed)) + ".")
+                    + "; ".join(order_claims(per_seed, labels={runs.ABLATIONS[0].label: row_one})) + ".")
     return _publish(df, profile, "III", "table3", caption)
+
+
+def _table_three_caption(profile: Profile, row_one: str) -> str:
+    """What Table III's rows are: their budget and initialisation, and what row 1 is."""
+    budget = runs.run_budget(profile, runs.ABLATIONS[1].name)
+    batch = runs.ablation_budget(profile)[1]
+    init = {"scratch": "from scratch", "isnet": "from the published IS-Net"}[profile.variant.refiner_init]
+    main = (" (the main run's budget, so the last row is the main model, as in the paper)"
+            if profile.ablation.main_budget else
+            " (the ablation budget, shorter than the main run's; the paper's last row is its main model)")
+    first = ("Row 1 is the published IS-Net (isnet.pth), as the paper's row 1 is the original IS-Net."
+             if runs.ISNET_OFFICIAL == runs.ablation_row(profile, runs.ABLATIONS[0])[1] else
+             f"Row 1 is our stand-in for the paper's original IS-Net: {row_one.split('(', 1)[1].rstrip(')')}.")
+    return (f"Table III, ablation on {VAL_SPLIT}, reproduced on the {runs.describe(profile)}; rows 2-5 trained "
+            f"{init} on the same budget, {budget} at batch {batch}{main}. {first} Absent channels are fed as "
+            "all-zero images.")

@@ -410,7 +410,7 @@ def _load_frozen_gt_encoder(profile: Profile, device: torch.device) -> nn.Module
 
 @dataclass
 class RefinerObjective:
-    """Phase 2: the DIS-SAM loss (paper eq. 4) of the refiner's side maps against the soft GT, with the
+    """Phase 2: the DIS-SAM loss (paper eq. 3) of the refiner's side maps against the soft GT, with the
     frozen GT encoder's features as the feature target (when there is one)."""
 
     model: nn.Module
@@ -484,13 +484,13 @@ def _refiner_loop(profile: Profile, spec: RunSpec, world: World, device: torch.d
                   state: dict[str, Any] | None) -> Loop:
     """Phase 2 as a :class:`Loop`: the same initial weights on every rank, augmentation seeded per rank,
     resumed from ``state`` when given, wrapped in DDP (with SyncBatchNorm) when distributed."""
-    from .model import build_refiner
+    from .model.init import initial_refiner
 
     cfg, horizon = profile.train, spec.horizon(profile)
     train_ds, val_ds = datasets or build_run_datasets(profile, spec)
     seed_everything(cfg.seed)  # the same initial weights on every rank
     prior = cfg.coarse_prior if spec.use_mask else 0.0  # no mask channel, no prior
-    model = build_refiner(in_ch=spec.in_ch, width=cfg.width, coarse_prior=prior)
+    model = initial_refiner(profile, spec.in_ch, prior)  # scratch or the published IS-Net (Variant.refiner_init)
     model = model.to(device).to(memory_format=torch.channels_last)
     gt_encoder = _load_frozen_gt_encoder(profile, device) if cfg.use_gt_encoder else None
     if gt_encoder is not None and gt_encoder.training and world.distributed:

@@ -94,6 +94,25 @@ def test_exif_orientation_is_applied(tmp_path):
     assert out[:10, :, 0].mean() > 200 and out[-10:, :, 0].mean() < 50  # red on top after the rotation
 
 
+def test_dataset_jpeg_with_exif_orientation_stays_aligned_with_its_gt(tmp_path):
+    """Data sets are read in stored pixel order (as IS-Net's loader): the GT was drawn on it, not on the
+    EXIF-turned view, so an orientation tag must neither make the pair a size mismatch nor misalign it."""
+    for sub in ("im", "gt"):
+        (tmp_path / sub).mkdir()
+    img = np.zeros((20, 40, 3), np.uint8)  # 40 wide, 20 high; the object is a red block at the left
+    img[:, :10] = (255, 0, 0)
+    gt = np.zeros((20, 40), np.uint8)
+    gt[:, :10] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(img).save(tmp_path / "im" / "a.jpg", exif=exif, quality=95)
+    Image.fromarray(gt).save(tmp_path / "gt" / "a.png")
+    image, mask = list_pairs(tmp_path)[0].load()
+    assert image.shape == (20, 40, 3) and mask.shape == (20, 40)
+    red = (image[..., 0] > 200) & (image[..., 1] < 50)
+    assert np.array_equal(red, mask > 127)
+
+
 def test_masks_binary_and_01(tmp_path):
     m = np.zeros((5, 5), np.uint8)
     m[1:3, 1:4] = 1

@@ -20,7 +20,8 @@ class DataError(ValueError):
     """A missing, unreadable or inconsistent file of a data set; the message names the file."""
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path, exif_orientation: bool = False) -> Image.Image:
+    """The decoded image; in stored pixel order unless ``exif_orientation`` (then turned as a viewer shows it)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"missing file: {path}")
@@ -29,13 +30,19 @@ def _open(path: Path) -> Image.Image:
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DataError(f"unreadable image {path}: {err}") from err
-    return ImageOps.exif_transpose(img)
+    return ImageOps.exif_transpose(img) if exif_orientation else img
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Any image file as uint8 RGB ``[H, W, 3]``: EXIF orientation applied, alpha dropped,
-    grayscale repeated, palette expanded, 16-bit scaled to 8-bit (:func:`dissam.data.images.to_uint8`)."""
-    img = _open(Path(path))
+def read_image(path: str | Path, exif_orientation: bool = True) -> np.ndarray:
+    """Any image file as uint8 RGB ``[H, W, 3]``: alpha dropped, grayscale repeated, palette expanded,
+    16-bit scaled to 8-bit (:func:`dissam.data.images.to_uint8`).
+
+    ``exif_orientation=True`` (users' photos: predictor, CLI, widget) turns the pixels as the EXIF
+    orientation tag says, as a photo viewer shows them. Data sets read with ``False`` (:meth:`Pair.load`):
+    their GT PNGs carry no EXIF and were drawn on the stored pixel order, which is also how the reference
+    code (IS-Net's and the authors' loaders) reads images, so a DIS5K JPEG with an orientation tag stays
+    aligned with its GT."""
+    img = _open(Path(path), exif_orientation)
     if img.mode in WIDE_MODES:
         gray = to_uint8(np.asarray(img))
         return np.repeat(gray[..., None], 3, axis=2)
@@ -43,7 +50,8 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """A GT mask as uint8 ``[H, W]`` in 0..255 (0/1 masks are scaled to 0/255; colour masks take luminance)."""
+    """A GT mask as uint8 ``[H, W]`` in 0..255 (0/1 masks are scaled to 0/255; colour masks take luminance),
+    in stored pixel order (no EXIF orientation, as :func:`read_image` reads data-set images)."""
     img = _open(Path(path))
     if img.mode in WIDE_MODES:
         mask = to_uint8(np.asarray(img))
@@ -65,7 +73,7 @@ class Pair:
     gt_path: Path
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
-        image, gt = read_image(self.image_path), read_mask(self.gt_path)
+        image, gt = read_image(self.image_path, exif_orientation=False), read_mask(self.gt_path)
         if image.shape[:2] != gt.shape:
             raise DataError(f"size mismatch for {self.stem!r}: image {self.image_path} is "
                             f"{image.shape[1]}x{image.shape[0]}, GT {self.gt_path} is {gt.shape[1]}x{gt.shape[0]}")
