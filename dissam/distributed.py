@@ -40,21 +40,29 @@ def init_world(device: str) -> World:
     return World(rank=dist.get_rank(), size=dist.get_world_size(), local_rank=local_rank)
 
 
+def collective_device(world: World) -> torch.device:
+    """Where a collective's tensors must live: NCCL reduces CUDA tensors only (a CPU tensor fails with
+    "No backend type associated with device type cpu"), gloo reduces CPU tensors."""
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", world.local_rank)
+    return torch.device("cpu")
+
+
 def mean_across(values: dict[str, float], world: World) -> dict[str, float]:
     """Average logged scalars over the ranks, so rank 0 logs the global batch's losses."""
     if not world.distributed:
         return values
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=collective_device(world))
     dist.all_reduce(t)
-    return {k: float(v) / world.size for k, v in zip(keys, t.tolist())}
+    return {k: float(v) / world.size for k, v in zip(keys, t.cpu().tolist())}
 
 
 def any_across(flag: bool, world: World) -> bool:
     """True on every rank when it is true on any (e.g. a wall-clock budget ran out on one of them)."""
     if not world.distributed:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+    t = torch.tensor([1.0 if flag else 0.0], device=collective_device(world))
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 

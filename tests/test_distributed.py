@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -62,3 +63,37 @@ def test_two_processes_give_the_gradients_of_one(tmp_path):
         if name.endswith("bias") and name in ("0.bias", "3.bias"):
             continue  # conv bias before BatchNorm: its true gradient is 0, only rounding remains
         assert torch.allclose(grads[name], p.grad, rtol=1e-4, atol=1e-6), name
+
+
+class _Reduced(Exception):
+    """Raised by a stand-in all_reduce to report the device of the tensor it was given."""
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__(str(device))
+        self.device = device
+
+
+def test_collectives_reduce_on_the_device_the_nccl_backend_needs(monkeypatch):
+    """Under torchrun on GPUs the group is NCCL, which reduces CUDA tensors only: the per-step loss
+    average and the time-limit vote must put their tensors on cuda:<local rank>, not on the CPU."""
+    from dissam import distributed
+
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda group=None: "nccl")
+    world = distributed.World(rank=1, size=2, local_rank=1)
+    assert distributed.collective_device(world) == torch.device("cuda", 1)
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda group=None: "gloo")
+    assert distributed.collective_device(world) == torch.device("cpu")
+
+    # Every collective uses that device (a stand-in device: no CUDA here).
+    monkeypatch.setattr(distributed, "collective_device", lambda w: torch.device("meta"))
+
+    def all_reduce(tensor, op=None, group=None):
+        raise _Reduced(tensor.device)
+
+    monkeypatch.setattr(distributed.dist, "all_reduce", all_reduce)
+    for call in (lambda: distributed.mean_across({"total": 1.0}, world),
+                 lambda: distributed.any_across(True, world)):
+        with pytest.raises(_Reduced) as reduced:
+            call()
+        assert reduced.value.device == torch.device("meta")
