@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from dissam.config import get_profile
+from dissam.repro.config import get_profile
 from dissam.data.procedural import render_scene, scene_rng
 from dissam.data.prompts import box_from_mask, crop_window
 from dissam.metrics import METRICS, DISMetrics
 from dissam.predictor import DisSam
-from dissam.stages import build_stage1
+from dissam.repro.stages import build_stage1
 
 
 class OnceStage1:
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     profile = get_profile(args.profile)
     checkpoint = args.checkpoint or profile.refiner_checkpoint
     stage1 = OnceStage1(build_stage1(profile, kind="grabcut"))
-    model = DisSam.from_checkpoint(checkpoint, coarse=stage1, profile=profile, device="cpu", stage1_max_side=0)
+    model = DisSam.from_checkpoint(checkpoint, coarse=stage1, device="cpu", stage1_max_side=0)
     size = args.scale * model.size
     modes = [("whole image", "image", 0.0)] + [(f"box crop, margin {m:g}", "box", m) for m in args.margins]
     print(f"refiner {checkpoint} (input {model.size} px); scenes at {size} px; GrabCut stage 1; "

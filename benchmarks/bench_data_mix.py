@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from dissam.coarse import build_coarse
-from dissam.config import get_profile
+from dissam.repro.config import get_profile
 from dissam.cpuinfo import cpu_line
 from dissam.data.folders import list_pairs
 from dissam.data.procedural import generate_dataset, solid_core_fraction

@@ -28,14 +28,14 @@ import cv2
 import numpy as np
 import torch
 
-from dissam.config import get_profile
+from dissam.repro.config import get_profile
 from dissam.cpuinfo import cpu_line
 from dissam.data.folders import list_pairs
 from dissam.data.prompts import box_from_mask, jitter_box, scale_box
 from dissam.metrics import DISMetrics
 from dissam.predictor import DEFAULT_STAGE1_MAX_SIDE, DisSam
 
-ASTRONAUT_BOX = (20, 15, 365, 512)  # dissam.real_photos: the astronaut, in the 512 px photo
+ASTRONAUT_BOX = (20, 15, 365, 512)  # dissam.repro.real_photos: the astronaut, in the 512 px photo
 
 
 def load_model(checkpoint: Path | None, stage1_max_side: Any = "auto", segmenter: Any = None) -> tuple[DisSam, str]:
@@ -43,10 +43,10 @@ def load_model(checkpoint: Path | None, stage1_max_side: Any = "auto", segmenter
     profile = get_profile("smoke")
     ckpt = checkpoint or profile.refiner_checkpoint
     if Path(ckpt).is_file():
-        return (DisSam.from_checkpoint(ckpt, coarse=segmenter, profile=profile, device="cpu",
+        return (DisSam.from_checkpoint(ckpt, coarse=segmenter, device="cpu",
                                        stage1_max_side=stage1_max_side), f"checkpoint {ckpt}")
     from dissam.model import build_refiner
-    from dissam.stages import build_stage1
+    from dissam.repro.stages import build_stage1
 
     torch.manual_seed(0)
     refiner = build_refiner(in_ch=5, width=profile.train.width)

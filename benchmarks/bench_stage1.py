@@ -75,7 +75,7 @@ def mask_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
 
 
 def bench_smoke(root: Path) -> dict[str, Any]:
-    from dissam.config import get_profile
+    from dissam.repro.config import get_profile
     from dissam.data.enrichment import targets_for
     from dissam.data.folders import list_pairs
     from dissam.data.procedural import generate_dataset

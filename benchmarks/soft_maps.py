@@ -18,11 +18,11 @@ import argparse
 
 import numpy as np
 
-from dissam import runs, stages
-from dissam.config import get_profile
+from dissam.repro import runs, stages
+from dissam.repro.config import get_profile
 from dissam.data.folders import list_pairs, read_mask
 from dissam.data.splits import TEST_SPLITS, VAL_SPLIT
-from dissam.evaluate import evaluate_pairs
+from dissam.evaluation import evaluate_pairs
 
 HIGHER = ("maxF", "wF", "S", "meanE")
 LOWER = ("MAE", "HCE")

@@ -12,7 +12,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
-from .config import PROFILES, get_profile, profile_from_params
+from .repro.config import PROFILES, get_profile, profile_from_params
 from .data.splits import TRAIN_SPLIT
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def _profile(args: argparse.Namespace):
 
 def cmd_data(args: argparse.Namespace) -> int:
     from .data.procedural import enrichment_summary
-    from .stages import prepare_data
+    from .repro.stages import prepare_data
 
     profile = _profile(args)
     summary = prepare_data(profile)
@@ -39,7 +39,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .stages import cache_stage1, prepare_data
+    from .repro.stages import cache_stage1, prepare_data
 
     profile = _profile(args)
     prepare_data(profile)
@@ -50,8 +50,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .stages import run_stages
-    from .train import RunSpec
+    from .repro.pipeline import run_stages
+    from .repro.train import RunSpec
 
     profile = _profile(args)
     if args.max_iters:
@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_folder
+    from .evaluation import evaluate_folder
 
     if args.pred:
         records, summary = evaluate_folder(args.pred, args.gt)
@@ -76,7 +76,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.csv:
             records.to_csv(args.csv, index=False)
         return 0
-    from .evaluate import evaluate_main
+    from .repro.evaluate import evaluate_main
 
     profile = _profile(args)
     print(evaluate_main(profile).to_string())
@@ -84,7 +84,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import run_series
+    from .repro.reproduce import run_series
 
     return run_series(args.profile, data=args.data, sam_checkpoint=args.sam_checkpoint,
                       sam_model_type=args.sam_model_type, dry_run=args.dry_run, notebooks=args.only,
@@ -103,7 +103,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import run_from_args
+    from .repro.check import run_from_args
 
     return run_from_args(args)
 
@@ -339,7 +339,7 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
             checkpoint = default_checkpoint(profile)
             print(f"dissam predict: no --checkpoint given; using the {get_profile(profile).name} profile's "
                   f"trained refiner {checkpoint}", file=sys.stderr)
-        model = DisSam.from_checkpoint(checkpoint, coarse=coarse, profile=profile,
+        model = DisSam.from_checkpoint(checkpoint, coarse=coarse,
                                        stage1_max_side=stage1_max_side, refine_region=refine_region)
     if any(job.box is None for job in jobs):
         print("dissam predict: no box given; each image is segmented with the whole image as its box",
@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hq-sam-checkpoint", type=Path, help="HQ-SAM weights: adds the HQ-SAM rows of Tables I/II")
     p = add("check", cmd_check, "acceptance run of a profile's code path on one device (GPU; a small version on "
             "the CPU); writes a JSON report, exits 1 if a step failed", data_args=False)
-    from .check import add_arguments
+    from .repro.check import add_arguments
 
     add_arguments(p)
     p = add("export", cmd_export, "export a refiner checkpoint to ONNX (dynamic batch, height and width; "

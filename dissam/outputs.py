@@ -1,6 +1,6 @@
 """What a segmentation is turned into for people to look at: the RGBA cut-out, the outline + box overlay,
 the colour-filled overlay and the checkerboard backdrop. Pure array functions (uint8 in, uint8 out), shared
-by ``dissam predict`` (:mod:`dissam.cli`), the figures (:mod:`dissam.figures`) and the widget.
+by ``dissam predict`` (:mod:`dissam.cli`), the figures (:mod:`dissam.repro.figures`) and the widget.
 """
 from __future__ import annotations
 

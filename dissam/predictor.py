@@ -19,14 +19,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .coarse import build_coarse
 from .coarse.cache import image_digest
-from .config import Profile, Variant, get_profile
+from .coarse.grabcut import GrabCutSegmenter
 from .data.folders import WIDE_MODES, read_image
 from .data.images import to_uint8
 from .data.prompts import Box, BoxError, box_from_mask, clip_box, crop_window, scale_box
 from .data.transforms import make_input, resize, to_original
-from .model.checkpoint import CheckpointError, checkpoint_metadata
+from .model.checkpoint import CheckpointError, checkpoint_metadata, load_refiner
 from .model.inference import build_path, choose_inference_path, predict_prob
+from .model.onnx_export import OnnxRefiner
+from .variant import Variant
 
 __all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Prediction", "as_rgb",
            "default_stage1_max_side", "final_mask"]
@@ -44,13 +47,29 @@ AUTO = "auto"
 DEFAULT_STAGE1_MAX_SIDE = 512
 
 
+def stage1_of(meta: dict[str, Any], kind: str | None = None):
+    """The stage-1 segmenter a checkpoint's metadata records (``"stage1"``: :func:`dissam.coarse.build_coarse`'s
+    arguments, written by training), GrabCut when it records none; ``kind`` replaces the recorded kind
+    (a SAM kind keeps the recorded checkpoint and model type)."""
+    spec = dict(meta.get("stage1") or {"kind": "grabcut"})
+    if kind is not None and kind != spec["kind"]:
+        recorded, spec = spec, {"kind": kind}
+        if kind != "grabcut":
+            spec.update({k: recorded[k] for k in ("checkpoint", "model_type", "multimask") if k in recorded})
+    return build_coarse(**spec)
+
+
+def variant_of(meta: dict[str, Any]) -> Variant:
+    """The variant a checkpoint was trained with (its ``"variant"`` record), the paper's when absent."""
+    known = set(Variant.__dataclass_fields__)
+    return Variant(**{k: v for k, v in (meta.get("variant") or {}).items() if k in known})
+
+
 def default_stage1_max_side(segmenter: Any) -> int | None:
     """The bound ``stage1_max_side="auto"`` means for ``segmenter``: :data:`DEFAULT_STAGE1_MAX_SIDE` for
     GrabCut; None (full size) for SAM / HQ-SAM and others. SAM resizes every image to its encoder's
     1024 px itself, so its time does not depend on the photo's size, and a smaller copy would only lose
     detail (and its logits, upsampled by SAM to full size, are better than a thresholded mask scaled up)."""
-    from .coarse.grabcut import GrabCutSegmenter
-
     return DEFAULT_STAGE1_MAX_SIDE if isinstance(segmenter, GrabCutSegmenter) else None
 
 
@@ -198,21 +217,17 @@ class DisSam:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, coarse: Any = None, device: str | None = None,
-                        profile: Profile | str | None = None, variant: Variant | None = None,
-                        stage1_max_side: int | str | None = AUTO, backend: str | None = None,
-                        refine_region: str = "image") -> "DisSam":
+                        variant: Variant | None = None, stage1_max_side: int | str | None = AUTO,
+                        backend: str | None = None, refine_region: str = "image") -> "DisSam":
         """Load a refiner checkpoint; ``coarse`` is a stage-1 kind (``"grabcut"``, ``"sam"``...), a
-        ready segmenter, or None for the profile's own stage 1 (profile: the one named, else the one
-        stored in the checkpoint, else ``$DISSAM_PROFILE``). Input size and channel switches come from
-        the checkpoint's ``train_config`` (size 192 when absent). ``stage1_max_side``, ``refine_region``:
+        ready segmenter, or None for the stage 1 the refiner was trained with (:func:`stage1_of`).
+        Input size and channel switches come from the checkpoint's ``train_config`` (size 192 when
+        absent), the variant from the checkpoint unless given. ``stage1_max_side``, ``refine_region``:
         see :class:`DisSam`.
 
         ``backend``: ``"torch"`` (the default for checkpoints) or ``"onnxruntime"`` (stage 2 on ONNX
         Runtime's CPU provider; the default for a ``.onnx`` file from ``dissam export``, and a
         checkpoint is then exported in memory). Needs ``pip install 'dissam[onnx]'``."""
-        from .model.checkpoint import load_refiner
-        from .stages import build_stage1
-
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"refiner checkpoint not found: {path}")
@@ -223,29 +238,18 @@ class DisSam:
         if is_onnx and backend != "onnxruntime":
             raise ValueError(f"{path} is an ONNX file: it runs with backend='onnxruntime', not {backend!r}")
         if backend == "onnxruntime":
-            from .model.onnx_export import OnnxRefiner
-
             refiner: Any = OnnxRefiner.from_file(path) if is_onnx else OnnxRefiner.from_checkpoint(path)
             meta = refiner.meta
         else:
             meta = checkpoint_metadata(path)
             refiner = load_refiner(path)
-        if not isinstance(profile, Profile):
-            profile = get_profile(profile or meta.get("profile"))
         train_config = meta.get("train_config") or {}
-        segmenter = build_stage1(profile, kind=coarse) if coarse is None or isinstance(coarse, str) else coarse
+        segmenter = stage1_of(meta, coarse) if coarse is None or isinstance(coarse, str) else coarse
         return cls(refiner, segmenter, size=int(train_config.get("size", DEFAULT_SIZE)),
                    use_mask=bool(train_config.get("use_mask", True)),
                    use_box=bool(train_config.get("use_box", True)),
-                   variant=variant or profile.variant, device=device, stage1_max_side=stage1_max_side,
+                   variant=variant or variant_of(meta), device=device, stage1_max_side=stage1_max_side,
                    refine_region=refine_region)
-
-    @classmethod
-    def from_profile(cls, profile: Profile, device: str | None = None,
-                     stage1_max_side: int | str | None = AUTO) -> "DisSam":
-        """The profile's main refiner with the profile's own stage 1, as users run it."""
-        return cls.from_checkpoint(profile.refiner_checkpoint, device=device, profile=profile,
-                                   stage1_max_side=stage1_max_side)
 
     # ---- stage 1: the image embedding, once per image ----
     def set_image(self, image: Any) -> np.ndarray:

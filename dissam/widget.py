@@ -21,7 +21,7 @@ import numpy as np
 from jupyter_bbox_widget import BBoxWidget
 from PIL import Image
 
-from .config import Profile
+from .repro.config import Profile
 from .data.folders import list_pairs
 from .data.prompts import Box, BoxError
 from .data.splits import VAL_SPLIT

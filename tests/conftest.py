@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dissam.config import get_profile
+from dissam.repro.config import get_profile
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dissam import config
+from dissam.repro import config
 
 pytestmark = pytest.mark.browser
 
@@ -47,7 +47,7 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
 def tiny_runs(tmp_path_factory):
     """A runs folder holding the tiny profile's data and trained refiner (trained here when missing;
     ``DISSAM_TEST_RUNS`` names a folder to reuse between sessions)."""
-    from dissam.stages import ensure_refiner
+    from dissam.repro.pipeline import ensure_refiner
 
     runs = Path(os.environ.get("DISSAM_TEST_RUNS") or tmp_path_factory.getbasetemp() / "dissam-runs-tiny")
     with pytest.MonkeyPatch.context() as mp:

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from dissam import check
-from dissam.check import CPU_BUDGET, FAIL, PASS, SKIPPED, CheckBudget, build_check_profile
+from dissam.repro import check
+from dissam.repro.check import CPU_BUDGET, FAIL, PASS, SKIPPED, CheckBudget, build_check_profile
 
 
 def test_profile_runs_the_paper_code_path_in_its_own_folders(tmp_path, monkeypatch):

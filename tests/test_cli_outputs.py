@@ -73,7 +73,7 @@ def run(argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 def whole_image_prediction(checkpoint: Path, rgb: np.ndarray):
-    model = DisSam.from_checkpoint(checkpoint, profile="tiny")
+    model = DisSam.from_checkpoint(checkpoint)
     return model.predict(rgb, (0, 0, rgb.shape[1], rgb.shape[0]))
 
 
@@ -254,7 +254,7 @@ def test_progress_bar_over_the_folder(tmp_path, checkpoint, capsys):
     (tmp_path / "imgs").mkdir()
     for name in ("a.png", "b.png", "c.png"):
         Image.fromarray(scene()).save(tmp_path / "imgs" / name)
-    model = DisSam.from_checkpoint(checkpoint, profile="tiny")
+    model = DisSam.from_checkpoint(checkpoint)
     result = run_predict(tmp_path / "imgs", model=model, out=tmp_path / "o", progress=True)
     assert (result.predicted, result.failed, len(result.written)) == (3, [], 3)
     err = capsys.readouterr().err
@@ -276,7 +276,7 @@ def test_refine_region_box_refines_a_crop_around_the_box(tmp_path, checkpoint, c
                       "--box", *map(str, box), "--refine-region", "box", "-o", str(tmp_path / "m.png")], capsys)
     assert code == 0
     mask = np.asarray(Image.open(tmp_path / "m.png"))
-    model = DisSam.from_checkpoint(checkpoint, profile="tiny", refine_region="box")
+    model = DisSam.from_checkpoint(checkpoint, refine_region="box")
     assert np.array_equal(mask, model.predict(big, box).mask)
     y0, y1, x0, x1 = crop_window(box, *big.shape[:2], model.crop_margin, min_side=model.size)
     outside = np.ones(mask.shape, bool)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from dissam.coarse import GrabCutSegmenter, build_coarse
-from dissam.config import get_profile
+from dissam.repro.config import get_profile
 from dissam.data.prompts import BoxError, box_from_mask
-from dissam.stages import build_stage1
+from dissam.repro.stages import build_stage1
 
 
 def scene(shape: str, seed: int = 0, size: int = 160) -> tuple[np.ndarray, np.ndarray]:

@@ -273,8 +273,8 @@ def test_read_ahead_keeps_order_and_bounds_the_queue():
 def test_cache_stage1_builds_stage1_only_when_there_is_work(tiny_data, tmp_path, monkeypatch):
     import dataclasses
 
-    from dissam import stages
-    from dissam.config import dry_run, get_profile
+    from dissam.repro import stages
+    from dissam.repro.config import dry_run, get_profile
     from dissam.data.folders import Pair
     from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
 

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dissam.config import Variant
+from dissam.variant import Variant
 from dissam.data.prompts import BoxError, box_from_mask, crop_window
 from dissam.predictor import DisSam
 

@@ -190,9 +190,10 @@ def test_one_builder_for_a_profiles_split(tiny_data, tmp_path, monkeypatch):
     per image) samples of a run's split, stage-1 masks from its cache, preloaded unless reading DIS5K."""
     import dataclasses
 
-    from dissam import stages
+    from dissam.repro import stages
     from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
-    from dissam.config import Variant, get_profile
+    from dissam.repro.config import get_profile
+    from dissam.variant import Variant
     from dissam.data.datasets import refiner_dataset
 
     monkeypatch.setenv("DISSAM_RUNS", str(tmp_path))

@@ -7,15 +7,15 @@ import dataclasses
 
 import pytest
 
-from dissam import runs, stages, tables
-from dissam.config import get_profile
+from dissam.repro import pipeline, runs, stages, tables
+from dissam.repro.config import get_profile
 from dissam.data.splits import TEST_SPLITS
 
 
 def _table_one(runs_dir, monkeypatch) -> bytes:
     monkeypatch.setenv("DISSAM_RUNS", str(runs_dir))
     profile = dataclasses.replace(get_profile("tiny"), tag="determinism")
-    stages.run_stages(profile, progress=False)
+    pipeline.run_stages(profile, progress=False)
     stages.cache_stage1(profile, list(TEST_SPLITS), progress=False)
     for run in (runs.ISNET_RUN, runs.DISSAM_SHORT_RUN):
         runs.train_run(profile, run, progress=False)

@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from dissam.distributed import CrossProcessBatchNorm2d, sync_batchnorm
+from dissam.repro.distributed import CrossProcessBatchNorm2d, sync_batchnorm
 
 
 def _net() -> nn.Module:
@@ -76,7 +76,7 @@ class _Reduced(Exception):
 def test_collectives_reduce_on_the_device_the_nccl_backend_needs(monkeypatch):
     """Under torchrun on GPUs the group is NCCL, which reduces CUDA tensors only: the per-step loss
     average and the time-limit vote must put their tensors on cuda:<local rank>, not on the CPU."""
-    from dissam import distributed
+    from dissam.repro import distributed
 
     monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
     monkeypatch.setattr(distributed.dist, "get_backend", lambda group=None: "nccl")

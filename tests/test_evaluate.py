@@ -12,7 +12,7 @@ import pytest
 
 from dissam.data.folders import DataError
 from dissam.data.splits import TEST_SPLITS, VAL_SPLIT
-from dissam.evaluate import evaluate_folder, evaluate_pairs, evaluate_predictor, read_prediction, summarize
+from dissam.evaluation import evaluate_folder, evaluate_pairs, evaluate_predictor, read_prediction, summarize
 from dissam.metrics import METRICS, DISMetrics
 
 REF = Path(__file__).resolve().parent / "reference" / "metrics"

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dissam import runs, stages
-from dissam.config import AblationConfig, BaselineConfig, get_profile
+from dissam.repro import runs, stages
+from dissam.repro.config import AblationConfig, BaselineConfig, get_profile
 from dissam.data.hqseg import HQSEG_SOURCES
 from dissam.data.procedural import generate_dataset
 from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
@@ -53,7 +53,7 @@ def _hqseg_folder(root, size=64):
 
 
 def test_hqseg_run_is_listed_only_with_the_data_and_trains_on_it(tmp_path, monkeypatch):
-    monkeypatch.setattr("dissam.config.RUNS_ROOT", tmp_path / "runs")
+    monkeypatch.setattr("dissam.repro.config.RUNS_ROOT", tmp_path / "runs")
     profile = get_profile("tiny")
     assert runs.hqseg_runs(profile) == []
     generate_dataset(tmp_path / "data", profile.data, progress=False)
@@ -63,7 +63,7 @@ def test_hqseg_run_is_listed_only_with_the_data_and_trains_on_it(tmp_path, monke
     assert runs.hqseg_runs(profile) == [runs.HQSEG_RUN]
     assert runs.hqseg_spec(profile).max_iters == 2 * profile.train.max_iters
     stages.cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT], progress=False)
-    from dissam.train import train_gt_encoder
+    from dissam.repro.train import train_gt_encoder
 
     train_gt_encoder(profile, progress=False)
     path = runs.train_runs(profile, runs.hqseg_runs(profile), progress=False)[runs.HQSEG_RUN]

@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from dissam.coarse import build_coarse
-from dissam.coarse.sam import HQ_INSTALL, MODEL_REGISTRY, SamSegmenter, _import_hq
-from dissam.config import Variant, get_profile
-from dissam.stages import build_stage1
+from dissam.coarse.hq import HQ_INSTALL, import_hq
+from dissam.coarse.sam import MODEL_REGISTRY, SamSegmenter
+from dissam.repro.config import get_profile
+from dissam.variant import Variant
+from dissam.repro.stages import build_stage1
 from helpers import SAM_BOX as BOX, sam_test_image
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("segment_anything_hq") is None,
@@ -36,7 +38,7 @@ def tiny_hq_ckpt(tmp_path_factory) -> Path:
 def _reference(image: np.ndarray, multimask: bool, hq_token_only: bool) -> tuple[np.ndarray, float]:
     """segment_anything_hq's own SamPredictor on a freshly built tiny HQ-SAM (seed 0): logits and score."""
     from dissam.coarse.tiny_hq_sam import build_tiny_hq_sam
-    ref = _import_hq().SamPredictor(build_tiny_hq_sam(seed=0))
+    ref = import_hq().SamPredictor(build_tiny_hq_sam(seed=0))
     ref.set_image(image)
     logits, scores, _ = ref.predict(box=np.array(BOX, float), multimask_output=multimask, return_logits=True,
                                     hq_token_only=hq_token_only)
@@ -50,7 +52,7 @@ def test_segment_anything_and_hq_share_one_environment():
 
     from dissam.coarse.tiny_hq_sam import build_tiny_hq_sam
     from dissam.coarse.tiny_sam import build_tiny_sam
-    segment_anything_hq = _import_hq()  # dissam's import: timm's notices about the package are silenced
+    segment_anything_hq = import_hq()  # dissam's import: timm's notices about the package are silenced
     assert Path(segment_anything.__file__).parent != Path(segment_anything_hq.__file__).parent
     sam, hq = build_tiny_sam(0), build_tiny_hq_sam(0)
     assert isinstance(sam, MetaSam) and not isinstance(hq, MetaSam)

@@ -10,11 +10,11 @@ import dataclasses
 
 import pytest
 
-from dissam import runs
-from dissam.config import AblationConfig, get_profile
+from dissam.repro import runs
+from dissam.repro.config import AblationConfig, get_profile
 from dissam.data.splits import TEST_SPLITS, VAL_SPLIT
-from dissam.evaluate import evaluate_method
-from dissam.stages import run_stages
+from dissam.repro.evaluate import evaluate_method
+from dissam.repro.pipeline import run_stages
 
 
 @pytest.mark.slow
@@ -49,7 +49,7 @@ def test_committed_smoke_results_show_the_effect():
     maxF, S and HCE (MAE, wF and mean E are not claimed: the README says they stay worse)."""
     import pandas as pd
 
-    from dissam.config import FIGURES_ROOT
+    from dissam.repro.config import FIGURES_ROOT
 
     table = pd.read_csv(FIGURES_ROOT / "smoke" / "table1.csv")
     ours = table[table.iloc[:, 0].astype(str).str.contains("smoke")]
@@ -68,7 +68,7 @@ def test_committed_real_photos_keep_the_objects_interior():
     mask, the README's claim that the refiner hollows no solid object stage 1 found."""
     import pandas as pd
 
-    from dissam.config import FIGURES_ROOT
+    from dissam.repro.config import FIGURES_ROOT
 
     photos = pd.read_csv(FIGURES_ROOT / "smoke" / "real_photos.csv")
     assert len(photos) >= 4

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dissam.config import get_profile
-from dissam.notebook_export import MAX_TOTAL_BYTES, MAX_WIDTH, ExportError, export_series, widget_text
+from dissam.repro.config import get_profile
+from dissam.repro.notebook_export import MAX_TOTAL_BYTES, MAX_WIDTH, ExportError, export_series, widget_text
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

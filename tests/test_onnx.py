@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dissam.cli import main
-from dissam.config import get_profile
+from dissam.repro.config import get_profile
 from dissam.model import build_refiner, load_refiner, predict_prob, save_refiner
 from dissam.model.checkpoint import CheckpointError
 from dissam.predictor import DisSam

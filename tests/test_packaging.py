@@ -19,7 +19,7 @@ NOTEBOOK_STACK = ("jupyter", "jupyterlab", "jupyter_bbox_widget", "jupyter_clien
 # The [onnx] extra: only `dissam export` and the onnxruntime backend import it, when called.
 ONNX_EXTRA = ("onnx", "onnxruntime")
 # Modules that are notebook-only by design: the widget and the export of executed notebooks.
-NOTEBOOK_ONLY = {"dissam.__main__", "dissam.widget", "dissam.notebook_export"}
+NOTEBOOK_ONLY = {"dissam.__main__", "dissam.widget", "dissam.repro.notebook_export"}
 
 # Makes every import of the notebook stack fail as if it were not installed.
 BLOCKER = f"""
@@ -110,7 +110,7 @@ for argv in (["dissam", "--help"], ["dissam", "predict", "--help"], ["dissam", "
         runpy.run_module("dissam", run_name="__main__", alter_sys=True)
     except SystemExit as exit:
         assert exit.code in (0, None), (argv, exit.code)
-from dissam.reproduce import run_series
+from dissam.repro.reproduce import run_series
 try:
     run_series("tiny")
 except ImportError as err:

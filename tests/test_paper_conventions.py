@@ -11,10 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dissam import runs as runs_mod
-from dissam import stages
-from dissam import train as train_mod
-from dissam.config import Variant, get_profile
+from dissam.repro import runs as runs_mod
+from dissam.repro import stages
+from dissam.repro import train as train_mod
+from dissam.repro.config import get_profile
+from dissam.variant import Variant
 from dissam.data.datasets import RefinerDataset
 from dissam.data.enrichment import enrich_mask, target_mask, targets_for
 from dissam.data.procedural import generate_dataset
@@ -24,7 +25,7 @@ from dissam.losses import bce, gt_encoder_loss, ortho_l1, soft_iou
 from dissam.metrics.running import RunningScores, quick_scores
 from dissam.model import build_gt_encoder, build_refiner
 from dissam.model.checkpoint import CheckpointError, load_checkpoint, load_gt_encoder, load_refiner
-from dissam.train import RunSpec, make_optimizer, train_gt_encoder, train_refiner
+from dissam.repro.train import RunSpec, make_optimizer, train_gt_encoder, train_refiner
 
 
 # ----------------------------------------------------------------------------- shared tiny runs
@@ -36,7 +37,7 @@ def runs(tmp_path_factory):
 
 
 def _tiny(runs: Path, tag: str, monkeypatch, **changes):
-    monkeypatch.setattr("dissam.config.RUNS_ROOT", runs / "runs")
+    monkeypatch.setattr("dissam.repro.config.RUNS_ROOT", runs / "runs")
     profile = dataclasses.replace(get_profile("tiny"), tag=tag, **changes)
     profile.data.root = runs / "data"
     stages.cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT], progress=False)
@@ -347,7 +348,7 @@ def test_paper_te_all_cells_that_are_not_the_mean():
     """The paper's Table I prints DIS-TE(ALL); in exactly four cells it is not the mean of TE1-4. Our paper
     rows print the paper's values, and Table I's caption names these four cells."""
     from dissam.metrics import METRICS
-    from dissam.tables import PAPER_TE_ALL_NOTE, PAPER_TE_ALL_OFF_MEAN, paper_rows
+    from dissam.repro.tables import PAPER_TE_ALL_NOTE, PAPER_TE_ALL_OFF_MEAN, paper_rows
 
     off = set()
     for method, group in paper_rows("I").groupby("method"):
@@ -364,8 +365,8 @@ def test_paper_te_all_cells_that_are_not_the_mean():
 def test_table_three_row_one_is_the_published_isnet_when_given(runs, monkeypatch, tmp_path):
     """The paper's Table III row 1 is the original IS-Net (Table I's IS-Net row): with isnet.pth given it is
     that model's DIS-VD score, the same for every seed, and its from-scratch run is not trained."""
-    from dissam import tables
-    from dissam.evaluate import evaluate_method
+    from dissam.repro import tables
+    from dissam.repro.evaluate import evaluate_method
 
     profile = _tiny(runs, "table3isnet", monkeypatch)
     torch.manual_seed(0)

@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
-from dissam import check
-from dissam.config import get_profile
+from dissam.repro import check
+from dissam.repro.config import get_profile
 from dissam.data.procedural import generate_dataset
 from dissam.model import build_refiner
-from dissam.pilot import PILOT_ARMS, PILOT_JSON
+from dissam.repro.pilot import PILOT_ARMS, PILOT_JSON
 
 
 def test_pilot_trains_the_three_arms_and_reports_their_maxf(tmp_path, capsys):

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dissam import config
+from dissam.repro import config
 from dissam.cli import run_predict
-from dissam.config import Variant
+from dissam.variant import Variant
 from dissam.data.prompts import BoxError
 from dissam.predictor import CheckpointError, DisSam, as_rgb, final_mask
 
@@ -218,7 +218,7 @@ def _save_checkpoint(path: Path, **extra) -> Path:
 
 def test_from_checkpoint_reads_size_and_switches(tmp_path):
     ckpt = _save_checkpoint(tmp_path / "r.pt", train_config={"size": 64, "use_box": False, "use_mask": True})
-    model = DisSam.from_checkpoint(ckpt, coarse="grabcut", profile="tiny")
+    model = DisSam.from_checkpoint(ckpt, coarse="grabcut")
     assert (model.size, model.use_box, model.use_mask, model.in_ch) == (64, False, True, 5)
     rgb, _ = scene()
     pred = model.predict(rgb, (10, 5, 55, 50))

@@ -1,4 +1,4 @@
-"""The paper's runs scored on a profile (dissam.evaluate's profile section) on the tiny profile: images with an
+"""The paper's runs scored on a profile (dissam.repro.evaluate's profile section) on the tiny profile: images with an
 empty or faint test GT, pooled ALL from the stored per-image results, threads, and the GT skeletons on disk."""
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dissam import evaluate, runs, stages
-from dissam.config import get_profile
+from dissam import evaluation
+from dissam.repro import pipeline, runs, stages
+from dissam.repro.config import get_profile
 from dissam.data.folders import list_pairs, read_mask
 from dissam.data.splits import TEST_SPLITS, ZERO_SHOT_SETS
-from dissam.evaluate import evaluate_method, evaluate_pairs, evaluate_pooled, measures_path, skeleton_dir
+from dissam.evaluation import evaluate_pairs
+from dissam.repro.evaluate import evaluate_method, evaluate_pooled, measures_path, skeleton_dir
 from dissam.metrics import METRICS, OTHER_CONVENTIONS, DISMetrics, SkeletonCache, gt_skeleton
 from dissam.metrics.inputs import to_gt_mask
 
@@ -27,7 +29,7 @@ def profile(tmp_path_factory):
     os.environ["DISSAM_RUNS"] = str(tmp_path_factory.mktemp("runs"))
     try:
         profile = get_profile("tiny")
-        stages.run_stages(profile, progress=False)
+        pipeline.run_stages(profile, progress=False)
         gt_paths = [p.gt_path for p in list_pairs(stages.split_dir(profile, BLANK_SPLIT))]
         gt = read_mask(gt_paths[0])
         cv2.imwrite(str(gt_paths[0]), np.zeros_like(gt))  # empty
@@ -128,7 +130,7 @@ def test_gt_skeletons_are_kept_on_disk_and_equal_the_computed_ones(profile):
 
 
 def test_seconds_per_image_measures_the_profile_path():
-    pred, gt = evaluate.synthetic_pair(48, 64)
+    pred, gt = evaluation.synthetic_pair(48, 64)
     assert pred.shape == gt.shape == (48, 64) and pred.dtype == gt.dtype == np.uint8 and (gt > 128).any()
-    assert evaluate.seconds_per_image(48, 64, images=2, workers=2) > 0
-    assert evaluate.seconds_per_image(48, 64, images=2, cached_skeletons=True) > 0
+    assert evaluation.seconds_per_image(48, 64, images=2, workers=2) > 0
+    assert evaluation.seconds_per_image(48, 64, images=2, cached_skeletons=True) > 0

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from dissam import stages
-from dissam.config import get_profile
+from dissam.repro import pipeline
+from dissam.repro.config import get_profile
 
 
 def _worker(rank: int, port: int, out: str) -> None:
@@ -17,14 +17,14 @@ def _worker(rank: int, port: int, out: str) -> None:
                       LOCAL_RANK=str(rank))
     profile = get_profile("tiny")  # device cpu: a gloo world
     folder = Path(out)
-    stages.on_rank0(profile, lambda: (folder / f"work-{rank}").write_text("x"))
+    pipeline.on_rank0(profile, lambda: (folder / f"work-{rank}").write_text("x"))
     (folder / f"after-{rank}").write_text(str(sorted(p.name for p in folder.glob("work-*"))))
 
     def fail() -> None:
         raise ValueError("rank 0 could not read the data")
 
     try:
-        stages.on_rank0(profile, fail)
+        pipeline.on_rank0(profile, fail)
     except (ValueError, RuntimeError) as err:
         (folder / f"error-{rank}").write_text(type(err).__name__)
     dist.destroy_process_group()

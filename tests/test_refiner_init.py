@@ -1,23 +1,16 @@
 """Variant.refiner_init: the refiner starts from scratch or from the published 3-channel IS-Net."""
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
-from dissam.config import BaselineConfig, Variant, dry_run, get_profile
+from dissam.repro.config import dry_run, get_profile
+from dissam.variant import Variant
 from dissam.model import build_refiner
 from dissam.model.init import MissingIsnetCheckpoint, initial_refiner
 from tests.helpers import randomised_batchnorm
 
 WIDTH = 0.125
-
-
-def _isnet_profile(path):
-    tiny = get_profile("tiny")
-    return dataclasses.replace(tiny, variant=dataclasses.replace(tiny.variant, refiner_init="isnet"),
-                               baselines=BaselineConfig(isnet_checkpoint=path))
 
 
 @pytest.fixture
@@ -34,7 +27,7 @@ def official_isnet(tmp_path):
 @pytest.mark.parametrize("in_ch", [5, 4])
 def test_isnet_init_returns_what_the_published_isnet_returns(official_isnet, in_ch):
     net, path = official_isnet
-    model = initial_refiner(_isnet_profile(path), in_ch)
+    model = initial_refiner("isnet", in_ch, WIDTH, isnet_checkpoint=path)
     assert model.training
     rgb = torch.rand(2, 3, 64, 64)
     extra = torch.rand(2, in_ch - 3, 64, 64)  # whatever the mask and box channels hold
@@ -51,7 +44,7 @@ def test_scratch_init_is_build_refiner_bit_for_bit():
     profile = get_profile("tiny")
     assert profile.variant.refiner_init == "scratch" and get_profile("smoke").variant.refiner_init == "scratch"
     torch.manual_seed(0)
-    ours = initial_refiner(profile, 5, coarse_prior=2.0).state_dict()
+    ours = initial_refiner(profile.variant.refiner_init, 5, profile.train.width, coarse_prior=2.0).state_dict()
     torch.manual_seed(0)
     plain = build_refiner(in_ch=5, width=profile.train.width, coarse_prior=2.0).state_dict()
     assert all(torch.equal(ours[k], plain[k]) for k in plain)
@@ -59,9 +52,9 @@ def test_scratch_init_is_build_refiner_bit_for_bit():
 
 def test_isnet_init_without_weights_says_where_to_get_them(tmp_path):
     with pytest.raises(MissingIsnetCheckpoint, match=r"isnet\.pth.*--isnet-checkpoint"):
-        initial_refiner(_isnet_profile(None), 5)
+        initial_refiner("isnet", 5, WIDTH)
     with pytest.raises(MissingIsnetCheckpoint, match="not found at"):
-        initial_refiner(_isnet_profile(tmp_path / "absent.pth"), 5)
+        initial_refiner("isnet", 5, WIDTH, isnet_checkpoint=tmp_path / "absent.pth")
 
 
 def test_paper_profile_fine_tunes_isnet_at_the_papers_rate():
@@ -74,7 +67,7 @@ def test_paper_profile_fine_tunes_isnet_at_the_papers_rate():
 def test_the_check_starts_the_paper_refiner_from_a_random_isnet(tmp_path):
     """The paper profile fine-tunes isnet.pth: its acceptance check writes a random one (as it writes a
     random SAM) so that the isnet path runs on the device, and the file loads as the published format."""
-    from dissam.check import CPU_BUDGET, build_check_profile
+    from dissam.repro.check import CPU_BUDGET, build_check_profile
     from dissam.model.init import write_random_isnet
 
     profile = build_check_profile("paper", CPU_BUDGET, tmp_path, "cpu")
@@ -82,5 +75,5 @@ def test_the_check_starts_the_paper_refiner_from_a_random_isnet(tmp_path):
     state = torch.get_rng_state()
     write_random_isnet(profile.baselines.isnet_checkpoint, WIDTH)
     assert torch.equal(state, torch.get_rng_state())
-    model = initial_refiner(dataclasses.replace(profile, train=dataclasses.replace(profile.train, width=WIDTH)), 5)
+    model = initial_refiner(profile.variant.refiner_init, 5, WIDTH, isnet_checkpoint=profile.baselines.isnet_checkpoint)
     assert not model.conv_in.weight[:, 3:].any() and model.conv_in.weight[:, :3].any()

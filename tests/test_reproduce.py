@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dissam import reproduce
-from dissam.config import get_profile
+from dissam.repro import reproduce
+from dissam.repro.config import get_profile
 
 
 def _notebook(path, sources):
@@ -25,7 +25,7 @@ def _notebook(path, sources):
 
 def test_failure_names_notebook_and_cell_and_keeps_partial_output(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DISSAM_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setattr("dissam.config.RUNS_ROOT", tmp_path / "runs")
+    monkeypatch.setattr("dissam.repro.config.RUNS_ROOT", tmp_path / "runs")
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     _notebook(notebooks / "00_data_enrichment.ipynb", ["x = 1", "raise RuntimeError('boom in cell')"])

@@ -152,8 +152,8 @@ def test_disk_storage_needs_a_keyed_source(split, tmp_path):
 def test_build_training_cache_reports_its_work(tiny_data, tmp_path, monkeypatch):
     import dataclasses
 
-    from dissam import stages
-    from dissam.config import get_profile
+    from dissam.repro import stages
+    from dissam.repro.config import get_profile
 
     monkeypatch.setenv("DISSAM_RUNS", str(tmp_path))
     profile = dataclasses.replace(get_profile("tiny"), tag="resized")

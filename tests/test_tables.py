@@ -8,7 +8,7 @@ import pytest
 
 from dissam.data.splits import TE_ALL, TEST_SPLITS, VAL_SPLIT, ZERO_SHOT_ALL, ZERO_SHOT_SETS
 from dissam.metrics import METRICS
-from dissam.tables import Table, ablation_flags, paper_rows, render_table, write_table
+from dissam.repro.tables import Table, ablation_flags, paper_rows, render_table, write_table
 
 SHARED = Path("/work/shared/reference/paper_tables.csv")
 
@@ -122,7 +122,7 @@ def _seed_scores(values: dict[str, list[float]]) -> pd.DataFrame:
 
 
 def test_table_three_claims_an_order_only_beyond_the_seed_spread():
-    from dissam.tables import order_claims
+    from dissam.repro.tables import order_claims
 
     claims = order_claims(_seed_scores({
         "no box, no mask (IS-Net)": [0.50, 0.52, 0.48],  # sd 0.02
@@ -140,8 +140,8 @@ def test_table_three_claims_an_order_only_beyond_the_seed_spread():
 def test_ablation_seeds_are_runs_of_their_own_with_the_ablation_batch():
     import dataclasses
 
-    from dissam import runs
-    from dissam.config import AblationConfig, get_profile
+    from dissam.repro import runs
+    from dissam.repro.config import AblationConfig, get_profile
 
     profile = dataclasses.replace(get_profile("tiny"), ablation=AblationConfig(max_iters=4, batch_size=2, seeds=(0, 1)))
     row = runs.ABLATIONS[1]
@@ -158,7 +158,7 @@ def test_ablation_seeds_are_runs_of_their_own_with_the_ablation_batch():
 
 def test_other_conventions_are_printed_beside_the_defaults_only_when_asked():
     from dissam.metrics import OTHER_CONVENTIONS
-    from dissam.tables import CONVENTIONS_NOTE
+    from dissam.repro.tables import CONVENTIONS_NOTE
 
     ours = _long(["DIS-SAM"], [VAL_SPLIT, *TEST_SPLITS])
     ours["maxF (P/R-mean)"], ours["adpE"] = 0.55, 0.75

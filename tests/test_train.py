@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dissam import stages
-from dissam.config import get_profile
+from dissam.repro import stages
+from dissam.repro.config import get_profile
 from dissam.data.procedural import generate_dataset
 from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
-from dissam.train import RunSpec, lr_at, train_gt_encoder, train_refiner
+from dissam.repro.train import RunSpec, lr_at, train_gt_encoder, train_refiner
 
 
 def _prepared(root: Path, tag: str):
@@ -45,7 +45,7 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
 
 
 def test_resume_is_exact(shared_root, monkeypatch):
-    monkeypatch.setattr("dissam.config.RUNS_ROOT", shared_root / "runs")
+    monkeypatch.setattr("dissam.repro.config.RUNS_ROOT", shared_root / "runs")
     straight = _prepared(shared_root, "straight")
     spec = RunSpec(name="resume", max_iters=6)
     full = train_refiner(straight, spec, progress=False)
@@ -66,10 +66,10 @@ def test_resume_is_exact(shared_root, monkeypatch):
 
 
 def test_interrupted_run_keeps_its_progress(shared_root, monkeypatch):
-    monkeypatch.setattr("dissam.config.RUNS_ROOT", shared_root / "runs")
+    monkeypatch.setattr("dissam.repro.config.RUNS_ROOT", shared_root / "runs")
     profile = _prepared(shared_root, "interrupt")
     calls = {"n": 0}
-    import dissam.train as train_mod
+    import dissam.repro.train as train_mod
 
     real_step = train_mod._train_step
 
@@ -88,7 +88,7 @@ def test_interrupted_run_keeps_its_progress(shared_root, monkeypatch):
 
 
 def test_gt_encoder_stops_at_its_target_score(shared_root, monkeypatch):
-    monkeypatch.setattr("dissam.config.RUNS_ROOT", shared_root / "runs")
+    monkeypatch.setattr("dissam.repro.config.RUNS_ROOT", shared_root / "runs")
     profile = dataclasses.replace(get_profile("tiny"), tag="target")
     profile.data.root = shared_root / "data"
     profile.train = dataclasses.replace(profile.train, gt_encoder_iters=20, gt_encoder_val_every=2,
@@ -99,7 +99,7 @@ def test_gt_encoder_stops_at_its_target_score(shared_root, monkeypatch):
 
 def test_a_data_set_that_cannot_fill_one_batch_is_an_error(shared_root, monkeypatch):
     """In both phases (the GT encoder's loop used to wait forever for a first batch)."""
-    monkeypatch.setattr("dissam.config.RUNS_ROOT", shared_root / "runs")
+    monkeypatch.setattr("dissam.repro.config.RUNS_ROOT", shared_root / "runs")
     profile = dataclasses.replace(get_profile("tiny"), tag="bigbatch")
     profile.data.root = shared_root / "data"
     profile.train = dataclasses.replace(profile.train, batch_size=400, use_gt_encoder=False)
@@ -125,7 +125,7 @@ def _cli_train(runs: Path, data: Path, nproc: int) -> list[float]:
 
 @pytest.mark.slow
 def test_two_process_ddp_equals_one_process(shared_root, monkeypatch):
-    monkeypatch.setattr("dissam.config.RUNS_ROOT", shared_root / "runs")
+    monkeypatch.setattr("dissam.repro.config.RUNS_ROOT", shared_root / "runs")
     base = _prepared(shared_root, "ddpbase")
     one, two = shared_root / "one", shared_root / "two"
     for root in (one, two):

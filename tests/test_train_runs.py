@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dissam import runs, stages
-from dissam.config import get_profile
+from dissam.repro import runs, stages
+from dissam.repro.config import get_profile
 from dissam.data.procedural import generate_dataset
 from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
 from dissam.model.checkpoint import load_checkpoint
@@ -26,7 +26,7 @@ def data(tmp_path_factory) -> Path:
 
 
 def _profile(data: Path, root: Path, monkeypatch, workers: int):
-    monkeypatch.setattr("dissam.config.RUNS_ROOT", root)  # the workers must follow this, not the env
+    monkeypatch.setattr("dissam.repro.config.RUNS_ROOT", root)  # the workers must follow this, not the env
     monkeypatch.delenv("DISSAM_RUNS", raising=False)
     profile = dataclasses.replace(get_profile("tiny"), tag="pool")
     profile.data.root = data

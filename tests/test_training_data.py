@@ -3,21 +3,20 @@ per run, validation through workers, and RNG states saved per device."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from dissam import stages
-from dissam import train as train_mod
-from dissam.config import get_profile
+from dissam.repro import stages
+from dissam.repro import train as train_mod
+from dissam.repro.config import get_profile
 from dissam.data.datasets import RefinerDataset, draw_flips
 from dissam.data.procedural import generate_dataset
 from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
 from dissam.model import build_refiner
-from dissam.train import RunSpec, TrainingBatches, distributed_order, train_refiner
-from dissam.distributed import World
+from dissam.repro.train import RunSpec, TrainingBatches, distributed_order, train_refiner
+from dissam.repro.distributed import World
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +27,7 @@ def root(tmp_path_factory):
 
 
 def _tiny(root: Path, tag: str, monkeypatch, num_workers: int):
-    monkeypatch.setattr("dissam.config.RUNS_ROOT", root / "runs")
+    monkeypatch.setattr("dissam.repro.config.RUNS_ROOT", root / "runs")
     profile = dataclasses.replace(get_profile("tiny"), tag=tag)
     profile.data.root = root / "data"
     profile.train = dataclasses.replace(profile.train, num_workers=num_workers, use_gt_encoder=False)

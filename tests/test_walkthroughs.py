@@ -1,4 +1,4 @@
-"""The one-example walkthroughs of the notebooks (dissam.figures, last section): each shows what the
+"""The one-example walkthroughs of the notebooks (dissam.repro.figures, last section): each shows what the
 step really computes (the panels are the sample's channels, the boxes are the components, the marked
 maximum is the metric's maxF, the counted points are HCE)."""
 from __future__ import annotations
@@ -9,9 +9,10 @@ import torch
 from matplotlib.patches import Rectangle
 from pandas.testing import assert_frame_equal
 
-from dissam import figures, losses, runs, stages
+from dissam import losses
+from dissam.repro import figures, runs, stages
 from dissam.coarse.cache import MaskStore
-from dissam.config import get_profile
+from dissam.repro.config import get_profile
 from dissam.data.enrichment import connected_components, enrich_mask
 from dissam.data.folders import list_pairs
 from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
@@ -124,7 +125,7 @@ def test_loss_table_weights_each_term():
 def test_loss_walkthrough_reads_a_refiner_checkpoint(profile, manifests, tmp_path):
     from dissam.model import build_refiner
     from dissam.model.checkpoint import save_refiner
-    from dissam.train import seed_everything
+    from dissam.repro.train import seed_everything
 
     seed_everything(profile.train.seed)  # the weights the untrained walkthrough builds
     path = save_refiner(build_refiner(width=profile.train.width, coarse_prior=profile.train.coarse_prior),

@@ -163,15 +163,15 @@ def tiny_model(tmp_path_factory):
     import os
     from pathlib import Path
 
-    from dissam import config
-    from dissam.stages import ensure_refiner
+    from dissam.repro import config
+    from dissam.repro.pipeline import ensure_refiner
     from dissam.widget import demo_image
 
     runs = Path(os.environ.get("DISSAM_TEST_RUNS") or tmp_path_factory.getbasetemp() / "dissam-runs-tiny")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(config, "RUNS_ROOT", runs)
         profile = config.get_profile("tiny")
-        model = DisSam.from_checkpoint(ensure_refiner(profile, progress=False), profile=profile)
+        model = DisSam.from_checkpoint(ensure_refiner(profile, progress=False))
         image, gt = demo_image(profile)
     return model, image, gt
 

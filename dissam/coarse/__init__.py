@@ -1,6 +1,6 @@
 """Stage 1: (image, box) -> coarse mask, from SAM, HQ-SAM or offline GrabCut, behind one interface,
 plus the on-disk cache that embeds each image once. Torch and segment_anything load only for SAM kinds.
-A profile's stage 1 is built by :func:`dissam.stages.build_stage1`, on top of :func:`build_coarse`.
+A profile's stage 1 is built by :func:`dissam.repro.stages.build_stage1`, on top of :func:`build_coarse`.
 """
 from __future__ import annotations
 

@@ -13,26 +13,22 @@ so the ``hq`` extra pins timm too.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..data.prompts import Box
 from .base import CoarseResult, CoarseSegmenter
+from .hq import HQ_RELEASE, import_hq
 
 SAM_RELEASE = "https://github.com/facebookresearch/segment-anything (README, 'Model Checkpoints')"
-HQ_RELEASE = "https://github.com/SysCV/sam-hq (README, 'Model Checkpoints')"
 OFFICIAL_FILES = {
     "sam": {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3195.pth", "vit_h": "sam_vit_h_4b8939.pth"},
     "hq-sam": {"vit_b": "sam_hq_vit_b.pth", "vit_l": "sam_hq_vit_l.pth", "vit_h": "sam_hq_vit_h.pth",
                "vit_tiny": "sam_hq_vit_tiny.pth"},
 }
-HQ_INSTALL = ("HQ-SAM needs the optional package segment_anything_hq: pip install 'dissam[hq]' (or pip install "
-              "segment-anything-hq timm: it imports timm without declaring it); its checkpoints "
-              f"(sam_hq_vit_b.pth, ...) are listed at {HQ_RELEASE}")
 
 StateDict = dict[str, torch.Tensor]
 Builder = Callable[[StateDict], torch.nn.Module]
@@ -47,7 +43,7 @@ def _sam_builder(model_type: str) -> Builder:
 
 def _hq_builder(model_type: str) -> Builder:
     def build(_: StateDict) -> torch.nn.Module:
-        return _import_hq().sam_model_registry[model_type](checkpoint=None)
+        return import_hq().sam_model_registry[model_type](checkpoint=None)
     return build
 
 
@@ -71,20 +67,6 @@ MODEL_REGISTRY: dict[str, dict[str, Builder]] = {
 def register_model_type(family: str, model_type: str, builder: Builder) -> None:
     """Add a model type (e.g. a fine-tuned architecture) to the loader registry of ``family``."""
     MODEL_REGISTRY.setdefault(family, {})[model_type] = builder
-
-
-def _import_hq() -> Any:
-    """segment_anything_hq, or an ImportError that says how to install it. Its import warnings are
-    silenced: timm's notices that ``timm.models.layers`` / ``.registry`` moved, and that the package
-    re-registers timm's ``tiny_vit_*`` model names with its own TinyViT (dissam uses neither name)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"Importing from timm\.models\.(layers|registry) is deprecated")
-            warnings.filterwarnings("ignore", message="Overwriting tiny_vit_")
-            import segment_anything_hq
-    except ImportError as err:
-        raise ImportError(HQ_INSTALL) from err
-    return segment_anything_hq
 
 
 def state_dict_digest(module: torch.nn.Module) -> str:
@@ -147,7 +129,7 @@ def load_sam(family: str, model_type: str, checkpoint: str | Path | None) -> tor
     if not path.is_file():
         raise FileNotFoundError(missing_checkpoint_message(family, model_type, path))
     if family == "hq-sam":
-        _import_hq()  # a clear message before anything else fails
+        import_hq()  # a clear message before anything else fails
     state = load_checkpoint(path)
     model = types[model_type](state)
     try:
@@ -185,7 +167,7 @@ class SamSegmenter(CoarseSegmenter):
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(device).eval()
         if family == "hq-sam":
-            self.predictor = _import_hq().SamPredictor(self.model)
+            self.predictor = import_hq().SamPredictor(self.model)
         else:
             from segment_anything import SamPredictor
             self.predictor = SamPredictor(self.model)

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import torch
 
+from .hq import import_hq
 from .tiny_sam import build_toy_sam, tiny_img_size
 
 
 def build_tiny_hq_sam(seed: int = 0, img_size: int = 64, embed_dim: int = 32, prompt_dim: int = 32) -> torch.nn.Module:
     """Randomly initialised toy HQ-SAM (deterministic by ``seed``; the global torch RNG is left untouched).
     ``prompt_dim`` must be a multiple of 8 (the decoder's mask features have ``prompt_dim // 8`` channels)."""
-    from .sam import _import_hq
-
     if prompt_dim % 8:
         raise ValueError(f"prompt_dim must be a multiple of 8, got {prompt_dim}")
-    return build_toy_sam(_import_hq().modeling, seed, img_size, embed_dim, prompt_dim, hq=True)
+    return build_toy_sam(import_hq().modeling, seed, img_size, embed_dim, prompt_dim, hq=True)
 
 
 def build_tiny_hq_sam_for(state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:

@@ -20,7 +20,7 @@ DataLoader workers nor on where a run resumes. Indexing the data set itself (``d
 from torch's global RNG (notebooks, figures). Training items stay uint8 until they reach the device
 (:func:`network_tensors`): a quarter of the bytes through the workers' shared memory and the pinned copy.
 
-:func:`refiner_dataset` builds one split of a profile's data, for training or for evaluation.
+A profile's split as such a data set: :func:`dissam.repro.stages.refiner_dataset`.
 """
 from __future__ import annotations
 
@@ -289,29 +289,3 @@ def _stage1_key(coarse) -> str:
         raise ValueError(f"an on-disk data set with the mask channel needs a coarse source with a key (str) that "
                          f"identifies its masks, such as dissam.coarse.CachedCoarse; {coarse!r} has none")
     return key
-
-
-def refiner_dataset(profile, split: str, train: bool = False, use_box: bool = True, use_mask: bool = True,
-                    in_ch: int = 5, enrich: bool = True, size: int | None = None, verbose: bool = False,
-                    workers: int | None = None, on_disk: bool | None = None) -> RefinerDataset:
-    """One split of a run's data as the refiner (or, with ``in_ch=3`` and no box or mask, the GT encoder)
-    sees it: the one place training and evaluation build their data sets.
-
-    ``train=True``: the variant's GT enrichment (when ``enrich``) and augmentation; else one sample per
-    image, unaugmented (validation, evaluation). Stage-1 masks come from the profile's cache when
-    ``use_mask``. ``size``: the network size, default the profile's. The CPU profiles hold the arrays in
-    memory; the paper profile (DIS5K at 1024^2) keeps them in the split's resized cache on disk
-    (:func:`dissam.stages.resized_cache_dir`), built by ``workers`` threads on first use and reused after;
-    ``on_disk`` overrides the profile's choice.
-    """
-    from .. import stages
-
-    variant = profile.variant
-    on_disk = stages.uses_resized_cache(profile) if on_disk is None else on_disk
-    return RefinerDataset(stages.split_dir(profile, split),
-                          stages.coarse_source(profile, split) if use_mask else None,
-                          profile.train.size if size is None else size,
-                          enrichment=variant.enrichment if train and enrich else None,
-                          augment=variant.augment if train and variant.augment != "none" else None,
-                          use_box=use_box, use_mask=use_mask, in_ch=in_ch, verbose=verbose, workers=workers,
-                          cache_dir=stages.resized_cache_dir(profile, split) if on_disk else None)

@@ -43,12 +43,11 @@ import zlib
 from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
-from ..config import DataConfig
 from .enrichment import connected_components, label_components, targets_for
 from .folders import list_pairs, read_mask
 from .shapes import FAMILIES, FINE_PART_FAMILIES, FRAME_FAMILIES, SMOOTH_FAMILIES, UPRIGHT, blob, render_shape
@@ -56,6 +55,19 @@ from .splits import DIS5K_SPLITS, TEST_SPLITS, TRAIN_SPLIT, VAL_SPLIT, ZERO_SHOT
 from .textures import load_textures, photo_background, texture_detail, texture_source_id
 
 GENERATOR_VERSION = 2
+
+
+class DataConfig(Protocol):
+    """What a procedural data set is made of (a dataclass; :class:`dissam.repro.config.DataConfig` is
+    one): scene ``size`` (px), image counts per split, ``seed`` and the zero-shot sets to stand in for."""
+
+    size: int
+    n_train: int
+    n_val: int
+    n_test: int
+    n_zero_shot: int
+    seed: int
+    zero_shot_sets: tuple[str, ...]
 SCENES = ("dis", "dis-te1", "dis-te2", "dis-te3", "dis-te4", "coift", "hrsod", "thin")
 ZERO_SHOT_SCENES = dict(zip(ZERO_SHOT_SETS, ("coift", "hrsod", "thin")))
 SPLIT_SCENES = {TRAIN_SPLIT: "dis", VAL_SPLIT: "dis", **{s: f"dis-te{k}" for k, s in enumerate(TEST_SPLITS, 1)}}

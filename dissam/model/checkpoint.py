@@ -184,7 +184,8 @@ TRAIN_KEYS = ("size", "use_mask", "use_box", "in_ch")  # what a predictor reads 
 
 def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The plain entries of our checkpoint a predictor needs beside the weights: ``train_config``
-    (``TRAIN_KEYS`` only: input size and channel switches) and ``profile`` (its name); empty for an
+    (``TRAIN_KEYS`` only: input size and channel switches), ``profile`` (its name), ``variant`` and
+    ``stage1`` (the arguments of :func:`dissam.coarse.build_coarse`); empty for an
     official IS-Net file. :class:`dissam.DisSam` reads them, and ``dissam export`` stores them in the
     ONNX file."""
     ckpt = load_checkpoint(path)
@@ -199,4 +200,7 @@ def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
         profile = profile.get("name")
     if isinstance(profile, str):
         meta["profile"] = profile
+    for key in ("variant", "stage1"):  # the variant and the stage 1 it was trained with
+        if isinstance(ckpt.get(key), dict):
+            meta[key] = ckpt[key]
     return meta

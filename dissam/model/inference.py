@@ -16,7 +16,7 @@ The optimised path is not faster everywhere (an AVX2-only AMD EPYC: 0.16x eager 
 width), so ``DisSam`` does not assume it: :func:`choose_inference_path` times eager and the optimised
 path once per machine, network and input size, keeps the faster (:func:`choose_path`: the optimised
 path only when it beats eager by more than :data:`TIE_MARGIN`) and caches the choice in memory and in
-the user's cache folder. The evaluation tables (:func:`dissam.runs.load_run`) stay on the optimised path
+the user's cache folder. The evaluation tables (:func:`dissam.repro.runs.load_run`) stay on the optimised path
 always: a timed choice can differ between two runs on a loaded machine, and eager's maps differ from
 the optimised path's by ~1e-7, enough to move a saved uint8 prediction by one level now and then and so,
 rarely, a digit of a table that must be the same in every run.

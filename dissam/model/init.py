@@ -9,15 +9,11 @@ what the published IS-Net returns on the RGB, whatever the other two channels ho
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from .checkpoint import atomic_torch_save, load_refiner
 from .isnet import ISNetDIS, build_refiner
-
-if TYPE_CHECKING:  # the config imports nothing of the model package
-    from ..config import Profile
 
 REFINER_INITS = ("scratch", "isnet")
 ISNET_SOURCE = ("the DIS release (github xuebinqin/DIS, README: 'isnet.pth' or 'isnet-general-use.pth'); "
@@ -28,9 +24,8 @@ class MissingIsnetCheckpoint(FileNotFoundError):
     """``refiner_init="isnet"`` without the published IS-Net weights; the message says where to get them."""
 
 
-def isnet_init_checkpoint(profile: "Profile") -> Path:
+def isnet_init_checkpoint(path: str | Path | None) -> Path:
     """The published IS-Net file ``refiner_init="isnet"`` starts from; a one-line error when missing."""
-    path = profile.baselines.isnet_checkpoint
     if path is None or not Path(path).is_file():
         found = "was not given" if path is None else f"not found at {path}"
         raise MissingIsnetCheckpoint(f"refiner_init='isnet' fine-tunes the published IS-Net, whose weights "
@@ -39,18 +34,19 @@ def isnet_init_checkpoint(profile: "Profile") -> Path:
     return Path(path)
 
 
-def initial_refiner(profile: "Profile", in_ch: int, coarse_prior: float = 0.0) -> ISNetDIS:
-    """The refiner a run starts from, in train mode: ``in_ch`` input channels (3..5) at the profile's width.
+def initial_refiner(init: str, in_ch: int, width: float, coarse_prior: float = 0.0,
+                    isnet_checkpoint: str | Path | None = None) -> ISNetDIS:
+    """The refiner a run starts from, in train mode: ``in_ch`` input channels (3..5) at channel ``width``.
 
-    ``scratch``: :func:`build_refiner`'s random weights. ``isnet``: the same model built first (so the
-    random-number stream after this call is the same for both), then the published IS-Net's weights
-    loaded into it, extra input channels zero. ``coarse_prior`` has no parameters and is kept."""
-    init = profile.variant.refiner_init
+    ``init`` (``Variant.refiner_init``) ``"scratch"``: :func:`build_refiner`'s random weights. ``"isnet"``:
+    the same model built first (so the random-number stream after this call is the same for both), then
+    the published IS-Net's weights (``isnet_checkpoint``) loaded into it, extra input channels zero.
+    ``coarse_prior`` has no parameters and is kept."""
     if init not in REFINER_INITS:
         raise ValueError(f"unknown refiner_init {init!r}; choose one of {', '.join(REFINER_INITS)}")
-    model = build_refiner(in_ch=in_ch, width=profile.train.width, coarse_prior=coarse_prior)
+    model = build_refiner(in_ch=in_ch, width=width, coarse_prior=coarse_prior)
     if init == "isnet":
-        published = load_refiner(isnet_init_checkpoint(profile), in_ch=in_ch, width=profile.train.width)
+        published = load_refiner(isnet_init_checkpoint(isnet_checkpoint), in_ch=in_ch, width=width)
         model.load_state_dict(published.state_dict(), strict=True)
     return model.train()
 

@@ -142,6 +142,9 @@ class OnnxRefiner:
         self.meta: dict[str, Any] = {"train_config": json.loads(props.get("train_config", "{}"))}
         if props.get("profile"):
             self.meta["profile"] = props["profile"]
+        for key in ("variant", "stage1"):
+            if props.get(key):
+                self.meta[key] = json.loads(props[key])
         self.in_ch = int(self.config.get("in_ch", 5))
 
     # Idle threads sleep: on this shared 2-core CPU that was faster than ONNX Runtime's default spinning

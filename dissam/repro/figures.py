@@ -6,7 +6,7 @@ Two levels. Drawing functions take arrays (``grid``, ``enrichment_figure``,
 ``photos_figure``, ``ablation_bars``; the pixel-level ``overlay``, ``cutout`` and ``on_checkerboard`` are
 :mod:`dissam.outputs`', re-exported here). Profile functions (``figure_one`` ... ``figure_five``,
 ``stage1_examples``, ``training_figure``, ``real_photos``, ``ablation_plot``, ``zero_shot_figure``) pick
-the examples from a profile's data, runs and predictions (:mod:`dissam.runs`) and write the PNG into
+the examples from a profile's data, runs and predictions (:mod:`dissam.repro.runs`) and write the PNG into
 ``profile.figures_dir``. Every function returns a matplotlib Figure (no pyplot state; matplotlib loads on
 first use) and saves it when given a path.
 
@@ -27,13 +27,26 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from ..coarse import build_coarse
+from ..coarse.cache import KEY_CHUNK, MaskStore, image_digest
+from ..data.datasets import RefinerDataset
+from ..data.enrichment import Component, _kept_labels, connected_components, enrich_mask, label_components
+from ..data.folders import list_pairs, read_image, read_mask
+from ..data.prompts import Box, box_channel, box_from_mask, clip_box
+from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
+from ..metrics import DISMetrics, image_metrics
+from ..metrics.hce import _CROSS, _boundary_points, gt_skeleton, relaxed_errors
+from ..metrics.inputs import prepare_pair
+from ..model import build_refiner
+from ..model.checkpoint import load_gt_encoder, load_refiner
+from ..outputs import BOX_COLOUR, box_edges, cutout, on_checkerboard, overlay
+from ..predictor import DisSam
 from . import runs, stages
 from .config import Profile
-from .data.enrichment import Component, enrich_mask
-from .data.folders import list_pairs, read_image, read_mask
-from .data.prompts import Box, box_channel, box_from_mask
-from .data.splits import TRAIN_SPLIT, VAL_SPLIT
-from .outputs import BOX_COLOUR, box_edges, cutout, on_checkerboard, overlay
+from .evaluate import evaluate_method
+from .real_photos import run_photos
+from .tables import ablation_flags, paper_rows
+from .train import RefinerObjective, seed_everything
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -190,8 +203,6 @@ def sample_grid(root: str | Path, split: str, n: int = 12, path: str | Path | No
                 with_grabcut: bool = True, iters: int = 3) -> "Figure":
     """``n`` images of ``root/split``: image | GT | GrabCut from the box (with IoU); each mask is shown by
     darkening everything outside it. The box is the tight box of the whole GT."""
-    from .coarse import build_coarse
-
     pairs = list_pairs(Path(root) / split)[:n]
     grabcut = build_coarse("grabcut", iters=iters)  # the stage-1 segmenter itself: the grid shows what training sees
     cols = 3 if with_grabcut else 2
@@ -212,7 +223,7 @@ def sample_grid(root: str | Path, split: str, n: int = 12, path: str | Path | No
 
 def photos_figure(results: list[dict], path: str | Path | None = None) -> "Figure":
     """image with its box | stage 1 | refined | cut-out (refined mask as alpha), one row per photo
-    (``results`` of :func:`dissam.real_photos.run_photos`)."""
+    (``results`` of :func:`dissam.repro.real_photos.run_photos`)."""
     rows = []
     for r in results:
         shown = r["image"].copy()
@@ -226,9 +237,7 @@ def ablation_bars(ours: pd.DataFrame, paper: pd.DataFrame, path: str | Path | No
                   ours_label: str = "ours", title: str = "") -> "Figure":
     """Table III as a plot: maxF and HCE (log scale) of each (enrichment, box, mask) row, the paper's bar
     beside ours. ``ours``: Table III's long rows (method, enrichment, box, mask, metrics); ``paper``:
-    :func:`dissam.tables.paper_rows` of Table III, matched to ours by their check marks."""
-    from .tables import ablation_flags
-
+    :func:`dissam.repro.tables.paper_rows` of Table III, matched to ours by their check marks."""
     key = lambda flags: (bool(flags["enrichment"]), bool(flags["box"]), bool(flags["mask"]))  # noqa: E731
     by_flags = {key(ablation_flags(row["method"])): row for _, row in paper.iterrows()}
     matched = [by_flags.get(key(row)) for _, row in ours.iterrows()]
@@ -274,8 +283,6 @@ def pick_examples(profile: Profile, split: str, n: int, method: str = runs.MAIN)
 
 
 def _hce(pred: np.ndarray, gt: np.ndarray) -> float:
-    from .metrics import DISMetrics
-
     m = DISMetrics()
     m.step(pred, gt)
     return m.results()["HCE"]
@@ -300,7 +307,6 @@ def _model(profile: Profile, model: Any):
     """``model``, else the profile's main refiner with its stage 1, as users run it (``DisSam.from_profile``)."""
     if model is not None:
         return model
-    from .predictor import DisSam
 
     return DisSam.from_profile(profile)
 
@@ -369,8 +375,6 @@ def stage1_examples(profile: Profile, split: str = VAL_SPLIT, n: int = 6) -> "Fi
 
 def training_figure(profile: Profile, history: list[dict]) -> "Figure":
     """The main run's training curves, with stage 1's validation maxF / MAE as the reference lines."""
-    from .evaluate import evaluate_method
-
     summary = evaluate_method(profile, runs.STAGE1, VAL_SPLIT)
     return training_curves(history, profile.figures_dir / "training_curves.png",
                            reference={"maxF": summary["maxF"], "MAE": summary["MAE"]},
@@ -380,8 +384,6 @@ def training_figure(profile: Profile, history: list[dict]) -> "Figure":
 def real_photos(profile: Profile, model: Any = None) -> tuple[pd.DataFrame, "Figure"]:
     """Stage 1 | refined | cut-out on real photographs (scikit-image's), with the share of stage 1's
     interior the refiner keeps (``real_photos.csv`` beside ``real_photos.png``)."""
-    from .real_photos import run_photos
-
     results, table = run_photos(_model(profile, model))
     figure = photos_figure(results, profile.figures_dir / "real_photos.png")
     table.to_csv(profile.figures_dir / "real_photos.csv", index=False, float_format="%.1f")
@@ -389,9 +391,7 @@ def real_photos(profile: Profile, model: Any = None) -> tuple[pd.DataFrame, "Fig
 
 
 def ablation_plot(profile: Profile, ours: pd.DataFrame) -> "Figure":
-    """Table III as a plot (``ours``: :func:`dissam.tables.table_three`'s long rows), paper beside ours."""
-    from .tables import paper_rows
-
+    """Table III as a plot (``ours``: :func:`dissam.repro.tables.table_three`'s long rows), paper beside ours."""
     return ablation_bars(ours, paper_rows("III"), profile.figures_dir / "table3_ablation.png",
                          ours_label=f"ours ({profile.name})", title=f"Table III as a plot: {runs.describe(profile)}")
 
@@ -423,8 +423,6 @@ def component_table(gt: np.ndarray, rule: str = "filtered") -> pd.DataFrame:
     """One row per 8-connected component of ``gt`` (largest first): its area, share of the image, box and
     the training sample it becomes under ``rule`` ("dropped": under 0.4% of the image, ``filtered`` rule),
     then a row for the whole mask when the rule keeps it as a sample too."""
-    from .data.enrichment import _kept_labels, label_components
-
     labels, order, stats = label_components(gt)
     _, kept, whole_too = _kept_labels(gt, rule, 128)
     rows = []
@@ -445,7 +443,6 @@ def components_figure(image: np.ndarray, gt: np.ndarray, rule: str = "filtered")
     :func:`component_table`); the title counts one image -> its samples under ``rule``."""
     from matplotlib.patches import Rectangle
 
-    from .data.enrichment import label_components
 
     labels, order, _ = label_components(gt)
     coloured = (gt[..., None] > 128) * np.full(3, 60, np.uint8)  # components too small to see stay grey
@@ -466,8 +463,6 @@ def components_figure(image: np.ndarray, gt: np.ndarray, rule: str = "filtered")
 
 def _first_with_components(profile: Profile, split: str, at_least: int = 2, scan: int = 50):
     """The first image of ``split`` (of its first ``scan``) with ``at_least`` components, else the first."""
-    from .data.enrichment import connected_components
-
     pairs = list_pairs(stages.split_dir(profile, split))
     return next((p for p in pairs[:scan] if len(connected_components(read_mask(p.gt_path))) >= at_least), pairs[0])
 
@@ -484,9 +479,6 @@ def stage1_walkthrough(profile: Profile, split: str = TRAIN_SPLIT, segmenter=Non
     """Notebook 01: the first image of ``split``, its whole-GT box -> stage-1 mask, stored in the cache as
     :func:`dissam.coarse.cache_masks` stores it (so the data-set run finds it), and what the entry holds:
     its file, the key checked on every read, and that reading it back gives the mask just computed."""
-    from .coarse.cache import KEY_CHUNK, MaskStore, image_digest
-    from .data.prompts import clip_box
-
     pair = list_pairs(stages.split_dir(profile, split))[0]
     image, gt = pair.load()
     box = clip_box(box_from_mask(gt), *gt.shape)
@@ -515,7 +507,7 @@ def stage1_walkthrough(profile: Profile, split: str = TRAIN_SPLIT, segmenter=Non
 
 
 def manifest_samples(manifests: dict[str, dict], stem: str) -> pd.DataFrame:
-    """The samples the caches' manifests (:func:`dissam.stages.cache_stage1`) record for image ``stem``:
+    """The samples the caches' manifests (:func:`dissam.repro.stages.cache_stage1`) record for image ``stem``:
     one row per (cache, component, box) with the file that holds its mask (component -1: the whole GT)."""
     rows = [{"cache": name, **{k: s[k] for k in ("component", "box", "file")}}
             for name, manifest in manifests.items() for s in manifest.get("samples", []) if s["stem"] == stem]
@@ -540,8 +532,6 @@ def input_panels(x: Any, title: str = "") -> "Figure":
 def _one_image_dataset(profile: Profile, split: str = TRAIN_SPLIT):
     """The first image of ``split`` with several components, as the main run's training set has it
     (enriched, stage-1 masks from the cache), without augmentation."""
-    from .data.datasets import RefinerDataset
-
     pair = _first_with_components(profile, split)
     return RefinerDataset([pair], stages.coarse_source(profile, split), profile.train.size,
                           enrichment=profile.variant.enrichment, augment=None)
@@ -567,13 +557,10 @@ def loss_table(terms: dict[str, float], weights: dict[str, float]) -> pd.DataFra
 
 
 def _objective(profile: Profile, checkpoint: str | Path | None):
-    """The training objective of the main run (:class:`dissam.train.RefinerObjective`): the refiner from
+    """The training objective of the main run (:class:`dissam.repro.train.RefinerObjective`): the refiner from
     ``checkpoint`` (None: untrained, built as training starts it) and the frozen, trained GT encoder."""
     import torch
 
-    from .model import build_refiner
-    from .model.checkpoint import load_gt_encoder, load_refiner
-    from .train import RefinerObjective, seed_everything
 
     cfg = profile.train
     device = torch.device(runs._inference_device(profile))
@@ -654,8 +641,6 @@ def score_curves_figure(pred: np.ndarray, gt: np.ndarray, title: str = "") -> "F
     """One image's curves over the 256 thresholds, as :class:`dissam.metrics.DISMetrics` measures them:
     precision, recall and F (beta^2 = 0.3) with maxF marked; the E-measure with its mean (meanE); and
     precision against recall."""
-    from .metrics import DISMetrics
-
     result = DISMetrics().measure(pred, gt)
     curves = {k: v[::-1] for k, v in result.curves.items()}  # thresholds 0..255
     t = np.arange(256)
@@ -698,8 +683,6 @@ class HCERegions:
 def _correction_points(region: np.ndarray, other: np.ndarray, epsilon: float) -> np.ndarray:
     """The points HCE counts for ``region``: the polygon vertices of its boundary runs that meet ``other``
     (the metric's own run finder), then one pixel of each connected part that no such run touches."""
-    from .metrics.hce import _CROSS, _boundary_points
-
     if not region.any():
         return np.zeros((0, 2), np.int64)
     u8 = region.astype(np.uint8)
@@ -719,9 +702,6 @@ def _correction_points(region: np.ndarray, other: np.ndarray, epsilon: float) ->
 def hce_regions(pred: np.ndarray, gt: np.ndarray, relax: int = 5, epsilon: float = 2.0) -> HCERegions:
     """:func:`dissam.metrics.hce` step by step, keeping what it counts (same binarisation, relaxation and
     counting; ``hce_regions(p, g).hce == hce(p, g)``)."""
-    from .metrics.hce import gt_skeleton, relaxed_errors
-    from .metrics.inputs import prepare_pair
-
     p8, g = prepare_pair(pred, gt)
     p = p8 > 128
     tp, fp_r, fn_r = relaxed_errors(p, g, gt_skeleton(g), relax)
@@ -752,8 +732,6 @@ def evaluation_walkthrough(profile: Profile, split: str = VAL_SPLIT,
                            method: str = runs.MAIN) -> tuple[pd.DataFrame, "Figure", "Figure"]:
     """Notebook 03: the first image of ``split`` under ``method`` (default the main model): its six metric
     values, :func:`score_curves_figure` and :func:`hce_figure`."""
-    from .metrics import image_metrics
-
     pair = list_pairs(stages.split_dir(profile, split))[0]
     image, gt = pair.load()
     pred = runs.predictions(profile, method, split)[pair.stem]

@@ -1,4 +1,4 @@
-"""Acceptance check of a profile's real code path on one device, in minutes: ``python -m dissam.check``.
+"""Acceptance check of a profile's real code path on one device, in minutes: ``python -m dissam.repro.check``.
 
 On CUDA (the paper profile's target) it renders procedural data at 1024^2 in DIS5K layout, writes a
 randomly initialised SAM ViT-B checkpoint, and runs stage 1 (SAM on the device), the GT encoder and
@@ -15,7 +15,6 @@ profile's full run and seconds per evaluated image; ``main`` exits 1 when any st
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -28,9 +27,19 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from .config import PROFILES, Profile, get_profile
+from ..data.folders import list_pairs
+from ..data.procedural import generate_dataset
+from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
+from ..model.checkpoint import load_checkpoint
+from ..model.init import write_random_isnet
+from . import runs, stages
+from .config import PROFILES, Profile, get_profile, runs_root
+from .distributed import init_world, shutdown
+from .evaluate import evaluate_method
+from .pilot import add_pilot_arguments, run_pilot_from_args
+from .train import RunSpec, train_gt_encoder, train_refiner
 
 REPORT_NAME = "check_report.json"
 DDP_RESULT_NAME = "ddp_result.json"
@@ -127,26 +136,12 @@ def build_check_profile(profile_name: str, budget: CheckBudget, out: Path, devic
                    baselines=baselines, device=device, tag="check")
 
 
-@contextlib.contextmanager
-def runs_root(path: Path) -> Iterator[None]:
-    """``$DISSAM_RUNS`` set to ``path`` inside the block (restored after), so no run outside ``out`` is touched."""
-    old = os.environ.get("DISSAM_RUNS")
-    os.environ["DISSAM_RUNS"] = str(path)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("DISSAM_RUNS", None)
-        else:
-            os.environ["DISSAM_RUNS"] = old
-
-
 def random_sam(model_type: str, seed: int = 0):
     """A randomly initialised SAM of ``model_type`` ('vit_b' or 'tiny'); the global RNG is left as it was."""
     import torch
 
     if model_type == "tiny":
-        from .coarse.tiny_sam import build_tiny_sam
+        from ..coarse.tiny_sam import build_tiny_sam
 
         return build_tiny_sam(seed=seed)
     from segment_anything import sam_model_registry
@@ -205,8 +200,6 @@ def step_sam_checkpoint(run: CheckRun) -> dict[str, Any]:
     torch.save(model.state_dict(), path)
     isnet = run.profile.baselines.isnet_checkpoint
     if run.profile.variant.refiner_init == "isnet" and isnet is not None and not Path(isnet).is_file():
-        from .model.init import write_random_isnet
-
         write_random_isnet(isnet, run.profile.train.width)
     return {"checkpoint": str(path), "model_type": run.profile.variant.sam_model_type,
             "parameters": sum(p.numel() for p in model.parameters()), "megabytes": path.stat().st_size / 2**20}
@@ -214,9 +207,6 @@ def step_sam_checkpoint(run: CheckRun) -> dict[str, Any]:
 
 def step_data(run: CheckRun) -> dict[str, Any]:
     """Render the procedural data set in DIS5K layout, then check it as the profile's DIS5K folder."""
-    from . import stages
-    from .data.procedural import generate_dataset
-
     generate_dataset(run.profile.data_root, run.profile.data, progress=False, workers=run.budget.data_workers)
     summary = stages.prepare_data(run.profile, progress=False)
     return {"root": str(run.profile.data_root), "size": run.profile.data.size, "images": summary.get("splits")}
@@ -224,9 +214,6 @@ def step_data(run: CheckRun) -> dict[str, Any]:
 
 def step_stage1(run: CheckRun) -> dict[str, Any]:
     """Stage-1 masks of the training (whole and enriched) and validation splits, SAM on the device."""
-    from . import stages
-    from .data.splits import TRAIN_SPLIT, VAL_SPLIT
-
     segmenter = stages.build_stage1(run.profile)
     model = getattr(segmenter, "model", None)
     device = str(next(model.parameters()).device) if model is not None else "cpu"
@@ -239,9 +226,6 @@ def step_stage1(run: CheckRun) -> dict[str, Any]:
 
 def step_gt_encoder(run: CheckRun) -> dict[str, Any]:
     """Phase 1: the GT encoder for the budget's iterations (retrained even when a checkpoint exists)."""
-    from .model.checkpoint import load_checkpoint
-    from .train import train_gt_encoder
-
     path = train_gt_encoder(run.profile, progress=False, force=True)
     state = load_checkpoint(path)
     iterations = int(state.get("iterations", 0))
@@ -254,7 +238,6 @@ def step_train_interrupted(run: CheckRun) -> dict[str, Any]:
     """Phase 2, first half: ``stop_after`` ends the call halfway, as an interruption would."""
     import torch
 
-    from .train import RunSpec, train_refiner
 
     half = run.budget.iters // 2
     if run.device.startswith("cuda") and torch.cuda.is_available():
@@ -269,9 +252,6 @@ def step_train_interrupted(run: CheckRun) -> dict[str, Any]:
 
 def step_train_resumed(run: CheckRun) -> dict[str, Any]:
     """Phase 2, resumed from the last checkpoint to the end; its wall time gives iterations per second."""
-    from .model.checkpoint import load_checkpoint
-    from .train import RunSpec, train_refiner
-
     spec, total = RunSpec(), run.budget.iters
     last = spec.last_checkpoint(run.profile)
     resumed_from = int(load_checkpoint(last)["iteration"]) if last.is_file() else 0
@@ -329,11 +309,6 @@ def step_validation(run: CheckRun) -> dict[str, Any]:
 
 def step_evaluation(run: CheckRun) -> dict[str, Any]:
     """Predictions of the main run on DIS-VD and its six metrics (``runs``, ``evaluate``); seconds per image."""
-    from . import runs, stages
-    from .data.folders import list_pairs
-    from .data.splits import VAL_SPLIT
-    from .evaluate import evaluate_method
-
     split = VAL_SPLIT
     images = len(list_pairs(stages.split_dir(run.profile, split)))
     expect(images > 0, f"{split} has no images")
@@ -368,9 +343,9 @@ def step_ddp(run: CheckRun) -> dict[str, Any]:
     result_path = run.out / DDP_RESULT_NAME
     result_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
-           "-m", "dissam.check", "--ddp-worker", "--profile", run.profile_name, "--device", run.device,
+           "-m", "dissam.repro.check", "--ddp-worker", "--profile", run.profile_name, "--device", run.device,
            "--out", str(run.out), "--budget-json", json.dumps(asdict(run.budget))]
-    package_root = str(Path(__file__).resolve().parent.parent)  # the ranks import this dissam, installed or not
+    package_root = str(Path(__file__).resolve().parents[2])  # the ranks import this dissam, installed or not
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=DDP_TIMEOUT_S, env=env)
     if proc.returncode != 0:
@@ -487,9 +462,6 @@ def _jsonable(value: Any) -> Any:
 # ----------------------------------------------------------------------------- DDP worker and command line
 def ddp_worker(profile_name: str, device: str, out: Path, budget: CheckBudget) -> int:
     """One rank of the DDP step (started by torchrun): train a separate run for ``budget.ddp_iters``."""
-    from .distributed import init_world, shutdown
-    from .train import RunSpec, train_refiner
-
     with runs_root(out / "runs"):
         profile = build_check_profile(profile_name, budget, out, device)
         profile.train = replace(profile.train, batch_size=budget.ddp_batch_size or profile.train.batch_size)
@@ -514,7 +486,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--autocast", choices=("none", "bf16"), help="override the profile's autocast (CUDA)")
     parser.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--budget-json", help=argparse.SUPPRESS)
-    from .pilot import add_pilot_arguments  # --pilot: the refiner_init / rate pilot (dissam.pilot)
 
     add_pilot_arguments(parser)
 
@@ -522,8 +493,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the check (or one DDP rank) as ``args`` say; 0 when every step passed or was skipped, else 1."""
     if getattr(args, "pilot", False):
-        from .pilot import run_pilot_from_args
-
         return run_pilot_from_args(args)
     profile_name = getattr(args, "profile", None) or "paper"
     device = args.device or default_device()
@@ -544,7 +513,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dissam.check [--profile paper] [--device cuda] [--out DIR]``."""
+    """``python -m dissam.repro.check [--profile paper] [--device cuda] [--out DIR]``."""
     parser = argparse.ArgumentParser(prog="dissam check", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=PROFILES, default="paper", help="profile under test (default: paper)")
     add_arguments(parser)

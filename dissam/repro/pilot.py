@@ -1,7 +1,7 @@
 """``dissam check --pilot``: settle the refiner's initialisation and rate on the first GPU day.
 
 The paper fine-tunes IS-Net at Adam 1e-5; the authors' code trains from scratch at 4e-5; the paper
-profile chooses ``refiner_init="isnet"`` at 1e-5 (dissam.config, ``_paper``). The pilot trains three
+profile chooses ``refiner_init="isnet"`` at 1e-5 (dissam.repro.config, ``_paper``). The pilot trains three
 arms side by side on the profile's data (DIS5K on the paper profile), each for a few thousand
 iterations from the same stage-1 cache and GT encoder, and reports each arm's best DIS-VD maxF (the
 training loop's validation, the score that selects checkpoints):
@@ -22,7 +22,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .config import BaselineConfig, Profile, get_profile
+from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
+from ..model.init import isnet_init_checkpoint
+from . import stages
+from .config import BaselineConfig, Profile, get_profile, runs_root
+from .train import RunSpec, train_gt_encoder, train_refiner
 
 PILOT_ITERS = 3000  # per arm: a few thousand iterations, enough to order the three arms
 PILOT_JSON = "pilot.json"
@@ -60,16 +64,11 @@ def run_pilot(base: Profile, iters: int = PILOT_ITERS, out: Path | None = None,
     """Train every arm on ``base``'s data (in ``base``'s run folder, tag ``pilot``) and return the report:
     each arm's best validation maxF and the iteration it was reached; written to ``out`` (default
     ``<run folder>/pilot.json``). The published IS-Net is required up front when an arm starts from it."""
-    from . import stages
-    from .data.splits import TRAIN_SPLIT, VAL_SPLIT
-    from .model.init import isnet_init_checkpoint
-    from .train import RunSpec, train_gt_encoder, train_refiner
-
     if iters < 1:
         raise ValueError(f"--pilot-iters must be >= 1, got {iters}")
     base = replace(base, tag=base.tag or "pilot")
     if any(arm.refiner_init == "isnet" for arm in arms):
-        isnet_init_checkpoint(base)  # fail before hours of training, not after
+        isnet_init_checkpoint(base.baselines.isnet_checkpoint)  # fail before hours of training, not after
     stages.prepare_data(base, progress=progress)
     stages.cache_stage1(base, [TRAIN_SPLIT, VAL_SPLIT], progress=progress)
     train_gt_encoder(base, progress=progress)
@@ -92,7 +91,7 @@ def add_pilot_arguments(parser: argparse.ArgumentParser) -> None:
     """The pilot's options of ``dissam check``."""
     parser.add_argument("--pilot", action="store_true",
                         help="instead of the check: train scratch@1e-5, scratch@4e-5 and isnet@1e-5 on the "
-                             "profile's data and report each one's DIS-VD maxF (dissam.pilot)")
+                             "profile's data and report each one's DIS-VD maxF (dissam.repro.pilot)")
     parser.add_argument("--pilot-iters", type=int, default=PILOT_ITERS,
                         help=f"iterations per pilot arm (default {PILOT_ITERS})")
     parser.add_argument("--pilot-data", type=Path, help="DIS5K root for the pilot (default: the profile's)")
@@ -116,8 +115,6 @@ def pilot_base_profile(args: argparse.Namespace) -> Profile:
 
 def run_pilot_from_args(args: argparse.Namespace) -> int:
     """``dissam check --pilot``: run the pilot, print its JSON report; 0 on success."""
-    from .check import runs_root
-
     out = Path(args.out) if getattr(args, "out", None) else None
     context = runs_root(out.resolve() / "runs") if out is not None else contextlib.nullcontext()
     with context:

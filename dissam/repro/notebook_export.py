@@ -15,7 +15,7 @@ without running anything. A copy differs from papermill's output only where a vi
 
 A notebook with an error (papermill's exception, an error output) is refused, and so is a set of copies over
 ``MAX_TOTAL_BYTES`` (5 MB) in all: nothing is written then. Needs the notebook stack
-(``pip install "dissam[notebooks]"``), like :mod:`dissam.reproduce`.
+(``pip install "dissam[notebooks]"``), like :mod:`dissam.repro.reproduce`.
 """
 from __future__ import annotations
 

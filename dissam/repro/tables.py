@@ -1,10 +1,10 @@
 """All of Tables I, II and III: which runs fill them on a profile, and their paper-format rendering.
 
-:func:`table_one`, :func:`table_two` and :func:`table_three` evaluate the runs of :mod:`dissam.runs`,
+:func:`table_one`, :func:`table_two` and :func:`table_three` evaluate the runs of :mod:`dissam.repro.runs`,
 save the long results (``runs/<profile>/results/<name>.csv``) and write ``<name>.csv`` and ``<name>.md``
 into the profile's figures folder; each returns a :class:`Table`, which a notebook shows rendered.
 Rendering takes a long table (``method``, ``dataset`` and the six metrics, as
-:func:`dissam.evaluate.evaluate_table` or :func:`dissam.evaluate.summarize` give it). Paper rows come
+:func:`dissam.repro.evaluate.evaluate_table` or :func:`dissam.evaluation.summarize` give it). Paper rows come
 from the shipped ``resources/paper_tables.csv`` (DIS-SAM paper, arXiv 2401.00248) and are marked
 "(paper)"; ours are marked with ``source_label`` (e.g. "smoke, procedural"). Table I's DIS-TE(ALL) of
 our rows is the mean of the four DIS-TE data-set values, the paper's convention.
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..data.splits import TE_ALL, TEST_SPLITS, VAL_SPLIT, ZERO_SHOT_ALL, ZERO_SHOT_SETS
+from ..metrics import HIGHER_IS_BETTER, METRICS, OTHER_CONVENTIONS
 from . import runs, stages
 from .config import Profile
-from .data.splits import TE_ALL, TEST_SPLITS, VAL_SPLIT, ZERO_SHOT_ALL, ZERO_SHOT_SETS
 from .evaluate import evaluate_method, evaluate_pooled, evaluate_table
-from .metrics import HIGHER_IS_BETTER, METRICS, OTHER_CONVENTIONS
 
 ARROWS = {m: "↑" if HIGHER_IS_BETTER[m] else "↓" for m in (*METRICS, *OTHER_CONVENTIONS)}
 # Column groups of each table, in the paper's order.
@@ -281,7 +281,7 @@ ABLATION_ORDER = (("box only", "no box, no mask (IS-Net)"), ("mask only", "no bo
 
 def ablation_seed_scores(profile: Profile) -> pd.DataFrame:
     """Every Table III row on DIS-VD: one row per (configuration, seed), the six metrics. Row 1 is the
-    published IS-Net when ``isnet.pth`` is given (:func:`dissam.runs.ablation_row`; one model, evaluated
+    published IS-Net when ``isnet.pth`` is given (:func:`dissam.repro.runs.ablation_row`; one model, evaluated
     once and repeated for every seed, so its spread is zero)."""
     rows, scores = [], {}
     for seed in profile.ablation.seeds:

@@ -7,7 +7,7 @@ check that our evaluation matches the paper's: DIS-VD maxF 0.791, HCE 1116); wit
 no-box/no-mask run stands in and is labelled for what it is, an RGB-only IS-Net trained with our recipe.
 Table II evaluates the same models on the zero-shot sets. Predictions (stage 1's and the refiners') are
 cached under ``runs/<profile>/predictions/<method>/<split>/``, saved as IS-Net's Inference.py saves them
-and read back by the one reader evaluation uses. Evaluating them is :mod:`dissam.evaluate`'s job.
+and read back by the one reader evaluation uses. Evaluating them is :mod:`dissam.repro.evaluate`'s job.
 """
 from __future__ import annotations
 
@@ -25,11 +25,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..data.datasets import RefinerDataset
+from ..data.enrichment import whole_mask
+from ..data.folders import list_pairs, read_mask
+from ..data.hqseg import HQSEG_SPLIT, list_hqseg_pairs
+from ..data.splits import VAL_SPLIT
+from ..data.transforms import to_original
+from ..evaluation import read_prediction, save_prediction
+from ..model.checkpoint import load_checkpoint, load_refiner
+from ..model.inference import optimize_for_inference, predict_prob
 from . import stages
 from .config import Profile
-from .data.folders import list_pairs, read_mask
-from .data.transforms import to_original
-from .evaluate import read_prediction, save_prediction
 from .train import RunSpec, run_finished, train_refiner
 
 STAGE1 = "stage1"  # the profile's stage 1 (SAM on the paper profile)
@@ -152,10 +158,6 @@ def hqseg_spec(profile: Profile) -> RunSpec:
 def train_hqseg(profile: Profile, progress: bool = True) -> Path:
     """Train (or resume) DIS-SAM† on HQSeg-44K, validated on DIS-VD like the main run; its best checkpoint.
     Stage-1 masks of HQSeg-44K are computed on first use and cached under its own name."""
-    from .data.datasets import RefinerDataset, refiner_dataset
-    from .data.hqseg import HQSEG_SPLIT, list_hqseg_pairs
-    from .data.splits import VAL_SPLIT
-
     if profile.data.hqseg_root is None:
         raise FileNotFoundError("DIS-SAM† trains on HQSeg-44K: set profile.data.hqseg_root to its folder "
                                 "(HQ-SAM's training data, layout in dissam.data.hqseg)")
@@ -164,7 +166,7 @@ def train_hqseg(profile: Profile, progress: bool = True) -> Path:
     train = RefinerDataset(list_hqseg_pairs(profile.data.hqseg_root), coarse, profile.train.size,
                            enrichment=variant.enrichment, augment=variant.augment if variant.augment != "none" else None,
                            preload=profile.name != "paper")
-    datasets = (train, refiner_dataset(profile, VAL_SPLIT))
+    datasets = (train, stages.refiner_dataset(profile, VAL_SPLIT))
     return train_refiner(profile, hqseg_spec(profile), progress=progress, datasets=datasets).checkpoint
 
 
@@ -226,7 +228,7 @@ def _run_and_spec(profile: Profile, name: str) -> tuple[Profile, RunSpec]:
 
 
 def _train_in_processes(profile: Profile, names: list[str], progress: bool) -> dict[str, Path]:
-    """``names`` dealt round-robin to fresh interpreters (``python -m dissam.runs``, the profile and the
+    """``names`` dealt round-robin to fresh interpreters (``python -m dissam.repro.runs``, the profile and the
     share pickled on stdin); a failed worker raises with the end of its error output."""
     from tqdm.auto import tqdm
 
@@ -266,7 +268,7 @@ class _Worker:
         # The runs folder as this process resolves it (a test may have moved it), one thread.
         env = {**os.environ, "DISSAM_RUNS": str(profile.run_dir.parent), "OMP_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "dissam.runs"], stdin=subprocess.PIPE, stdout=out,
+        proc = subprocess.Popen([sys.executable, "-m", "dissam.repro.runs"], stdin=subprocess.PIPE, stdout=out,
                                 stderr=err, env=env)
         proc.stdin.write(pickle.dumps((profile, names)))  # type: ignore[union-attr]
         proc.stdin.close()  # type: ignore[union-attr]
@@ -293,7 +295,7 @@ class _Worker:
 
 
 def _worker_main() -> None:
-    """``python -m dissam.runs``: train the runs (profile, names) pickled on stdin with one thread."""
+    """``python -m dissam.repro.runs``: train the runs (profile, names) pickled on stdin with one thread."""
     torch.set_num_threads(1)
     profile, names = pickle.loads(sys.stdin.buffer.read())
     for name in names:
@@ -303,8 +305,6 @@ def _worker_main() -> None:
 def run_budget(profile: Profile, run: str) -> str:
     """'<iterations> it' of a trained run, read from its last checkpoint (iteration budgets are what
     reproduce; minutes depend on the machine and are left out of the tables)."""
-    from .model.checkpoint import load_checkpoint
-
     state = load_checkpoint(RunSpec(name=run_name(profile, run)).last_checkpoint(profile))
     return f"{state['iteration']} it"
 
@@ -384,7 +384,6 @@ def stage1_predictions(profile: Profile, split: str, method: str = STAGE1) -> di
     cached = _read_predictions(out_dir, [p.stem for p in pairs])
     if cached is not None:
         return cached
-    from .data.enrichment import whole_mask
 
     source = stages.coarse_source(profile, split, segmenter=_stage1_segmenter(profile, method))
     preds = {}
@@ -398,9 +397,6 @@ def stage1_predictions(profile: Profile, split: str, method: str = STAGE1) -> di
 
 def load_run(path: Path, device: str = "cpu", in_ch: int | None = None) -> tuple[torch.nn.Module, dict]:
     """A trained refiner on ``device`` (optimised for inference) and the train config it was trained with."""
-    from .model.checkpoint import load_checkpoint, load_refiner
-    from .model.inference import optimize_for_inference
-
     meta = load_checkpoint(path).get("train_config", {})
     model = load_refiner(path, in_ch=in_ch).to(device)
     return optimize_for_inference(model), meta
@@ -414,16 +410,13 @@ def _inference_device(profile: Profile) -> str:
 def _refined(profile: Profile, run: str, split: str, sizes: dict[str, tuple[int, int]],
              batch_size: int) -> dict[str, np.ndarray]:
     """uint8 maps of a run on every sample of a split (one per image with GT foreground), at ``sizes``."""
-    from .data.datasets import refiner_dataset
-    from .model.inference import predict_prob
-
     device = _inference_device(profile)
     official = run == ISNET_OFFICIAL
     model, meta = load_run(checkpoint_of(profile, run), device, in_ch=3 if official else None)
     use_box, use_mask = meta.get("use_box", not official), meta.get("use_mask", not official)
     in_ch = 3 if official else meta.get("in_ch", 5)
     size = ISNET_INPUT_SIZE if official else meta.get("size", profile.train.size)
-    dataset = refiner_dataset(profile, split, size=size, use_box=use_box, use_mask=use_mask, in_ch=in_ch)
+    dataset = stages.refiner_dataset(profile, split, size=size, use_box=use_box, use_mask=use_mask, in_ch=in_ch)
     preds = {}
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         probs = predict_prob(model, batch["input"].to(device)).float().cpu().numpy()[:, 0]
@@ -436,8 +429,6 @@ def refiner_predictions(profile: Profile, run: str, split: str, batch_size: int 
     """uint8 maps of a trained run (or the official IS-Net) on a split, at each GT's resolution, saved as
     IS-Net's Inference.py saves them (upsampled, min-max normalised, x255); cached on disk. An image whose
     GT has no foreground gets :func:`empty_prediction` (the data set has no sample for it)."""
-    from .data.enrichment import whole_mask
-
     out_dir = prediction_dir(profile, run, split)
     pairs = list_pairs(stages.split_dir(profile, split))
     cached = _read_predictions(out_dir, [p.stem for p in pairs])

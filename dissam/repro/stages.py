@@ -1,37 +1,40 @@
-"""The reproduction's stages for a profile, as steps: data -> stage-1 cache -> GT encoder -> refiner.
+"""The places and data of a profile's runs: split folders, stage 1 and its cache, the resized caches, and
+the data sets training and evaluation read.
 
 Each step is idempotent (a step that already ran costs nothing), so the notebooks, the CLI and
-:func:`ensure_refiner` call them freely. Stage 1 (SAM, HQ-SAM or GrabCut) is built from a profile in one
-place, :func:`build_stage1`, for the cache, the predictor and the baselines alike. Split folders and
-stage-1 cache folders are named here (:func:`split_dir`, :func:`coarse_cache_dir`). The GT encoder and
-the refiner are trained by :mod:`dissam.train`; :func:`run_stages` is the whole sequence, written once.
+:mod:`dissam.repro.pipeline` call them freely. Stage 1 (SAM, HQ-SAM or GrabCut) is built from a profile in
+one place, :func:`build_stage1`, for the cache, the predictor and the baselines alike. Split folders and
+cache folders are named here (:func:`split_dir`, :func:`coarse_cache_dir`, :func:`resized_cache_dir`);
+:func:`refiner_dataset` is the one place a run's data sets are built.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import time
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from .config import Profile, Variant
-from .data.splits import DIS5K_SPLITS, TEST_SPLITS, TRAIN_SPLIT, VAL_SPLIT
-
-if TYPE_CHECKING:
-    from .train import RunSpec, TrainResult
+from ..coarse import build_coarse
+from ..coarse.cache import CachedCoarse, cache_split, completed_pass
+from ..data.datasets import RefinerDataset
+from ..data.folders import DataError
+from ..data.procedural import generate_dataset
+from ..data.splits import DIS5K_SPLITS, TEST_SPLITS, TRAIN_SPLIT, VAL_SPLIT
+from ..fileio import atomic_write_bytes
+from ..predictor import DisSam
+from ..variant import Variant
+from .config import Profile
 
 
 # ----------------------------------------------------------------------------- data
 def prepare_data(profile: Profile, progress: bool = True) -> dict[str, Any]:
     """Generate the procedural data set (when ``profile.data.root`` is None), else check the DIS5K folders exist."""
-    from .data.folders import DataError
 
     root = profile.data_root
     if profile.data.root is None:
-        from .data.procedural import generate_dataset
 
         return generate_dataset(root, profile.data, progress=progress)
     missing = [s for s in DIS5K_SPLITS if not (root / s / "im").is_dir()]
@@ -54,22 +57,33 @@ def split_dir(profile: Profile, split: str) -> Path:
 
 
 # ----------------------------------------------------------------------------- stage 1
-def build_stage1(profile: Profile, device: str | None = None, kind: str | None = None,
-                 checkpoint: str | Path | None = None):
-    """The stage-1 segmenter a profile configures (``profile.coarse``; SAM type and multimask from
-    ``profile.variant``); SAM kinds go to ``device`` (default: CUDA when available). ``kind`` and
-    ``checkpoint`` replace the profile's (e.g. GrabCut on a SAM profile, or HQ-SAM as a baseline)."""
-    from .coarse import build_coarse
-
+def stage1_spec(profile: Profile, kind: str | None = None, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """The arguments of :func:`dissam.coarse.build_coarse` for the stage 1 a profile configures
+    (``profile.coarse``; SAM type and multimask from ``profile.variant``), JSON-ready: training stores
+    them in the refiner checkpoint, so :meth:`dissam.DisSam.from_checkpoint` rebuilds the same stage 1.
+    ``kind`` and ``checkpoint`` replace the profile's (GrabCut on a SAM profile, HQ-SAM as a baseline)."""
     cfg, variant = profile.coarse, profile.variant
     if kind is not None and kind != cfg.kind:
         cfg = replace(cfg, kind=kind)
     if checkpoint is not None:
         cfg = replace(cfg, checkpoint=Path(checkpoint))
     if cfg.kind == "grabcut":
-        return build_coarse("grabcut", iters=cfg.grabcut_iters)
-    return build_coarse(cfg.kind, checkpoint=cfg.checkpoint, model_type=variant.sam_model_type,
-                        multimask=stage1_multimask(cfg.kind, variant), device=device)
+        return {"kind": "grabcut", "iters": cfg.grabcut_iters}
+    return {"kind": cfg.kind, "checkpoint": None if cfg.checkpoint is None else str(cfg.checkpoint),
+            "model_type": variant.sam_model_type, "multimask": stage1_multimask(cfg.kind, variant)}
+
+
+def build_stage1(profile: Profile, device: str | None = None, kind: str | None = None,
+                 checkpoint: str | Path | None = None):
+    """The stage-1 segmenter of :func:`stage1_spec`; SAM kinds go to ``device`` (default: CUDA when available)."""
+    spec = stage1_spec(profile, kind, checkpoint)
+    return build_coarse(**spec) if spec["kind"] == "grabcut" else build_coarse(**spec, device=device)
+
+
+def profile_predictor(profile: Profile, device: str | None = None, stage1_max_side: int | str | None = "auto"):
+    """The profile's main refiner with the profile's own stage 1, as users run it (:class:`dissam.DisSam`)."""
+    return DisSam.from_checkpoint(profile.refiner_checkpoint, coarse=build_stage1(profile), device=device,
+                                  variant=profile.variant, stage1_max_side=stage1_max_side)
 
 
 def stage1_multimask(kind: str, variant: Variant) -> bool:
@@ -78,7 +92,7 @@ def stage1_multimask(kind: str, variant: Variant) -> bool:
     return variant.sam_multimask if kind == "sam" else False
 
 
-DRY_RUN_TAG = "dryrun"  # the tag dissam.config.dry_run gives a profile
+DRY_RUN_TAG = "dryrun"  # the tag dissam.repro.config.dry_run gives a profile
 
 
 def stage1_cache_root(profile: Profile) -> Path:
@@ -130,7 +144,6 @@ def _remember_key(profile: Profile, key: str) -> None:
     _KEYS[ident] = key
     known = _known_keys(profile)
     if known.get(ident) != key:
-        from .fileio import atomic_write_bytes
 
         atomic_write_bytes(_keys_file(profile), json.dumps({**known, ident: key}, indent=1).encode())
 
@@ -184,7 +197,6 @@ def cache_stage1(profile: Profile, splits: list[str] | None = None, segmenter=No
     earlier pass completed under this stage-1 key, over the same folder listing, is not read again
     (``verify=True`` reads it all). ``segmenter``: the profile's stage 1, already built; by default it is
     built here, only when a split has work, and once."""
-    from .coarse.cache import cache_split, completed_pass
 
     stage1 = _Stage1OnDemand(profile, segmenter)
     if segmenter is not None:
@@ -212,7 +224,6 @@ def manifest_table(manifests: dict[str, dict]) -> pd.DataFrame:
 def coarse_source(profile: Profile, split: str, segmenter=None):
     """The cached stage-1 masks of a split, as the Dataset's coarse-mask seam. With ``segmenter``,
     missing entries are computed; without, they are an error (run :func:`cache_stage1` first)."""
-    from .coarse.cache import CachedCoarse
 
     if segmenter is not None:
         return CachedCoarse(coarse_cache_dir(profile, split), segmenter, compute_missing=True)
@@ -233,99 +244,36 @@ def build_training_cache(profile: Profile, split: str, train: bool = False, enri
     these arguments uses it, built where missing (``workers`` threads; default every core) whatever
     the profile. Returns its manifest: ``images``, ``samples``, ``built``, ``reused`` (images),
     ``seconds`` (the whole start: check and build), ``bytes``, ``set_dir``, ``channels``, and
-    ``read_samples_per_second``: ``dataset[i]`` (float tensors, as a DataLoader worker makes them) over
+    ``read_samples_per_second``: ``dataset.item(i)`` (the uint8 item a DataLoader worker makes) over
     the first ``reads`` samples in one process."""
-    import time
-
-    from .data.datasets import refiner_dataset
-
     dataset = refiner_dataset(profile, split, train=train, use_box=use_box, use_mask=use_mask, in_ch=in_ch,
                               enrich=enrich, size=size, verbose=progress, workers=workers, on_disk=True)
     n = min(reads, len(dataset))
     start = time.perf_counter()
     for i in range(n):
-        dataset[i]
+        dataset.item(i)
     rate = n / max(time.perf_counter() - start, 1e-9)
     return {**dataset.cache_manifest, "read_samples_per_second": round(rate, 1)}
 
 
-def build_run_caches(profile: Profile, spec: "RunSpec", progress: bool = True) -> dict[str, dict[str, Any]]:
-    """The resized caches a training run reads (the GT encoder's while it is untrained, and the run's
-    training and validation sets while it is unfinished), so that every rank of a torchrun world finds
-    them built. Nothing for profiles that keep their arrays in memory."""
-    from .train import run_finished
+def refiner_dataset(profile, split: str, train: bool = False, use_box: bool = True, use_mask: bool = True,
+                    in_ch: int = 5, enrich: bool = True, size: int | None = None, verbose: bool = False,
+                    workers: int | None = None, on_disk: bool | None = None) -> RefinerDataset:
+    """One split of a run's data as the refiner (or, with ``in_ch=3`` and no box or mask, the GT encoder)
+    sees it: the one place training and evaluation build their data sets.
 
-    if not uses_resized_cache(profile):
-        return {}
-    cfg, built = profile.train, {}
-    if cfg.use_gt_encoder and not profile.gt_encoder_checkpoint.exists():
-        gt_only = dict(use_box=False, use_mask=False, in_ch=3, progress=progress)
-        built["gt_encoder/train"] = build_training_cache(profile, TRAIN_SPLIT, train=True, enrich=cfg.enrich, **gt_only)
-        built["gt_encoder/val"] = build_training_cache(profile, VAL_SPLIT, **gt_only)
-    if not run_finished(profile, spec):
-        inputs = dict(use_box=spec.use_box, use_mask=spec.use_mask, in_ch=spec.in_ch, progress=progress)
-        built[f"{spec.name}/train"] = build_training_cache(profile, TRAIN_SPLIT, train=True, enrich=spec.enrich,
-                                                           **inputs)
-        built[f"{spec.name}/val"] = build_training_cache(profile, VAL_SPLIT, **inputs)
-    return built
-
-
-# ----------------------------------------------------------------------------- the whole sequence
-RANK0_WAIT = timedelta(hours=12)  # how long the other ranks wait for rank 0's data work
-
-
-def on_rank0(profile: Profile, work: Callable[[], Any]) -> None:
-    """Run ``work`` on rank 0 alone while the other ranks of a torchrun world wait, then go on together
-    (alone: just run it). The wait is a gloo all-reduce with a long timeout, not a NCCL barrier (10
-    minutes by default, less than a first stage-1 pass); a failure on rank 0 stops every rank."""
-    from .distributed import init_world
-
-    world = init_world(profile.device)
-    if not world.distributed:
-        work()
-        return
-    import torch
-    import torch.distributed as dist
-
-    group = dist.new_group(backend="gloo", timeout=RANK0_WAIT)
-    failed = torch.zeros(1)
-    try:
-        if world.is_main:
-            try:
-                work()
-            except BaseException:
-                failed += 1
-                raise
-    finally:
-        dist.all_reduce(failed, op=dist.ReduceOp.MAX, group=group)
-    if failed.item():
-        raise RuntimeError(f"rank {world.rank}: rank 0 failed to prepare the data (stage-1 and resized caches); "
-                           "see its error")
-
-
-def prepare_run(profile: Profile, spec: "RunSpec", progress: bool = True) -> None:
-    """What a run needs before training: the data, the stage-1 masks of the training and validation
-    splits, and the resized caches of the data sets it reads."""
-    prepare_data(profile, progress=progress)
-    cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT], progress=progress)
-    build_run_caches(profile, spec, progress=progress)
-
-
-def run_stages(profile: Profile, spec: "RunSpec | None" = None, resume: bool = True,
-               progress: bool = True) -> "TrainResult":
-    """Data -> stage-1 cache of the training and validation splits -> resized caches (:func:`prepare_run`,
-    on rank 0 alone under torchrun) -> GT encoder -> the refiner run ``spec`` (default: the main run);
-    every step reuses what already exists."""
-    from .train import RunSpec, train_gt_encoder, train_refiner
-
-    spec = spec or RunSpec()
-    on_rank0(profile, lambda: prepare_run(profile, spec, progress=progress))
-    train_gt_encoder(profile, progress=progress)
-    return train_refiner(profile, spec, resume=resume, progress=progress)
-
-
-def ensure_refiner(profile: Profile, progress: bool = True) -> Path:
-    """The profile's main refiner checkpoint, producing data, stage-1 cache, GT encoder and model if missing."""
-    if profile.refiner_checkpoint.exists():
-        return profile.refiner_checkpoint
-    return run_stages(profile, progress=progress).checkpoint
+    ``train=True``: the variant's GT enrichment (when ``enrich``) and augmentation; else one sample per
+    image, unaugmented (validation, evaluation). Stage-1 masks come from the profile's cache when
+    ``use_mask``. ``size``: the network size, default the profile's. The CPU profiles hold the arrays in
+    memory; the paper profile (DIS5K at 1024^2) keeps them in the split's resized cache on disk
+    (:func:`resized_cache_dir`), built by ``workers`` threads on first use and reused after;
+    ``on_disk`` overrides the profile's choice.
+    """
+    variant = profile.variant
+    on_disk = uses_resized_cache(profile) if on_disk is None else on_disk
+    return RefinerDataset(split_dir(profile, split), coarse_source(profile, split) if use_mask else None,
+                          profile.train.size if size is None else size,
+                          enrichment=variant.enrichment if train and enrich else None,
+                          augment=variant.augment if train and variant.augment != "none" else None,
+                          use_box=use_box, use_mask=use_mask, in_ch=in_ch, verbose=verbose, workers=workers,
+                          cache_dir=resized_cache_dir(profile, split) if on_disk else None)

@@ -4,7 +4,7 @@ refiner trained on procedural scenes does not make a real photo worse than stage
 The photos are never used to train (the procedural textures are cropped from other scikit-image images).
 :func:`interior_kept` measures the failure a thin-structure-only training mix produces on real photos:
 a refined mask that keeps the outline of stage 1's solid blob and removes its interior. The figure is
-:func:`dissam.figures.real_photos`.
+:func:`dissam.repro.figures.real_photos`.
 """
 from __future__ import annotations
 

@@ -25,13 +25,17 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, Sampler
 from tqdm.auto import tqdm
 
-from . import losses
-from .config import Profile, TrainConfig, Variant
-from .data.datasets import RefinerDataset, TrainingItems, draw_flips
-from .data.splits import TRAIN_SPLIT, VAL_SPLIT
+from .. import losses
+from ..data.datasets import RefinerDataset, TrainingItems, draw_flips
+from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
+from ..metrics.running import RunningScores
+from ..model import build_gt_encoder
+from ..model.checkpoint import load_checkpoint, load_gt_encoder, save_gt_encoder, save_refiner
+from ..model.init import initial_refiner
+from ..variant import Variant
+from .config import Profile, TrainConfig
 from .distributed import World, any_across, barrier, init_world, mean_across, sync_batchnorm
-from .metrics.running import RunningScores
-from .model.checkpoint import load_checkpoint, save_gt_encoder, save_refiner
+from .stages import refiner_dataset, stage1_spec
 
 
 class TimeLimitExceeded(RuntimeError):
@@ -481,9 +485,6 @@ class GTEncoderObjective:
 def _gt_encoder_loop(profile: Profile, world: World, device: torch.device) -> Loop:
     """Phase 1 as a :class:`Loop`: GT-only data (3-channel samples, no box or mask), the variant's rate
     throughout, one shuffled DataLoader over the epochs, no resume; the weights written once, at the end."""
-    from .data.datasets import refiner_dataset
-    from .model import build_gt_encoder
-
     cfg, variant = profile.train, profile.variant
     seed_everything(cfg.seed)
     gt_only = dict(use_box=False, use_mask=False, in_ch=3)
@@ -527,8 +528,6 @@ def train_gt_encoder(profile: Profile, progress: bool = True, force: bool = Fals
 def _load_frozen_gt_encoder(profile: Profile, device: torch.device) -> nn.Module:
     """The GT encoder with frozen weights. Its BatchNorms use batch statistics (train mode) as in both
     references, unless the variant asks for running statistics (``gt_encoder_bn="running"``)."""
-    from .model.checkpoint import load_gt_encoder
-
     encoder = load_gt_encoder(train_gt_encoder(profile)).to(device)
     encoder.train(profile.variant.gt_encoder_bn == "batch")
     for p in encoder.parameters():
@@ -569,33 +568,32 @@ class RefinerObjective:
 
 def build_run_datasets(profile: Profile, spec: RunSpec):
     """The run's training set (enriched or not) and the validation set, with the spec's input switches."""
-    from .data.datasets import refiner_dataset
-
     inputs = dict(use_box=spec.use_box, use_mask=spec.use_mask, in_ch=spec.in_ch)
     return (refiner_dataset(profile, TRAIN_SPLIT, train=True, enrich=spec.enrich, **inputs),
             refiner_dataset(profile, VAL_SPLIT, **inputs))
 
 
 def _refiner_meta(profile: Profile, spec: RunSpec) -> Callable[[Loop], dict[str, Any]]:
-    """What a refiner checkpoint stores beside its weights: progress, history, profile, variant, config."""
+    """What a refiner checkpoint stores beside its weights: progress, history, profile, variant, stage 1, config."""
     cfg = profile.train
     config = {**asdict(cfg), **asdict(spec), "size": cfg.size, "horizon": spec.horizon(profile),
               "lr": profile.refiner_lr}
+    stage1 = stage1_spec(profile)  # the stage 1 it was trained with: DisSam.from_checkpoint rebuilds it
     return lambda run: dict(iteration=run.it, seconds=run.seconds, best=run.best, history=run.history,
-                            profile=profile.name, variant=asdict(profile.variant), train_config=config)
+                            profile=profile.name, variant=asdict(profile.variant), stage1=stage1,
+                            train_config=config)
 
 
 def _refiner_loop(profile: Profile, spec: RunSpec, world: World, device: torch.device, datasets,
                   state: dict[str, Any] | None) -> Loop:
     """Phase 2 as a :class:`Loop`: the same initial weights on every rank, augmentation seeded per rank,
     resumed from ``state`` when given, wrapped in DDP (with SyncBatchNorm) when distributed."""
-    from .model.init import initial_refiner
-
     cfg, horizon = profile.train, spec.horizon(profile)
     train_ds, val_ds = datasets or build_run_datasets(profile, spec)
     seed_everything(cfg.seed)  # the same initial weights on every rank
     prior = cfg.coarse_prior if spec.use_mask else 0.0  # no mask channel, no prior
-    model = initial_refiner(profile, spec.in_ch, prior)  # scratch or the published IS-Net (Variant.refiner_init)
+    model = initial_refiner(profile.variant.refiner_init, spec.in_ch, cfg.width, prior,  # scratch or published IS-Net
+                            profile.baselines.isnet_checkpoint)
     model = model.to(device).to(memory_format=torch.channels_last)
     gt_encoder = _load_frozen_gt_encoder(profile, device) if cfg.use_gt_encoder else None
     if gt_encoder is not None and gt_encoder.training and world.distributed:

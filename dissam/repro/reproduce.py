@@ -4,7 +4,7 @@ Source notebooks are never written: each executed copy goes to the run folder, w
 folder as working directory and the ``python3`` kernel. On failure the partial notebook is kept and
 the notebook and cell are named. After a successful run, a reader's copy of each executed notebook goes to
 ``<figures_dir>/notebooks/`` (``figures/smoke/notebooks/`` for the smoke profile; see
-:mod:`dissam.notebook_export`). Needs the notebook stack: ``pip install "dissam[notebooks]"``.
+:mod:`dissam.repro.notebook_export`). Needs the notebook stack: ``pip install "dissam[notebooks]"``.
 """
 from __future__ import annotations
 
