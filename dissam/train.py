@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,11 +22,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, Sampler
 from tqdm.auto import tqdm
 
 from . import losses
 from .config import Profile, TrainConfig, Variant
+from .data.datasets import RefinerDataset, TrainingItems, draw_flips
 from .data.splits import TRAIN_SPLIT, VAL_SPLIT
 from .distributed import World, any_across, barrier, init_world, mean_across, sync_batchnorm
 from .metrics.running import RunningScores
@@ -93,21 +94,30 @@ def make_optimizer(params, variant: Variant, lr: float, weight_decay: float = 0.
     return cls(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, fused=fused)
 
 
-def _rng_state() -> dict[str, Any]:
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """This process's RNG states: torch (CPU), NumPy, Python and, on CUDA, its own device's alone (a
+    rank's checkpointed state must not depend on how many GPUs the machine shows)."""
     np_state = np.random.get_state()
     return {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
             "numpy_pos": int(np_state[2]), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            "cuda_device": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    """Restore RNG states saved by :func:`_rng_state`; every state is a CPU ByteTensor whatever device
-    the run trains on (``torch.set_rng_state`` refuses a CUDA tensor)."""
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore RNG states saved by :func:`_rng_state`, the CUDA one onto this process's ``device`` only
+    (so a run resumes on fewer visible GPUs, or on the CPU); every state is a CPU ByteTensor whatever
+    device the run trains on (``torch.set_rng_state`` refuses a CUDA tensor). Checkpoints written before
+    the CUDA state was per device hold every visible device's (``"cuda"``): the device's own is used."""
     torch.set_rng_state(state["torch"].cpu())
     np.random.set_state(("MT19937", state["numpy"].cpu().numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
     random.setstate(state["python"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda"]])
+    if device.type != "cuda":
+        return
+    cuda = state.get("cuda_device")
+    if cuda is None and device.index is not None and device.index < len(state.get("cuda") or []):
+        cuda = state["cuda"][device.index]
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda.cpu(), device)
 
 
 def seed_everything(seed: int) -> None:
@@ -171,8 +181,9 @@ class Loop:
     objective: Objective
     optimizer: torch.optim.Optimizer
     lr: Callable[[int], float]  # the rate of an iteration
-    batches: Callable[[int], Iterable[dict]]  # the rest of the epoch that holds an iteration
-    val_set: Dataset
+    batches: Callable[[int], Iterable[dict]]  # the batches from an iteration to the end of the budget
+    to_network: Callable[[dict], dict]  # a loaded batch -> {"input", "gt"} float32 on the device
+    val_batches: Iterable[dict]  # the validation set, unaugmented, in order
     input_key: str  # what validation feeds the model: "input" (refiner) or "gt" (GT encoder)
     horizon: int  # the iteration budget
     val_every: int
@@ -212,7 +223,7 @@ def _train_step(objective: Objective, batch: dict, optimizer: torch.optim.Optimi
 def _save(run: Loop, path: Path, full: bool) -> None:
     """Write ``path`` on rank 0; ``full`` adds the optimiser and the RNG states (gathered from every
     rank, so every rank must call it)."""
-    rng = [_rng_state()]
+    rng = [_rng_state(run.device)]
     if full and run.world.distributed:
         gathered: list[Any] = [None] * run.world.size
         torch.distributed.all_gather_object(gathered, rng[0])
@@ -226,14 +237,14 @@ def _save(run: Loop, path: Path, full: bool) -> None:
 
 
 def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any] | None,
-            world: World) -> dict[str, Any]:
+            world: World, device: torch.device) -> dict[str, Any]:
     """Continue from a last checkpoint (read onto the CPU): weights, optimiser and this rank's RNG
     restored; returns the loop's counters (fresh ones without a checkpoint)."""
     if state is None:
         return {}
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    _set_rng_state(state["rng"][min(world.rank, len(state["rng"]) - 1)])
+    _set_rng_state(state["rng"][min(world.rank, len(state["rng"]) - 1)], device)
     return dict(it=state["iteration"], seconds=state["seconds"], history=state["history"], best=state["best"])
 
 
@@ -242,7 +253,8 @@ def _step(run: Loop, batch: dict, start: float, bar: tqdm) -> None:
     lr = run.lr(run.it)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    terms = mean_across(_train_step(run.objective, batch, run.optimizer, run.device, run.bf16), run.world)
+    terms = mean_across(_train_step(run.objective, run.to_network(batch), run.optimizer, run.device, run.bf16),
+                        run.world)
     run.it += 1
     run.seconds = time.perf_counter() - start
     run.history.append({"iteration": run.it, "seconds": run.seconds, "lr": lr, **terms})
@@ -253,8 +265,7 @@ def _step(run: Loop, batch: dict, start: float, bar: tqdm) -> None:
 def _validate_and_keep(run: Loop, bar: tqdm) -> None:
     """Score the model on the validation set (rank 0), keep the best, save the checkpoints a validation writes."""
     main = run.world.is_main
-    score = (_validate(_unwrap(run.model), run.val_set, run.device, run.batch_size, input_key=run.input_key)
-             if main else {})
+    score = _validate(_unwrap(run.model), run.val_batches, run.to_network, run.input_key) if main else {}
     improved = False
     if main:
         run.history[-1].update({f"val_{k}": v for k, v in score.items()})
@@ -318,19 +329,130 @@ def _fills_a_batch(n_samples: int, steps_per_epoch: int, batch_size: int) -> Non
 
 
 @torch.inference_mode()
-def _validate(model: nn.Module, dataset, device: torch.device, batch_size: int,
+def _validate(model: nn.Module, batches: Iterable[dict], to_network: Callable[[dict], dict],
               input_key: str = "input") -> dict[str, float]:
     """maxF and MAE of maps[0] on a whole (non-augmented) data set at network size, scored batch by
-    batch (one batch of maps in memory at a time)."""
+    batch on the model's device (one batch of maps in memory at a time)."""
     was_training = model.training
     model.eval()
     scores = RunningScores()
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator()):
-        x = batch[input_key].to(device).contiguous(memory_format=torch.channels_last)
-        maps, _ = model(x)
-        scores.update(maps[0], batch["gt"])
+    for batch in batches:
+        tensors = to_network(batch)
+        maps, _ = model(tensors[input_key].contiguous(memory_format=torch.channels_last))
+        scores.update(maps[0], tensors["gt"])
     model.train(was_training)
     return scores.result()
+
+
+# ----------------------------------------------------------------------------- data
+class TrainingBatches(Sampler):
+    """A run's batches as a DataLoader ``batch_sampler``, resumable at any iteration: iteration ``it`` is
+    batch ``it % steps_per_epoch`` of epoch ``it // steps_per_epoch``, and a batch is ``per_rank``
+    keys ``(index, hflip, vflip)`` for :class:`dissam.data.datasets.TrainingItems`.
+
+    ``epoch_order(e)`` gives this rank's sample order of epoch ``e``. Flips are drawn here, in the main
+    process (:func:`dissam.data.datasets.draw_flips`): epoch ``e``'s are draws ``[e*m, (e+1)*m)`` (``m``
+    samples an epoch) of a generator started from ``flip_state``, so they are a function of the
+    iteration alone, whatever the number of workers or the iteration a run resumed at. Iterating yields
+    the batches of iterations ``start`` (:meth:`resumable`) to ``horizon - 1``.
+    """
+
+    def __init__(self, epoch_order: Callable[[int], Sequence[int]], steps_per_epoch: int, per_rank: int,
+                 augment: str | None, flip_state: torch.Tensor, horizon: int) -> None:
+        self.epoch_order, self.steps_per_epoch, self.per_rank = epoch_order, steps_per_epoch, per_rank
+        self.augment, self.flip_state, self.horizon = augment, flip_state, horizon
+        self.start = 0
+        self._flips = torch.Generator()
+        self._flip_epoch = -1  # the epoch the generator's next draws belong to (-1: not started)
+
+    def resumable(self, loader: DataLoader) -> Callable[[int], DataLoader]:
+        """``it -> loader`` iterating from ``it`` on (``loader`` draws its batches from this sampler)."""
+        def from_iteration(it: int) -> DataLoader:
+            self.start = it
+            return loader
+
+        return from_iteration
+
+    def __len__(self) -> int:
+        return max(0, self.horizon - self.start)
+
+    def _epoch_flips(self, epoch: int) -> list[tuple[bool, bool]]:
+        m = self.steps_per_epoch * self.per_rank
+        if not 0 <= self._flip_epoch <= epoch:
+            self._flips.set_state(self.flip_state)
+            self._flip_epoch = 0
+        while self._flip_epoch < epoch:  # a resume: draw the earlier epochs' flips and drop them
+            draw_flips(self.augment, m, self._flips)
+            self._flip_epoch += 1
+        self._flip_epoch += 1
+        return draw_flips(self.augment, m, self._flips)
+
+    def __iter__(self) -> Iterator[list[tuple[int, bool, bool]]]:
+        it, n = self.start, self.per_rank
+        while it < self.horizon:
+            epoch, position = divmod(it, self.steps_per_epoch)
+            order, flips = self.epoch_order(epoch), self._epoch_flips(epoch)
+            for step in range(position, self.steps_per_epoch):
+                if it >= self.horizon:
+                    return
+                yield [(order[j], *flips[j]) for j in range(step * n, (step + 1) * n)]
+                it += 1
+
+
+def distributed_order(n_samples: int, world: World, seed: int) -> Callable[[int], list[int]]:
+    """This rank's sample order of an epoch: DistributedSampler's shuffle of ``(seed, epoch)`` split over
+    the ranks (a pure function of the epoch, so a resume needs no sampler state)."""
+    sampler = DistributedSampler(range(n_samples), num_replicas=world.size, rank=world.rank, shuffle=True,
+                                 seed=seed, drop_last=True)
+
+    def order(epoch: int) -> list[int]:
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    return order
+
+
+class ShuffledEpochs:
+    """The sample orders that ``DataLoader(shuffle=True, drop_last=True, generator=Generator().manual_seed(
+    seed))`` gives epoch after epoch (a RandomSampler drawing from one generator, which the DataLoader
+    also draws its workers' base seed from at each epoch's start): phase 1's order, kept as it was."""
+
+    def __init__(self, n_samples: int, batch_size: int, seed: int) -> None:
+        self.n_samples, self.batch_size, self.seed = n_samples, batch_size, seed
+        self._restart()
+
+    def _restart(self) -> None:
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self._batches = BatchSampler(RandomSampler(range(self.n_samples), generator=self._generator),
+                                     self.batch_size, drop_last=True)
+        self._next_epoch = 0
+
+    def __call__(self, epoch: int) -> list[int]:
+        if epoch < self._next_epoch:
+            self._restart()
+        while True:
+            torch.empty((), dtype=torch.int64).random_(generator=self._generator)  # the DataLoader's base seed
+            order = [i for batch in self._batches for i in batch]
+            self._next_epoch += 1
+            if self._next_epoch > epoch:
+                return order
+
+
+def _loader(items: TrainingItems, batch_sampler: Iterable, num_workers: int, device: torch.device) -> DataLoader:
+    """One DataLoader for a whole run: ``num_workers`` persistent workers (started once, not at every
+    epoch or validation), 4 batches prefetched per worker, pinned memory on CUDA. Its generator is
+    private: the global RNG is not drawn from (the workers draw nothing random; flips come as keys)."""
+    workers = dict(persistent_workers=True, prefetch_factor=4) if num_workers > 0 else {}
+    return DataLoader(items, batch_sampler=batch_sampler, num_workers=num_workers,
+                      pin_memory=device.type == "cuda", generator=torch.Generator(), **workers)
+
+
+def _validation_loader(dataset: RefinerDataset, batch_size: int, num_workers: int,
+                       device: torch.device) -> DataLoader:
+    """The validation set, unflipped and in order, in batches of ``batch_size``, through its own workers."""
+    keys = [(i, False, False) for i in range(len(dataset))]
+    batches = [keys[i:i + batch_size] for i in range(0, len(keys), batch_size)]
+    return _loader(TrainingItems(dataset), batches, num_workers, device)
 
 
 # ----------------------------------------------------------------------------- phase 1: GT encoder
@@ -370,14 +492,20 @@ def _gt_encoder_loop(profile: Profile, world: World, device: torch.device) -> Lo
     encoder = build_gt_encoder(width=cfg.width).to(device)
     peak = profile.gt_encoder_lr
     optimizer = make_optimizer(encoder.parameters(), variant, peak, cfg.weight_decay, device)
-    loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
-    _fills_a_batch(len(train_ds), len(loader), cfg.batch_size)
+    steps = len(train_ds) // cfg.batch_size
+    _fills_a_batch(len(train_ds), steps, cfg.batch_size)
+    # Flips continue the global RNG's stream from here (the draws the data set made itself before).
+    batches = TrainingBatches(ShuffledEpochs(len(train_ds), cfg.batch_size, cfg.seed), steps, cfg.batch_size,
+                              train_ds.augment, torch.get_rng_state(), cfg.gt_encoder_iters)
+    items = TrainingItems(train_ds)
+    loader = _loader(items, batches, cfg.num_workers, device)
     checkpoints = Checkpoints(save_gt_encoder, lambda run: dict(iterations=run.it, val=run.score),
                               final=profile.gt_encoder_checkpoint)
     return Loop(name="GT encoder", desc="GT encoder", what="GT-encoder training", model=encoder,
                 objective=GTEncoderObjective(encoder, variant, device), optimizer=optimizer,
-                lr=lambda it: peak, batches=lambda it: loader, val_set=val_ds, input_key="gt",
+                lr=lambda it: peak, batches=batches.resumable(loader),
+                to_network=lambda batch: items.to_network(batch, device),
+                val_batches=_validation_loader(val_ds, cfg.batch_size, cfg.num_workers, device), input_key="gt",
                 horizon=cfg.gt_encoder_iters, val_every=cfg.gt_encoder_val_every or cfg.val_every,
                 checkpoints=checkpoints, world=world, device=device, batch_size=cfg.batch_size,
                 time_limit_minutes=cfg.time_limit_minutes, target_maxf=cfg.gt_encoder_target_maxf)
@@ -439,29 +567,6 @@ class RefinerObjective:
             w_ortho=variant.ortho_weight, ortho=variant.ortho)
 
 
-class EpochBatches:
-    """The refiner's batches, resumable at any iteration: epoch ``e`` is DistributedSampler's shuffle of
-    ``(seed, e)`` split over the ranks, entered at the iteration's position. A private generator per
-    epoch: building the loader must not draw from the global RNG, whose state the checkpoint restores
-    (augmentation draws from it)."""
-
-    def __init__(self, dataset: Dataset, cfg: TrainConfig, world: World) -> None:
-        self.dataset, self.cfg = dataset, cfg
-        self.per_rank = cfg.batch_size // world.size
-        self.sampler = DistributedSampler(dataset, num_replicas=world.size, rank=world.rank, shuffle=True,
-                                          seed=cfg.seed, drop_last=True)
-        self.steps_per_epoch = len(self.sampler) // self.per_rank
-        _fills_a_batch(len(dataset), self.steps_per_epoch, cfg.batch_size)
-
-    def __call__(self, it: int) -> DataLoader:
-        epoch, position = divmod(it, self.steps_per_epoch)
-        self.sampler.set_epoch(epoch)
-        order, n = list(self.sampler), self.per_rank
-        batches = [order[i * n:(i + 1) * n] for i in range(position, self.steps_per_epoch)]
-        return DataLoader(self.dataset, batch_sampler=batches, num_workers=self.cfg.num_workers,
-                          generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
-
-
 def build_run_datasets(profile: Profile, spec: RunSpec):
     """The run's training set (enriched or not) and the validation set, with the spec's input switches."""
     from .data.datasets import refiner_dataset
@@ -496,17 +601,27 @@ def _refiner_loop(profile: Profile, spec: RunSpec, world: World, device: torch.d
     if gt_encoder is not None and gt_encoder.training and world.distributed:
         gt_encoder = sync_batchnorm(gt_encoder, device)  # batch statistics of the global batch, as on one device
     optimizer = make_optimizer(model.parameters(), profile.variant, profile.refiner_lr, cfg.weight_decay, device)
-    seed_everything(cfg.seed + world.rank)  # augmentation differs per rank
+    seed_everything(cfg.seed + world.rank)
     checkpoints = Checkpoints(save_refiner, _refiner_meta(profile, spec),
                               best=spec.checkpoint(profile), last=spec.last_checkpoint(profile))
-    progress = _resume(model, optimizer, state, world)
+    progress = _resume(model, optimizer, state, world, device)
     if world.distributed:
         model = nn.parallel.DistributedDataParallel(sync_batchnorm(model, device))
     model.train()
+    per_rank, order = cfg.batch_size // world.size, distributed_order(len(train_ds), world, cfg.seed)
+    steps = len(order(0)) // per_rank
+    _fills_a_batch(len(train_ds), steps, cfg.batch_size)
+    flips = torch.Generator().manual_seed(cfg.seed + world.rank).get_state()  # augmentation differs per rank
+    batches = TrainingBatches(order, steps, per_rank, train_ds.augment, flips, horizon)
+    items = TrainingItems(train_ds)
+    loader = _loader(items, batches, cfg.num_workers, device)
     return Loop(name=spec.name, desc=f"refiner {spec.name}", what=f"refiner run {spec.name!r}", model=model,
                 objective=RefinerObjective(model, gt_encoder, profile, device), optimizer=optimizer,
-                lr=lambda it: lr_at(it, cfg, horizon, profile.refiner_lr), batches=EpochBatches(train_ds, cfg, world),
-                val_set=val_ds, input_key="input", horizon=horizon, val_every=cfg.val_every,
+                lr=lambda it: lr_at(it, cfg, horizon, profile.refiner_lr),
+                batches=batches.resumable(loader),
+                to_network=lambda batch: items.to_network(batch, device),
+                val_batches=_validation_loader(val_ds, cfg.batch_size, cfg.num_workers, device) if world.is_main else (),
+                input_key="input", horizon=horizon, val_every=cfg.val_every,
                 checkpoints=checkpoints, world=world, device=device, batch_size=cfg.batch_size,
                 time_limit_minutes=cfg.time_limit_minutes, bf16=device.type == "cuda" and cfg.autocast == "bf16",
                 **progress)

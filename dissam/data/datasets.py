@@ -12,8 +12,13 @@ Every sample is two uint8 arrays at the network size, made by one function
 (:func:`dissam.data.resized_cache.image_arrays`); where they live is the data set's ``storage``:
 ``memory`` (``preload=True``, the CPU profiles), ``disk`` (``cache_dir``: built once, in parallel, then
 memory-mapped; DIS5K at 1024^2) or ``files`` (``preload=False``: computed per item from the originals).
-All three give the same tensors, bit for bit. Per-item randomness (flips) draws from
-torch's global RNG, so ``torch.manual_seed`` and DataLoader worker seeding make epochs reproducible.
+All three give the same tensors, bit for bit.
+
+Flips: training draws them in the main process (:func:`draw_flips`, from a generator the loop owns) and
+asks :class:`TrainingItems` for ``(index, hflip, vflip)``, so they depend neither on the number of
+DataLoader workers nor on where a run resumes. Indexing the data set itself (``dataset[i]``) draws them
+from torch's global RNG (notebooks, figures). Training items stay uint8 until they reach the device
+(:func:`network_tensors`): a quarter of the bytes through the workers' shared memory and the pinned copy.
 
 :func:`refiner_dataset` builds one split of a profile's data, for training or for evaluation.
 """
@@ -193,44 +198,88 @@ class RefinerDataset(Dataset):
             return torch.from_numpy(rgb), torch.from_numpy(aux)
         return self._arrays.rgb(self._image_of[i]), self._arrays.aux(i)
 
-    def _tensors(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """float32 (input ``[in_ch, S, S]``: RGB/255 - 0.5, mask/255, box/255; target GT/255 ``[1, S, S]``)."""
-        rgb_u8, aux_u8 = self.arrays(i)
-        rgb = rgb_u8.float() / 255.0 - 0.5
-        aux = aux_u8.float() / 255.0
-        if self.in_ch == 3:
-            return rgb, aux[-1:]
-        planes = {name: aux[c:c + 1] for c, name in enumerate(self.spec.channels)}
-        zeros = torch.zeros_like(aux[-1:])
-        return torch.cat([rgb, planes.get("coarse", zeros), planes.get("box", zeros)]), aux[-1:]
+    def network_tensors(self, rgb: torch.Tensor, aux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This data set's network input and target from stored arrays (:func:`network_tensors`)."""
+        return network_tensors(rgb, aux, self.spec.channels, self.in_ch)
 
-    def _flips(self) -> tuple[bool, bool]:
-        if self.augment == "hflip":
-            return bool(torch.rand(()) < 0.5), False
-        if self.augment == "hvflip":  # 25% each: none, h, v, both
-            k = int(torch.randint(0, 4, ()))
-            return bool(k & 1), bool(k & 2)
-        return False, False
-
-    def __getitem__(self, i: int) -> dict:
-        x, gt = self._tensors(i)
+    def item(self, i: int, hflip: bool = False, vflip: bool = False) -> dict:
+        """Sample ``i`` flipped as asked, as stored: uint8 ``rgb`` ``[3, S, S]`` and ``aux`` ``[C, S, S]``,
+        with its ``box`` (xyxy, original pixels, flipped alike), ``hw``, ``stem`` and ``index``."""
+        rgb, aux = self.arrays(i)
         s = self.samples[i]
         x0, y0, x1, y1 = s.box
         h, w = s.hw
-        hf, vf = self._flips()
-        if hf:
-            x, gt = x.flip(-1), gt.flip(-1)
+        if hflip:
+            rgb, aux = rgb.flip(-1), aux.flip(-1)
             x0, x1 = w - x1, w - x0
-        if vf:
-            x, gt = x.flip(-2), gt.flip(-2)
+        if vflip:
+            rgb, aux = rgb.flip(-2), aux.flip(-2)
             y0, y1 = h - y1, h - y0
-        return {"input": x.contiguous(), "gt": gt.contiguous(), "stem": s.stem, "index": s.index,
+        return {"rgb": rgb.contiguous(), "aux": aux.contiguous(), "stem": s.stem, "index": s.index,
                 "box": torch.tensor([x0, y0, x1, y1], dtype=torch.int64), "hw": torch.tensor([h, w])}
+
+    def __getitem__(self, i: int) -> dict:
+        """Sample ``i`` as the network sees it: float32 ``input`` ``[in_ch, S, S]`` and ``gt`` ``[1, S, S]``
+        (:func:`network_tensors`), flipped by a draw from torch's global RNG when the data set augments."""
+        hflip, vflip = draw_flips(self.augment, 1)[0]
+        sample = self.item(i, hflip, vflip)
+        x, gt = self.network_tensors(sample.pop("rgb"), sample.pop("aux"))
+        return {"input": x, "gt": gt, **sample}
 
     def __repr__(self) -> str:
         return (f"RefinerDataset({self.counts['images']} images -> {len(self)} samples, size={self.size}, "
                 f"enrichment={self.enrichment!r}, augment={self.augment!r}, mask={self.use_mask}, "
                 f"box={self.use_box}, storage={self.storage!r})")
+
+
+def draw_flips(augment: str | None, n: int, generator: torch.Generator | None = None) -> list[tuple[bool, bool]]:
+    """``n`` (hflip, vflip) draws: ``"hflip"`` (paper) flips horizontally with p=0.5; ``"hvflip"`` (authors'
+    code) gives none, h, v or both with 25% each; ``None`` never flips. One draw per sample, in order, from
+    ``generator`` (torch's global RNG when None): a block of ``n`` draws equals ``n`` single ones."""
+    if augment == "hflip":
+        return [(bool(h), False) for h in (torch.rand(n, generator=generator) < 0.5).tolist()]
+    if augment == "hvflip":
+        return [(bool(k & 1), bool(k & 2)) for k in torch.randint(0, 4, (n,), generator=generator).tolist()]
+    return [(False, False)] * n
+
+
+def network_tensors(rgb: torch.Tensor, aux: torch.Tensor, channels: Sequence[str],
+                    in_ch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stored uint8 arrays -> float32 network input and target, on their device, with or without a
+    leading batch dimension: ``rgb`` ``[..., 3, S, S]``, ``aux`` ``[..., C, S, S]`` (planes named by
+    ``channels``, the soft GT last) -> input ``[..., in_ch, S, S]`` = RGB/255 - 0.5, then (5 channels)
+    coarse mask/255 and box/255, zeros where switched off; target GT/255 ``[..., 1, S, S]``."""
+    rgb = rgb.float() / 255.0 - 0.5
+    aux = aux.float() / 255.0
+    gt = aux[..., -1:, :, :]
+    if in_ch == 3:
+        return rgb, gt
+    planes = {name: aux[..., c:c + 1, :, :] for c, name in enumerate(channels)}
+    zeros = torch.zeros_like(gt)
+    return torch.cat([rgb, planes.get("coarse", zeros), planes.get("box", zeros)], dim=-3), gt
+
+
+class TrainingItems(Dataset):
+    """A :class:`RefinerDataset` indexed by ``(index, hflip, vflip)``: the uint8 item of
+    :meth:`RefinerDataset.item`, what DataLoader workers make; the caller draws the flips
+    (:func:`draw_flips`) and turns a batch into network tensors on its device (:meth:`to_network`)."""
+
+    def __init__(self, dataset: RefinerDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, bool, bool]) -> dict:
+        index, hflip, vflip = key
+        return self.dataset.item(index, hflip, vflip)
+
+    def to_network(self, batch: dict, device: torch.device) -> dict:
+        """A collated batch -> ``{"input": [B, in_ch, S, S], "gt": [B, 1, S, S]}`` float32 on ``device``
+        (uint8 crosses to the device; the conversion runs there)."""
+        x, gt = self.dataset.network_tensors(batch["rgb"].to(device, non_blocking=True),
+                                             batch["aux"].to(device, non_blocking=True))
+        return {"input": x, "gt": gt}
 
 
 def _stage1_key(coarse) -> str:

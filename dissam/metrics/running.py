@@ -35,8 +35,9 @@ class RunningScores:
         self.abs_err, self.pixels, self.images = 0.0, 0, 0
 
     def update(self, probs: torch.Tensor, gts: torch.Tensor) -> None:
-        probs, gts = probs.detach().float().cpu(), gts.detach().float().cpu()
-        self.f_sum += f_curves(probs, gts).sum(0)
+        """Add a batch: ``probs`` and ``gts`` ``[N, 1, H, W]`` in [0, 1], scored on ``probs``' device."""
+        probs, gts = probs.detach().float(), gts.detach().float().to(probs.device)
+        self.f_sum += f_curves(probs, gts).sum(0).cpu()
         self.abs_err += float((probs - gts).abs().sum())
         self.pixels += probs.numel()
         self.images += probs.shape[0]
