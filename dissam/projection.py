@@ -79,6 +79,9 @@ class Assumptions:
                                        "what": "DIS-TR samples after GT enrichment (the paper's count)"},
             "early_stop": {"value": None,
                            "what": "the GT encoder trains its full iteration cap (it may stop earlier at maxF 0.99)"},
+            "not_counted": {"value": None,
+                            "what": "checkpoint writes at each validation (weights and Adam state), notebook kernel "
+                                    "and DataLoader worker starts, pinned-memory copies, the pilot (not a notebook)"},
             "cpu_scaling": {"value": "linear",
                             "what": "measured core-seconds divided by the threads the code uses, at most the "
                                     "node's cores; main-process work does not scale"},
