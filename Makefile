@@ -35,10 +35,10 @@ test-notebooks: setup
 	DISSAM_PROFILE=tiny $(PY) -m pytest notebooks --nbval-lax
 
 gpu-check: setup
-	$(PY) -m dissam check --profile paper
+	$(PY) -m dissam check --profile paper --project
 
 check-cpu: setup
-	$(PY) -m dissam check --profile paper --device cpu --out runs/check-cpu
+	$(PY) -m dissam check --profile paper --device cpu --project --out runs/check-cpu
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

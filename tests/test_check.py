@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -84,10 +85,11 @@ def test_cpu_mode_end_to_end(tmp_path):
         assert step["status"] == PASS or (name == "ddp" and step["status"] == SKIPPED), (name, step)
     assert set(report["steps"]) == {name for name, _ in check.STEPS}
     metrics = report["metrics"]
-    for key in ("iterations_per_second", "projected_hours", "projected_iterations", "seconds_per_eval_image",
+    for key in ("iterations_per_second", "main_run_hours", "main_run_iterations", "seconds_per_eval_image",
                 "total_seconds", "peak_host_memory_gb"):
         assert isinstance(metrics[key], (int, float)) and metrics[key] > 0, key
-    assert metrics["projected_iterations"] == 100_000 and metrics["peak_gpu_memory_gb"] is None
+    assert metrics["main_run_iterations"] == 100_000 and metrics["peak_gpu_memory_gb"] is None
+    assert "projected_hours" not in metrics  # the whole profile's projection is --project's
     resumed = report["steps"]["train_resumed"]
     assert (resumed["resumed_from"], resumed["iterations"]) == (CPU_BUDGET.iters // 2, CPU_BUDGET.iters)
     assert [v["iteration"] for v in report["steps"]["validation"]["validations"]] == [2, 4]
@@ -97,16 +99,29 @@ def test_cpu_mode_end_to_end(tmp_path):
     assert os.environ.get("DISSAM_RUNS") == runs_before  # restored
 
 
-def test_ddp_runs_only_with_enough_devices(tmp_path, monkeypatch):
+def test_ddp_plan_picks_ranks_backend_and_gpus():
+    """A GPU per rank: NCCL. One GPU: two ranks share it under gloo (NCCL refuses two ranks on one device),
+    only when the budget allows sharing. CPU: gloo when asked for."""
+    gpu = check.GPU_BUDGET
+    assert check.ddp_plan("cuda", 2, gpu) == check.DdpPlan(2, "nccl", False)
+    assert check.ddp_plan("cuda", 8, gpu) == check.DdpPlan(2, "nccl", False)
+    assert check.ddp_plan("cuda", 1, gpu) == check.DdpPlan(2, "gloo", True)
+    assert check.ddp_plan("cuda", 1, replace(gpu, share_gpus=False)) is None
+    assert check.ddp_plan("cuda", 1, replace(gpu, ddp_backend="nccl")) is None
+    assert check.ddp_plan("cuda", 0, gpu) is None
+    assert check.ddp_plan("cpu", 0, CPU_BUDGET) == check.DdpPlan(2, "gloo", False)
+    assert check.ddp_plan("cpu", 0, replace(CPU_BUDGET, ddp_on_cpu=False)) is None
+    assert check.ddp_plan("cpu", 0, replace(CPU_BUDGET, ddp_processes=1)) is None
+
+
+def test_ddp_step_is_skipped_without_a_plan(tmp_path, monkeypatch):
     import torch
 
-    run = check.CheckRun("paper", build_check_profile("paper", check.GPU_BUDGET, tmp_path, "cuda"),
-                         check.GPU_BUDGET, tmp_path, "cuda")
+    budget = replace(check.GPU_BUDGET, share_gpus=False)
+    run = check.CheckRun("paper", build_check_profile("paper", budget, tmp_path, "cuda"), budget, tmp_path, "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert check.ddp_processes(run) == 0
     assert check.run_step(run, "ddp", check.step_ddp)["status"] == SKIPPED
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    assert check.ddp_processes(run) == 2
 
 
 def test_worker_errors_are_picked_out_of_torchrun_output():

@@ -97,3 +97,25 @@ def test_collectives_reduce_on_the_device_the_nccl_backend_needs(monkeypatch):
         with pytest.raises(_Reduced) as reduced:
             call()
         assert reduced.value.device == torch.device("meta")
+
+
+def test_backend_and_device_of_each_rank():
+    """Ranks sharing GPUs run on gloo, rank k on GPU k mod count; NCCL is refused for them. BatchNorms use
+    nn.SyncBatchNorm only on CUDA under NCCL."""
+    from dissam.repro.distributed import batchnorm_kind, choose_backend, device_index
+
+    assert choose_backend("cuda") == "nccl" and choose_backend("cpu") == "gloo"
+    assert choose_backend("cuda:0", share_gpus=True) == "gloo"
+    assert choose_backend("cuda", override="gloo") == "gloo"
+    with pytest.raises(ValueError, match="NCCL refuses"):
+        choose_backend("cuda", override="nccl", share_gpus=True)
+    with pytest.raises(ValueError, match="nccl"):
+        choose_backend("cuda", override="mpi")
+    assert [device_index(r, 1, share_gpus=True) for r in range(3)] == [0, 0, 0]
+    assert [device_index(r, 2, share_gpus=True) for r in range(4)] == [0, 1, 0, 1]
+    assert device_index(3, 8) == 3
+    with pytest.raises(ValueError):
+        device_index(0, 0, share_gpus=True)
+    assert batchnorm_kind("cuda", "nccl") == "sync"
+    assert batchnorm_kind("cuda", "gloo") == "all_reduce" and batchnorm_kind("cpu", "gloo") == "all_reduce"
+    assert batchnorm_kind("cuda", None) == "all_reduce"

@@ -251,3 +251,42 @@ def test_two_generations_are_byte_identical(tmp_path, tiny_data_config):
     assert len(files) == 2 * (4 + 2 + 4 * 2 + len(cfg.zero_shot_sets))
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+def _tree_digest(root) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for p in sorted(root.rglob("*.*")):
+        if p.name != "dataset.json":
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_default_generation_keeps_its_bytes_and_manifest(tmp_path, tiny_data_config):
+    """``image_wh`` is opt-in: without it the files and the manifest's config are those written before the
+    option existed (digests computed on the generator without it)."""
+    cfg = dataclasses.replace(tiny_data_config, n_train=2, n_val=1, n_test=1, n_zero_shot=1)
+    generate_dataset(tmp_path, cfg, progress=False, workers=1)
+    assert _tree_digest(tmp_path) == "d03aeee1a5009e26"
+    manifest = json.loads((tmp_path / "dataset.json").read_text())
+    manifest.pop("seconds")
+    assert "image_wh" not in manifest["config"]
+    assert hashlib.blake2b(json.dumps(manifest, sort_keys=True).encode(), digest_size=8).hexdigest() == \
+        "de388c2bec1403d2"
+
+
+def test_image_wh_writes_dis5k_size_files_of_the_same_scenes(tmp_path, tiny_data_config):
+    cfg = dataclasses.replace(tiny_data_config, n_train=3, n_val=1, n_test=1, n_zero_shot=0, zero_shot_sets=())
+    small = generate_dataset(tmp_path / "small", cfg, progress=False, workers=1)
+    big = generate_dataset(tmp_path / "big", cfg, progress=False, workers=1, image_wh=(150, 120))
+    assert big["config"]["image_wh"] == [150, 120] and big["config"]["size"] == cfg.size
+    for split in (TRAIN_SPLIT, VAL_SPLIT):
+        assert big["splits"][split]["components_hist"] == small["splits"][split]["components_hist"]
+        for pair in list_pairs(tmp_path / "big" / split):
+            image, gt = pair.load()
+            assert image.shape == (120, 150, 3) and gt.shape == (120, 150)
+            assert set(np.unique(gt)) <= {0, 255}
+    # A different size is a different data set: regenerated, not reused.
+    assert generate_dataset(tmp_path / "big", cfg, progress=False, workers=1)["reused"] is False
+    again = generate_dataset(tmp_path / "big", cfg, progress=False, workers=1, image_wh=(150, 120))
+    assert again["reused"] is False and list_pairs(tmp_path / "big" / TRAIN_SPLIT)[0].load()[1].shape == (120, 150)

@@ -26,6 +26,12 @@ detail, brighter or darker inside thick parts, sometimes two colours) in muted o
 multiplicative illumination; blur, sensor noise, sometimes a JPEG pass at quality 50-90, and JPEG
 (quality 90) when written.
 
+DIS5K-size images (``generate_dataset(..., image_wh=(W, H))``): each scene is rendered at the network
+size as always, then upscaled to ``W`` x ``H`` (:func:`upscale_scene`), so the files have DIS5K's pixel
+count (3000 x 2500 = 7.5 MP in ``dissam check``) while the content, and every default generation, stays
+what it was, byte for byte. Used to measure the cost of the real loader, stage-1 cache and evaluation at
+DIS5K size, not to train on.
+
 Scenes (``render_scene``'s ``family``): ``dis`` (training/validation: 1-3 objects of the mix above,
 complexity uniform in [0, 1]), ``dis-te1`` .. ``dis-te4`` (complexity in quarters [0, .25] .. [.75, 1]
 and the mix tilted along :data:`COMPLEXITY_ORDER`, :func:`te_family_weights`: TE1 mostly smooth solids
@@ -452,9 +458,20 @@ def stem_for(split: str, index: int) -> str:
     return f"{split.lower()}-{index:05d}"
 
 
+def upscale_scene(image: np.ndarray, gt: np.ndarray, image_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A scene at ``image_wh`` = (W, H): the image resized bilinearly (uint8 ``[H, W, 3]``), the GT resized
+    bilinearly and thresholded at 128 (uint8 0/255 ``[H, W]``), so its components stay those of the scene."""
+    width, height = (int(v) for v in image_wh)
+    big = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    mask = cv2.resize(gt, (width, height), interpolation=cv2.INTER_LINEAR)
+    return big, np.where(mask >= 128, 255, 0).astype(np.uint8)
+
+
 def _write_one(task: tuple) -> int:
-    root, split, family, index, seed, size = task
+    root, split, family, index, seed, size, image_wh = task
     image, gt = render_scene(scene_rng(seed, split, index), size, family)
+    if image_wh is not None:
+        image, gt = upscale_scene(image, gt, image_wh)
     stem = stem_for(split, index)
     cv2.imwrite(str(Path(root) / split / "im" / f"{stem}.jpg"), image[..., ::-1],
                 [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
@@ -462,10 +479,12 @@ def _write_one(task: tuple) -> int:
     return len(connected_components(gt))
 
 
-def _config_key(cfg: DataConfig) -> dict[str, Any]:
+def _config_key(cfg: DataConfig, image_wh: tuple[int, int] | None = None) -> dict[str, Any]:
     d = asdict(cfg)
     d.pop("root", None)
     d["zero_shot_sets"] = list(d["zero_shot_sets"])
+    if image_wh is not None:  # absent by default: the manifests of network-size data are unchanged
+        d["image_wh"] = [int(v) for v in image_wh]
     return {"generator": GENERATOR_VERSION, "textures": texture_source_id(), **d}
 
 
@@ -477,15 +496,19 @@ def _complete(root: Path, plan: dict[str, tuple[str, int]]) -> bool:
     return True
 
 
-def generate_dataset(root: Path, cfg: DataConfig, progress: bool = True, workers: int | None = None) -> dict:
+def generate_dataset(root: Path, cfg: DataConfig, progress: bool = True, workers: int | None = None,
+                     image_wh: tuple[int, int] | None = None) -> dict:
     """Write every split of ``cfg`` under ``root`` (DIS5K layout) and ``root/dataset.json``; returns its summary.
 
+    ``image_wh`` = (W, H): scenes rendered at ``cfg.size`` are written at W x H (:func:`upscale_scene`;
+    DIS5K size, e.g. (3000, 2500)); None (default) writes them at ``cfg.size``, as always.
     Idempotent: with a matching ``dataset.json`` and all files present nothing is redone (``reused`` True).
     """
     root = Path(root)
     plan = split_plan(cfg)
     manifest = root / "dataset.json"
-    key = _config_key(cfg)
+    image_wh = None if image_wh is None else (int(image_wh[0]), int(image_wh[1]))
+    key = _config_key(cfg, image_wh)
     if manifest.is_file():
         try:
             old = json.loads(manifest.read_text())
@@ -501,7 +524,7 @@ def generate_dataset(root: Path, cfg: DataConfig, progress: bool = True, workers
             for f in (root / split / sub).glob(f"{split.lower()}-*.*"):  # our own leftovers of a bigger config
                 if int(f.stem.rsplit("-", 1)[-1]) >= n:
                     f.unlink()
-        tasks += [(str(root), split, family, i, cfg.seed, cfg.size) for i in range(n)]
+        tasks += [(str(root), split, family, i, cfg.seed, cfg.size, image_wh) for i in range(n)]
     workers = workers if workers is not None else (2 if len(tasks) > 60 else 1)
     load_textures()  # once, before the workers fork: they share it
     it: Any

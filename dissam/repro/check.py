@@ -1,16 +1,25 @@
 """Acceptance check of a profile's real code path on one device, in minutes: ``python -m dissam.repro.check``.
 
-On CUDA (the paper profile's target) it renders procedural data at 1024^2 in DIS5K layout, writes a
-randomly initialised SAM ViT-B checkpoint, and runs stage 1 (SAM on the device), the GT encoder and
-the full-width refiner at the profile's batch size and AMP (bf16 autocast in ``train._train_step``):
-interrupted halfway, then resumed to the end, with validation, then evaluation on DIS-VD and, with two
-or more GPUs, one DDP step under torchrun. On the CPU the same steps run at 64 px with the toy SAM
-(model type ``tiny``) and a gloo DDP step, so CI exercises every one of them.
+On CUDA (the paper profile's target) it renders procedural scenes at the network size (1024^2) and
+writes them at DIS5K size (3000 x 2500, 7.5 MP) in DIS5K layout, writes a randomly initialised SAM ViT-B
+checkpoint, and runs stage 1 (SAM on the device) on those full-size images, the GT encoder and the
+full-width refiner at the profile's batch size and precision, through the real loader and resized cache:
+interrupted halfway, then resumed to the end, with validation, then evaluation on DIS-VD at full size,
+and one DDP step under torchrun: NCCL with a GPU per rank, else two ranks on one GPU under gloo (NCCL
+refuses two ranks on one device; :func:`ddp_plan`, :mod:`dissam.distributed`). On the CPU the same steps
+run at 64 px with the toy SAM (model type ``tiny``) and a gloo DDP step, so CI exercises every one of them.
 
 Iteration counts, never the clock, decide what runs. Each step is recorded (pass / fail / skipped,
 seconds, details, and the error of a failed one) and a failure does not stop the later steps. The JSON
-report adds peak memory, iterations per second of the resumed phase, the projected hours of the
-profile's full run and seconds per evaluated image; ``main`` exits 1 when any step failed.
+report adds peak memory, iterations per second of the resumed phase, the hours of the profile's main
+run at that rate (``main_run_hours``) and seconds per evaluated image; ``main`` exits 1 when any step failed.
+
+``--project`` then measures this machine's per-core CPU rates at DIS5K size (:mod:`dissam.repro.rates`) and
+projects the whole paper profile, notebook by notebook, onto one GPU node (:mod:`dissam.repro.projection`;
+``--cores``, default 16): ``projection.json`` beside the report, with ``projected_hours`` and
+``gpu_busy_share``. The GPU step time is ``--gpu-step-s`` (default 0.15 s: IS-Net at 1024^2, batch 6,
+fp32/TF32 on one H200), or the step this check measured when it trained at the paper's size, batch,
+width and precision on a GPU.
 """
 from __future__ import annotations
 
@@ -29,6 +38,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import cpuinfo
 from ..data.folders import list_pairs
 from ..data.procedural import generate_dataset
 from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
@@ -36,12 +46,16 @@ from ..model.checkpoint import load_checkpoint
 from ..model.init import write_random_isnet
 from . import runs, stages
 from .config import PROFILES, Profile, get_profile, runs_root
-from .distributed import init_world, shutdown
+from .distributed import BACKEND_ENV, SHARE_GPUS_ENV, init_world, shutdown
 from .evaluate import evaluate_method
 from .pilot import add_pilot_arguments, run_pilot_from_args
+from .projection import Assumptions, Node, project, table
+from .rates import RateSpec, measure_rates
 from .train import RunSpec, train_gt_encoder, train_refiner
 
 REPORT_NAME = "check_report.json"
+PROJECTION_NAME = "projection.json"
+DEFAULT_GPU_STEP_S = 0.15  # assumed: IS-Net at 1024^2, batch 6, fp32/TF32, one H200 (0.10-0.20 s)
 DDP_RESULT_NAME = "ddp_result.json"
 DDP_RUN = "check_ddp"
 DDP_TIMEOUT_S = 600  # a hung process group is ended, not waited for (no effect on a run that finishes)
@@ -66,15 +80,19 @@ class CheckBudget:
     ddp_processes: int = 2
     ddp_iters: int = 1
     ddp_batch_size: int | None = None  # None: the main runs'; train-mode BatchNorm needs >= 2 per process
-    ddp_on_cpu: bool = False  # also run the DDP step on the CPU (gloo), not only with >= 2 GPUs
+    ddp_on_cpu: bool = False  # also run the DDP step on the CPU (gloo), not only with GPUs
+    ddp_backend: str | None = None  # None: NCCL when each rank has a GPU of its own, else gloo (ddp_plan)
+    share_gpus: bool = False  # with fewer GPUs than ranks, put the ranks on the visible GPUs (gloo)
+    image_wh: tuple[int, int] | None = None  # (W, H) of the written images; None: ``size`` x ``size``
     autocast: str | None = None  # None: the profile's (TrainConfig.autocast); "bf16" or "none" to compare
     limit_s: float | None = None
 
 
-# GPU: DIS5K's working size, batch and width; 128 training images make epochs of a few dozen iterations (DIS5K's are
-# ~650), so the per-epoch DataLoader start is in the measured rate a little more often than in a full run.
+DIS5K_WH = (3000, 2500)  # a DIS5K-size image, 7.5 MP (DIS5K's are 2-4k px on a side)
+# GPU: DIS5K's image size, working size, batch and width; 128 training images make epochs of a few dozen
+# iterations (DIS5K's are ~650). DDP: two ranks, on two GPUs under NCCL, else sharing one under gloo.
 GPU_BUDGET = CheckBudget(size=1024, n_train=128, n_val=6, iters=300, gt_encoder_iters=20, sam_model_type="vit_b",
-                         num_workers=8, data_workers=12, limit_s=480.0)
+                         num_workers=8, data_workers=12, share_gpus=True, image_wh=DIS5K_WH, limit_s=480.0)
 CPU_BUDGET = CheckBudget(size=64, n_train=6, n_val=2, iters=4, gt_encoder_iters=2, sam_model_type="tiny",
                          batch_size=2, ddp_batch_size=4, ddp_on_cpu=True)
 
@@ -207,9 +225,12 @@ def step_sam_checkpoint(run: CheckRun) -> dict[str, Any]:
 
 def step_data(run: CheckRun) -> dict[str, Any]:
     """Render the procedural data set in DIS5K layout, then check it as the profile's DIS5K folder."""
-    generate_dataset(run.profile.data_root, run.profile.data, progress=False, workers=run.budget.data_workers)
+    image_wh = run.budget.image_wh
+    generate_dataset(run.profile.data_root, run.profile.data, progress=False, workers=run.budget.data_workers,
+                     image_wh=tuple(image_wh) if image_wh else None)
     summary = stages.prepare_data(run.profile, progress=False)
-    return {"root": str(run.profile.data_root), "size": run.profile.data.size, "images": summary.get("splits")}
+    return {"root": str(run.profile.data_root), "size": run.profile.data.size, "image_wh": image_wh,
+            "images": summary.get("splits")}
 
 
 def step_stage1(run: CheckRun) -> dict[str, Any]:
@@ -277,19 +298,20 @@ def step_train_resumed(run: CheckRun) -> dict[str, Any]:
 
 def _record_speed(run: CheckRun, history: list[dict[str, Any]], resumed_from: int, done: int, wall: float) -> None:
     """Iterations per second of the resumed phase (wall time, and between its first and last iteration),
-    the hours the profile's full run would take at each, and the peak GPU memory of training."""
+    the hours the profile's main run alone would take at each (``main_run_hours``: its iterations only;
+    ``--project`` projects the whole profile), and the peak GPU memory of training."""
     import torch
 
     full = get_profile(run.profile_name).train.max_iters
-    metrics: dict[str, Any] = {"projected_iterations": full}
+    metrics: dict[str, Any] = {"main_run_iterations": full}
     if done > 0 and wall > 0:
         metrics["iterations_per_second"] = done / wall
-        metrics["projected_hours"] = full / metrics["iterations_per_second"] / 3600
+        metrics["main_run_hours"] = full / metrics["iterations_per_second"] / 3600
     if done > 1 and len(history) >= resumed_from + done:
         steady = history[resumed_from + done - 1]["seconds"] - history[resumed_from]["seconds"]
         if steady > 0:
             metrics["steady_iterations_per_second"] = (done - 1) / steady
-            metrics["projected_hours_steady"] = full / metrics["steady_iterations_per_second"] / 3600
+            metrics["main_run_hours_steady"] = full / metrics["steady_iterations_per_second"] / 3600
     cuda = run.device.startswith("cuda") and torch.cuda.is_available()
     metrics["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     metrics["peak_gpu_reserved_gb"] = torch.cuda.max_memory_reserved() / 2**30 if cuda else None
@@ -324,21 +346,43 @@ def step_evaluation(run: CheckRun) -> dict[str, Any]:
             "metrics_seconds_per_image": (total - predict_seconds) / images, "metrics": summary}
 
 
-def ddp_processes(run: CheckRun) -> int:
-    """Processes of the DDP step: the budget's count with that many GPUs (or on the CPU, if the budget
-    asks for it), else 0."""
-    import torch
+@dataclass(frozen=True)
+class DdpPlan:
+    """How the DDP step runs: ``processes`` ranks on ``backend``; ``share_gpus``: ranks share the GPUs."""
 
-    if run.device.startswith("cuda"):
-        return run.budget.ddp_processes if torch.cuda.device_count() >= run.budget.ddp_processes else 0
-    return run.budget.ddp_processes if run.budget.ddp_on_cpu else 0
+    processes: int
+    backend: str
+    share_gpus: bool = False
+
+
+def ddp_plan(device: str, visible_gpus: int, budget: CheckBudget) -> DdpPlan | None:
+    """The DDP step's ranks and backend, or None when it cannot run here. CUDA with a GPU per rank: NCCL
+    (or the budget's backend). CUDA with fewer GPUs (one, say) and ``share_gpus``: the ranks share them
+    under gloo, since NCCL refuses two ranks on one device (gloo all-reduces CUDA tensors, and the
+    BatchNorms then synchronise by all-reduce, :func:`dissam.distributed.batchnorm_kind`). CPU: gloo when
+    the budget asks for it (``ddp_on_cpu``)."""
+    n = budget.ddp_processes
+    if n < 2:
+        return None
+    if not device.startswith("cuda"):
+        return DdpPlan(n, "gloo") if budget.ddp_on_cpu else None
+    if visible_gpus >= n:
+        return DdpPlan(n, budget.ddp_backend or "nccl")
+    if visible_gpus >= 1 and budget.share_gpus and budget.ddp_backend in (None, "gloo"):
+        return DdpPlan(n, "gloo", share_gpus=True)
+    return None
 
 
 def step_ddp(run: CheckRun) -> dict[str, Any]:
-    """One DDP training step of the refiner under torchrun (NCCL on GPUs, gloo on the CPU)."""
-    procs = ddp_processes(run)
-    if procs < 2:
-        raise SkipStep(f"needs {run.budget.ddp_processes} devices; {run.device} has fewer visible")
+    """One DDP training step of the refiner under torchrun, as :func:`ddp_plan` says (NCCL on a GPU per
+    rank, gloo on ranks sharing a GPU or on the CPU)."""
+    import torch
+
+
+    plan = ddp_plan(run.device, torch.cuda.device_count() if torch.cuda.is_available() else 0, run.budget)
+    if plan is None:
+        raise SkipStep(f"needs {run.budget.ddp_processes} devices (or share_gpus); {run.device} has fewer visible")
+    procs = plan.processes
     _release_cuda_memory()  # the ranks share this process's GPU
     result_path = run.out / DDP_RESULT_NAME
     result_path.unlink(missing_ok=True)
@@ -346,7 +390,8 @@ def step_ddp(run: CheckRun) -> dict[str, Any]:
            "-m", "dissam.repro.check", "--ddp-worker", "--profile", run.profile_name, "--device", run.device,
            "--out", str(run.out), "--budget-json", json.dumps(asdict(run.budget))]
     package_root = str(Path(__file__).resolve().parents[2])  # the ranks import this dissam, installed or not
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+           BACKEND_ENV: plan.backend, SHARE_GPUS_ENV: "1" if plan.share_gpus else "0"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=DDP_TIMEOUT_S, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"torchrun exited with {proc.returncode}: {_worker_error(proc.stderr + proc.stdout)}")
@@ -355,7 +400,7 @@ def step_ddp(run: CheckRun) -> dict[str, Any]:
     expect(result["iterations"] == run.budget.ddp_iters,
            f"{result['iterations']} DDP iterations, expected {run.budget.ddp_iters}")
     expect(result["finite"], "a DDP loss is not finite")
-    return result
+    return {**result, "backend": plan.backend, "share_gpus": plan.share_gpus}
 
 
 def _release_cuda_memory() -> None:
@@ -484,6 +529,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", choices=("gpu", "cpu"), help="size preset (default: the device's)")
     parser.add_argument("--iters", type=int, help="refiner iterations (interrupted after half)")
     parser.add_argument("--autocast", choices=("none", "bf16"), help="override the profile's autocast (CUDA)")
+    parser.add_argument("--project", action="store_true",
+                        help="also measure this machine's CPU rates at DIS5K size and project the whole paper profile "
+                             "onto one GPU node (projection.json)")
+    parser.add_argument("--gpu-step-s", type=float, default=DEFAULT_GPU_STEP_S,
+                        help="GPU seconds of one refiner step at 1024^2, batch 6, fp32/TF32 (default %(default)s, "
+                             "an assumption for one H200; a GPU check that trained at that size uses its own)")
+    parser.add_argument("--cores", type=int, default=16, help="CPU cores of the projected node (default %(default)s)")
+    parser.add_argument("--rate-image-wh", type=int, nargs=2, metavar=("W", "H"), help=argparse.SUPPRESS)
+    parser.add_argument("--rate-size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rate-images", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--budget-json", help=argparse.SUPPRESS)
 
@@ -506,10 +561,68 @@ def run_from_args(args: argparse.Namespace) -> int:
         budget = replace(budget, autocast=args.autocast)
     if args.ddp_worker:
         return ddp_worker(profile_name, device, Path(args.out), budget)
-    report = run_check(profile_name, device, args.out, budget, log=lambda line: print(line, file=sys.stderr))
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    report = run_check(profile_name, device, args.out, budget, log=log)
+    if getattr(args, "project", False):
+        projection = run_projection(report, rate_spec_from_args(args), args.gpu_step_s, args.cores, log)
+        print(projection_table(projection))
+        report["metrics"].update(projected_hours=projection["projected_hours"],
+                                 gpu_busy_share=projection["gpu_busy_share"])
+        (Path(report["out"]) / REPORT_NAME).write_text(json.dumps(report, indent=2))
+        print(f"projection: {Path(report['out']) / PROJECTION_NAME}", file=sys.stderr)
     print(json.dumps({k: report[k] for k in ("metrics", "failed", "passed")}, indent=2))
     print(f"report: {Path(report['out']) / REPORT_NAME}", file=sys.stderr)
     return 0 if report["passed"] else 1
+
+
+# ----------------------------------------------------------------------------- --project
+def rate_spec_from_args(args: argparse.Namespace):
+    """The rates' sizes: DIS5K size by default; smaller ones (hidden options) for the tests."""
+    spec = RateSpec()
+    if getattr(args, "rate_image_wh", None):
+        spec = replace(spec, image_wh=tuple(args.rate_image_wh))
+    if getattr(args, "rate_size", None):
+        spec = replace(spec, size=args.rate_size)
+    if getattr(args, "rate_images", None):
+        spec = replace(spec, n_train=args.rate_images, n_val=max(1, args.rate_images // 2))
+    return spec
+
+
+def measured_step_s(report: dict[str, Any]) -> float | None:
+    """The GPU step time this check measured, when it trained as the paper profile trains: on CUDA, at
+    its network size, batch, width and precision, from DIS5K-size images (steady rate of the resumed
+    phase); None otherwise (then the projection assumes a step time)."""
+    if not report.get("device", "").startswith("cuda") or report.get("device_name") == "cpu":
+        return None
+    paper, config, budget = get_profile(report["profile"]).train, report["config"], report["budget"]
+    same = (config["size"] == paper.size and config["batch_size"] == paper.batch_size
+            and config["width"] == paper.width and config["autocast"] == paper.autocast and budget.get("image_wh"))
+    rate = report["metrics"].get("steady_iterations_per_second") or report["metrics"].get("iterations_per_second")
+    return 1.0 / rate if same and rate else None
+
+
+def run_projection(report: dict[str, Any], spec=None, gpu_step_s: float = DEFAULT_GPU_STEP_S, cores: int = 16,
+                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure this machine's rates (:func:`dissam.repro.rates.measure_rates`), project the paper profile onto a
+    node of ``cores`` cores and one GPU (:func:`dissam.repro.projection.project`) and write ``projection.json``
+    into the check's folder; returns the projection (with the rates, the CPU and what was measured where)."""
+    rates = measure_rates(None, spec or RateSpec(), log)
+    measured = measured_step_s(report)
+    assumptions = Assumptions(gpu_step_s=measured or gpu_step_s)
+    numbers = {k: v for k, v in rates.items() if isinstance(v, float) and k != "seconds"}
+    projection = project(numbers, assumptions, Node(cores=cores), step_measured=measured is not None)
+    projection["rates"] = rates
+    projection["cpu"] = {"model": cpuinfo.cpu_model(), "flags": cpuinfo.cpu_flags(), "logical_cores": os.cpu_count(),
+                         "line": cpuinfo.cpu_line()}
+    projection["measured_on"] = {"device": report.get("device"), "device_name": report.get("device_name"),
+                                 "gpu_step_measured": measured is not None, "check_passed": report.get("passed")}
+    projection = _jsonable(projection)
+    (Path(report["out"]) / PROJECTION_NAME).write_text(json.dumps(projection, indent=2))
+    return projection
+
+
+def projection_table(projection: dict[str, Any]) -> str:
+    return table(projection)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,12 @@
 """Process-group plumbing for ``torchrun``: DistributedDataParallel on gloo (CPU) or NCCL (CUDA).
 
-A single process is the world of size 1, so the training loop has one code path.
+A single process is the world of size 1, so the training loop has one code path. Two environment
+variables let several ranks share the visible GPUs (``dissam check`` runs its DDP step with two ranks on
+one GPU this way): ``DISSAM_SHARE_GPUS=1`` puts rank ``k`` on GPU ``k mod count``
+(:func:`device_index`), and ``DISSAM_DDP_BACKEND`` names the backend. NCCL refuses two ranks on one
+device, so sharing ranks use gloo (:func:`choose_backend`), which reduces CUDA tensors too, and batch
+statistics then go through :class:`CrossProcessBatchNorm2d` (all-reduce only) instead of
+``nn.SyncBatchNorm`` (:func:`batchnorm_kind`).
 """
 from __future__ import annotations
 
@@ -12,11 +18,15 @@ import torch.distributed as dist
 from torch import nn
 
 
+BACKEND_ENV = "DISSAM_DDP_BACKEND"  # "nccl" or "gloo"; unset: NCCL on CUDA, gloo on the CPU
+SHARE_GPUS_ENV = "DISSAM_SHARE_GPUS"  # "1": ranks share the visible GPUs (rank k on GPU k mod count)
+
+
 @dataclass(frozen=True)
 class World:
     rank: int = 0
     size: int = 1
-    local_rank: int = 0
+    local_rank: int = 0  # the index of this rank's GPU: LOCAL_RANK, modulo the visible GPUs when they are shared
 
     @property
     def is_main(self) -> bool:
@@ -27,15 +37,45 @@ class World:
         return self.size > 1
 
 
+def choose_backend(device: str, override: str | None = None, share_gpus: bool = False) -> str:
+    """The process group's backend: ``override`` when given, else gloo on the CPU or when ranks share GPUs,
+    NCCL on CUDA. NCCL with shared GPUs is refused here: NCCL allows one rank per device."""
+    if override not in (None, "", "nccl", "gloo"):
+        raise ValueError(f"{BACKEND_ENV} must be 'nccl' or 'gloo', not {override!r}")
+    if override == "nccl" and share_gpus:
+        raise ValueError("NCCL refuses two ranks on one GPU: use gloo when ranks share GPUs")
+    if override:
+        return override
+    return "nccl" if device.startswith("cuda") and not share_gpus else "gloo"
+
+
+def device_index(local_rank: int, visible_gpus: int, share_gpus: bool = False) -> int:
+    """The GPU a rank uses: its local rank, or, when ranks share the visible GPUs, local rank mod their count."""
+    if not share_gpus:
+        return local_rank
+    if visible_gpus < 1:
+        raise ValueError("ranks can share GPUs only when one is visible")
+    return local_rank % visible_gpus
+
+
+def batchnorm_kind(device_type: str, backend: str | None) -> str:
+    """``"sync"`` (``nn.SyncBatchNorm``, which needs CUDA and NCCL's all-gather) or ``"all_reduce"``
+    (:class:`CrossProcessBatchNorm2d`: all-reduce alone, which gloo offers on CPU and CUDA tensors)."""
+    return "sync" if device_type == "cuda" and backend == "nccl" else "all_reduce"
+
+
 def init_world(device: str) -> World:
-    """Join the process group that ``torchrun`` describes in the environment (no-op when run alone)."""
+    """Join the process group that ``torchrun`` describes in the environment (no-op when run alone); the
+    backend and the GPU of each rank as :func:`choose_backend` and :func:`device_index` say."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
+    share = os.environ.get(SHARE_GPUS_ENV, "") == "1" and device.startswith("cuda")
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        dist.init_process_group(backend=choose_backend(device, os.environ.get(BACKEND_ENV), share))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.startswith("cuda"):
+        local_rank = device_index(local_rank, torch.cuda.device_count(), share)
         torch.cuda.set_device(local_rank)
     return World(rank=dist.get_rank(), size=dist.get_world_size(), local_rank=local_rank)
 
@@ -122,9 +162,14 @@ class CrossProcessBatchNorm2d(nn.BatchNorm2d):
         return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
 
 
+def _backend() -> str | None:
+    return dist.get_backend() if dist.is_available() and dist.is_initialized() else None
+
+
 def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
-    """Batch statistics across processes: ``nn.SyncBatchNorm`` on CUDA, our all-reduce BatchNorm on CPU."""
-    if device.type == "cuda":
+    """Batch statistics across processes: ``nn.SyncBatchNorm`` on CUDA under NCCL, our all-reduce
+    BatchNorm otherwise (the CPU, and CUDA under gloo; :func:`batchnorm_kind`)."""
+    if batchnorm_kind(device.type, _backend()) == "sync":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for name, child in model.named_children():
         if type(child) is nn.BatchNorm2d:
