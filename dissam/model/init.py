@@ -1,10 +1,13 @@
 """The refiner's initial weights: from scratch, or the published 3-channel IS-Net (``Variant.refiner_init``).
 
 ``"isnet"`` starts the refiner from the official ``isnet.pth`` / ``isnet-general-use.pth`` (the DIS
-release): the RGB filters of the stem are copied and the coarse-mask and box filters are zero
-(:func:`dissam.model.checkpoint.load_refiner` widens the stem), so at step 0 the refiner returns exactly
-what the published IS-Net returns on the RGB, whatever the other two channels hold. This is the paper's
-"fine-tune IS-Net"; the authors' code trains from scratch.
+release), or from the checkpoint ``dissam weights isnet`` converts from a published ONNX copy of the
+general-use weights (:mod:`dissam.model.published`): the RGB filters of the stem are copied and the
+coarse-mask and box filters are zero (:func:`dissam.model.checkpoint.load_refiner` widens the stem), so
+at step 0 the refiner returns exactly what the published IS-Net returns on the RGB (eval mode), whatever
+the other two channels hold. The converted file has its BatchNorms folded into the convs (identity
+BatchNorms), so in training mode batch statistics meet unit scales rather than the original ones. This
+is the paper's "fine-tune IS-Net"; the authors' code trains from scratch.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from .checkpoint import atomic_torch_save, load_refiner
 from .isnet import ISNetDIS, build_refiner
 
 REFINER_INITS = ("scratch", "isnet")
-ISNET_SOURCE = ("the DIS release (github xuebinqin/DIS, README: 'isnet.pth' or 'isnet-general-use.pth'); "
+ISNET_SOURCE = ("the DIS release (github xuebinqin/DIS, README: 'isnet.pth' or 'isnet-general-use.pth'), or "
+                "convert the general-use weights with `dissam weights isnet` (it prints the file's path); "
                 "give it with --isnet-checkpoint or $DISSAM_ISNET_CHECKPOINT (profile.baselines.isnet_checkpoint)")
 
 
