@@ -1,24 +1,21 @@
-"""Command line: ``dissam <command>`` (or ``python -m dissam``), and all of its file I/O: the CSV of
-boxes, the image folders and the mask, cut-out and overlay files of ``dissam predict`` (:func:`run_predict`;
-the pixels of cut-outs and overlays are :mod:`dissam.outputs`). Heavy imports happen inside commands.
+"""Command line: ``dissam <command>`` (or ``python -m dissam``). ``dissam predict``'s files are
+:mod:`dissam.predict_files`. Heavy imports happen inside commands, so ``dissam --help`` is quick.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING
 
-from .repro.config import PROFILES, get_profile, profile_from_params
+from . import predict_files
 from .data.splits import TRAIN_SPLIT
+from .repro.config import PROFILES, profile_from_params
 
 if TYPE_CHECKING:
-    import numpy as np
 
-    from .predictor import DisSam
+    pass
 
 
 def _profile(args: argparse.Namespace):
@@ -93,10 +90,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.model == "isnet":
-        from .published_cli import cmd_predict_isnet
-
         return cmd_predict_isnet(args)
-    result = run_predict(args.image, box=args.box, boxes_csv=args.boxes, checkpoint=args.checkpoint,
+    result = predict_files.run_predict(args.image, box=args.box, boxes_csv=args.boxes, checkpoint=args.checkpoint,
                          out=args.output, profile=args.profile, cutout=args.cutout, soft=args.soft,
                          overlay=args.overlay, refine_region=args.refine_region,
                          stage1_max_side="auto" if args.stage1_max_side is None else args.stage1_max_side)
@@ -107,9 +102,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    from .published_cli import cmd_weights as run
+    """``dissam weights isnet [--tarball FILE] [--force]``: the converted checkpoint's path on stdout."""
+    from .model.published import ensure_published_isnet
 
-    return run(args)
+    path = ensure_published_isnet(tarball=args.tarball, force=args.force,
+                                  log=lambda msg: print(f"dissam weights: {msg}", file=sys.stderr))
+    print(path)
+    return 0
+
+
+def cmd_predict_isnet(args: argparse.Namespace) -> int:
+    """``dissam predict IMAGE --model isnet``: DIS-SAM's own options are a usage error here."""
+    given = [name for name, default in _DISSAM_ONLY.items() if getattr(args, name, default) != default]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ValueError(f"--model isnet runs the published IS-Net alone on each whole image: {flags} "
+                         "are DIS-SAM options (give the weights with --isnet-checkpoint)")
+    result = predict_files.run_isnet_predict(args.image, out=args.output, checkpoint=args.isnet_checkpoint, cutout=args.cutout)
+    for path in result.written:
+        print(path)
+    print(f"dissam predict: {result.predicted} written, {len(result.failed)} failed", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+# predict options that belong to DIS-SAM (a box prompt, stage 1, the refiner checkpoint) and their defaults
+_DISSAM_ONLY = {"box": None, "boxes": None, "checkpoint": None, "overlay": False, "soft": False,
+                "refine_region": "image", "stage1_max_side": None}
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -131,249 +149,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = export_refiner(args.checkpoint, args.output, opset=args.opset)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): input [B, C, H, W] -> prob [B, 1, H, W]")
     return 0
-
-
-# ----------------------------------------------------------------------------- dissam predict
-def default_checkpoint(profile: str | None = "smoke") -> Path:
-    """The profile's trained refiner, or a :class:`CheckpointError` saying how to train one."""
-    from .model.checkpoint import CheckpointError
-
-    resolved = get_profile(profile)
-    profile, path = resolved.name, resolved.refiner_checkpoint
-    if not path.is_file():
-        raise CheckpointError(
-            f"no trained refiner at {path}: train one with `make reproduce` or "
-            f"`python -m dissam train --profile {profile}`, or pass --checkpoint FILE")
-    return path
-
-
-class BoxRow(NamedTuple):
-    """One row of a boxes CSV: the image as named, its box (x0, y0, x1, y1) and the CSV line."""
-
-    image: str
-    box: tuple[float, float, float, float]
-    line: int
-
-
-def read_boxes_csv(path: str | Path) -> list[BoxRow]:
-    """Rows of a CSV with columns ``image,x0,y0,x1,y1`` (header required; a non-number is an error)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"boxes CSV not found: {path}")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"image", "x0", "y0", "x1", "y1"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))} "
-                             "(expected a header image,x0,y0,x1,y1)")
-        rows = []
-        for row in reader:
-            try:
-                box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{path}, line {reader.line_num}: box values must be numbers ({err})") from err
-            rows.append(BoxRow((row["image"] or "").strip(), box, reader.line_num))  # type: ignore[arg-type]
-    return rows
-
-
-def _resolve_image(folder: Path, name: str) -> Path:
-    """An image named in the CSV: relative to the folder (or its ``im/``), by file name or by stem."""
-    from .data.folders import IMAGE_EXTS
-
-    candidate = Path(name)
-    if candidate.is_absolute() and candidate.is_file():
-        return candidate
-    for base in (folder, folder / "im"):
-        if (base / name).is_file():
-            return base / name
-        for ext in IMAGE_EXTS:
-            if (base / f"{name}{ext}").is_file():
-                return base / f"{name}{ext}"
-    raise FileNotFoundError(f"image {name!r} of the boxes CSV not found in {folder} (nor in {folder / 'im'})")
-
-
-def list_images(folder: Path) -> list[Path]:
-    """The images of a folder (recognised extensions, sorted by name); its ``im/`` when it has none
-    (the DIS5K layout). An empty folder is an error."""
-    from .data.folders import IMAGE_EXTS
-
-    for base in (folder, folder / "im"):
-        if base.is_dir():
-            images = sorted(p for p in base.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-            if images:
-                return images
-    raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) in {folder} (nor in {folder / 'im'})")
-
-
-def _output_stems(paths: Sequence[Path]) -> dict[Path, str]:
-    """The name each image's outputs start with: its stem, or, where two images share a stem
-    (``a.png`` and ``a.jpg``), the file name with its dot replaced (``a_png``, ``a_jpg``)."""
-    counts: dict[str, int] = {}
-    for path in dict.fromkeys(paths):
-        counts[path.stem] = counts.get(path.stem, 0) + 1
-    return {p: p.stem if counts[p.stem] == 1 else p.name.replace(".", "_") for p in paths}
-
-
-@dataclass
-class PredictJob:
-    """One prediction to make: the image (or why it could not be found), its box (None: the whole
-    image), where the mask goes, the stem of the other outputs and the label errors name it by."""
-
-    label: str
-    image: Path | None
-    box: Sequence[float] | None
-    mask_path: Path
-    stem: str
-    error: Exception | None = None
-
-
-@dataclass
-class PredictRun:
-    """What ``dissam predict`` did: every file written (in order), how many predictions were written,
-    and the ``(label, reason)`` of each one that failed."""
-
-    written: list[Path] = field(default_factory=list)
-    predicted: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _item_errors() -> tuple[type[BaseException], ...]:
-    """What one bad image, CSV row or box raises (reported and skipped in a batch); anything else is a bug."""
-    import cv2
-    from PIL import Image
-
-    return ValueError, OSError, Image.DecompressionBombError, cv2.error
-
-
-def _plan(source: Path, box: Sequence[float] | None, boxes_csv: str | Path | None, out: Path) -> list[PredictJob]:
-    """Every prediction of a ``predict`` call and its file names (see :func:`run_predict`)."""
-    single_file = out.suffix.lower() == ".png"
-    folder = out.with_suffix("") if single_file else out
-    if boxes_csv is None and source.is_file():
-        target = out if single_file else out / f"{source.stem}_mask.png"
-        return [PredictJob(str(source), source, box, target, source.stem)]
-    if boxes_csv is None:
-        images = list_images(source)
-        stems = _output_stems(images)
-        return [PredictJob(str(p), p, None, folder / f"{stems[p]}_mask.png", stems[p]) for p in images]
-    rows, resolved = read_boxes_csv(boxes_csv), []
-    for row in rows:
-        try:
-            resolved.append(source if source.is_file() else _resolve_image(source, row.image))
-        except FileNotFoundError as err:
-            resolved.append(err)
-    stems = _output_stems([p for p in resolved if isinstance(p, Path)])
-    jobs, seen = [], {}  # type: ignore[var-annotated]
-    for row, path in zip(rows, resolved):
-        label = f"{Path(boxes_csv).name} line {row.line} ({row.image})"
-        if not isinstance(path, Path):
-            jobs.append(PredictJob(label, None, row.box, folder, row.image, error=path))
-            continue
-        k = seen.get(path, 0)
-        seen[path] = k + 1
-        stem = f"{stems[path]}_{k}"
-        jobs.append(PredictJob(label, path, row.box, folder / f"{stem}.png", stem))
-    return jobs
-
-
-def _save_png(image: np.ndarray, path: Path) -> Path:
-    """A uint8 array (gray, RGB or RGBA) as a PNG, written atomically (no half file under the name)."""
-    from PIL import Image
-
-    from .fileio import atomic_write
-
-    return atomic_write(path, lambda fh: Image.fromarray(image).save(fh, format="PNG"), durable=False)
-
-
-def _write_outputs(job: PredictJob, rgb: np.ndarray, pred: Any, cutout: bool, soft: bool,
-                   overlay: bool) -> list[Path]:
-    from . import outputs
-
-    written = [_save_png(pred.mask, job.mask_path)]
-    folder = job.mask_path.parent
-    if cutout:
-        alpha = pred.prob if soft else pred.mask
-        written.append(_save_png(outputs.cutout(rgb, alpha), folder / f"{job.stem}_cutout.png"))
-    if overlay:
-        written.append(_save_png(outputs.outline_overlay(rgb, pred.mask, pred.box), folder / f"{job.stem}_overlay.png"))
-    return written
-
-
-def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
-                boxes_csv: str | Path | None = None, checkpoint: str | Path | None = None,
-                out: str | Path = "masks", profile: str | None = "smoke", coarse: Any = None,
-                model: DisSam | None = None, cutout: bool = False, soft: bool = False,
-                overlay: bool = False, progress: bool | None = None,
-                stage1_max_side: int | str | None = "auto", refine_region: str = "image") -> PredictRun:
-    """The CLI's ``predict``. Inputs:
-
-    * an image and ``box`` -> one prediction; without ``box``, the box is the whole image;
-    * a folder without ``boxes_csv`` -> every image in it (:func:`list_images`), each with the whole
-      image as its box (said once on stderr);
-    * a folder (or one image) and a CSV of boxes (``image,x0,y0,x1,y1``) -> one prediction per row.
-
-    Files (all PNG): the mask (uint8 0/255) is ``<stem>_mask.png``, or ``<stem>_<k>.png`` for the k-th
-    box of an image in the CSV; ``cutout`` adds ``<stem>[_<k>]_cutout.png``, the image as read (EXIF
-    rotation applied, 8-bit RGB) with the mask as alpha (``soft``: the refiner's probabilities, 0..255, for
-    soft edges such as hair); ``overlay`` adds ``<stem>[_<k>]_overlay.png``, the image with the mask's
-    outline (green) and the box's edges (yellow) drawn on it. ``out`` is the folder; for a single image
-    an ``out`` ending in ``.png`` is the mask file itself (the other outputs go beside it), and in the
-    batch modes it names the folder without the suffix (``-o mask.png`` writes ``mask/``). Two images
-    sharing a stem (``a.png``, ``a.jpg``) are told apart as ``a_png``, ``a_jpg``.
-
-    One image given alone fails with an exception. In the batch modes each bad image, row or box
-    (unreadable, empty or corrupt file, box outside its image, image not found) is named on stderr and
-    skipped; the rest are written (:attr:`PredictRun.failed`). Without ``checkpoint`` the profile's trained
-    refiner is used, said on stderr. ``progress`` (None: on a terminal) shows a progress bar.
-    ``stage1_max_side``: the long side stage 1 sees (0: full size; ``"auto"``: see :class:`DisSam`);
-    ``refine_region``: ``"image"`` (the paper) or ``"box"`` (refine a crop around the box; see
-    :class:`DisSam`), for a model loaded here."""
-    from tqdm.auto import tqdm
-
-    from .data.folders import read_image
-    from .predictor import DisSam
-
-    source, out = Path(image_or_folder), Path(out)
-    if not source.exists():
-        raise FileNotFoundError(f"no such image or folder: {source}")
-    if soft and not cutout:
-        raise ValueError("--soft sets the cut-out's alpha: use it with --cutout")
-    if box is not None and boxes_csv is not None:
-        raise ValueError("give either --box or --boxes, not both")
-    if box is not None and source.is_dir():
-        raise ValueError(f"{source} is a folder: --box is for one image (use --boxes CSV, or no box for "
-                         "the whole image)")
-    jobs = _plan(source, box, boxes_csv, out)
-    if model is None:
-        if checkpoint is None:
-            checkpoint = default_checkpoint(profile)
-            print(f"dissam predict: no --checkpoint given; using the {get_profile(profile).name} profile's "
-                  f"trained refiner {checkpoint}", file=sys.stderr)
-        model = DisSam.from_checkpoint(checkpoint, coarse=coarse,
-                                       stage1_max_side=stage1_max_side, refine_region=refine_region)
-    if any(job.box is None for job in jobs):
-        print("dissam predict: no box given; each image is segmented with the whole image as its box",
-              file=sys.stderr)
-
-    result, batch = PredictRun(), not (boxes_csv is None and source.is_file())
-    errors = _item_errors() if batch else ()
-    bar = tqdm(jobs, desc="dissam predict", unit="box" if boxes_csv else "img", file=sys.stderr,
-               disable=True if not batch else (None if progress is None else not progress))
-    last: tuple[Path | None, np.ndarray | None] = (None, None)
-    for job in bar:
-        try:
-            if job.error is not None:
-                raise job.error
-            rgb = last[1] if last[0] == job.image else read_image(job.image)  # type: ignore[arg-type]
-            last = (job.image, rgb)
-            h, w = rgb.shape[:2]
-            pred = model.predict(rgb, (0, 0, w, h) if job.box is None else job.box)
-            result.written += _write_outputs(job, rgb, pred, cutout, soft, overlay)
-            result.predicted += 1
-        except errors as err:
-            result.failed.append((job.label, str(err)))
-            tqdm.write(f"dissam predict: failed: {job.label}: {err}", file=sys.stderr)
-    return result
 
 
 def _non_negative_int(text: str) -> int:

@@ -5,7 +5,7 @@ refiner, reads (RGB, coarse mask, filled box) and outputs the fine mask. The sta
 computed once per image (keyed by its content), so every further box on the same image only pays for
 the prompt and the refiner: what makes box dragging interactive. Any image a user has (path, PIL image
 or array of any layout and depth: :func:`as_rgb`) and any box (four numbers, clipped) is accepted.
-The command-line ``dissam predict`` is :func:`dissam.cli.run_predict`.
+The command-line ``dissam predict`` is :func:`dissam.predict_files.run_predict`.
 """
 from __future__ import annotations
 

@@ -249,7 +249,7 @@ def test_cutout_and_line_width():
 
 
 def test_progress_bar_over_the_folder(tmp_path, checkpoint, capsys):
-    from dissam.cli import run_predict
+    from dissam.predict_files import run_predict
 
     (tmp_path / "imgs").mkdir()
     for name in ("a.png", "b.png", "c.png"):

@@ -9,7 +9,7 @@ import dissam
 
 PACKAGE = Path(dissam.__file__).parent
 REPRO = "dissam.repro"
-FACES = {"dissam.cli", "dissam.widget", "dissam.__main__"}  # may use both floors
+FACES = {"dissam.cli", "dissam.predict_files", "dissam.widget", "dissam.__main__"}  # may use both floors
 
 
 def _module_name(path: Path) -> str:

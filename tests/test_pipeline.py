@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from dissam.repro import config
-from dissam.cli import run_predict
+from dissam.predict_files import run_predict
 from dissam.variant import Variant
 from dissam.data.prompts import BoxError
 from dissam.predictor import CheckpointError, DisSam, as_rgb, final_mask

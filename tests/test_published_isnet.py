@@ -312,16 +312,13 @@ def test_unreachable_registry_is_one_line(tmp_path, cache, monkeypatch, capsys):
 def test_converted_checkpoint_starts_the_refiner(tmp_path, cache, tiny_onnx):
     """refiner_init='isnet' takes the converted file as it takes isnet.pth: the 5-channel refiner equals
     the 3-channel IS-Net on RGB whatever the mask and box channels hold."""
-    from dissam.config import get_profile
     from dissam.model.init import initial_refiner
-    from dissam.runs import load_run
+    from dissam.repro.config import get_profile
+    from dissam.repro.runs import load_run
 
     tarball = make_tarball(tmp_path / "pkg.tgz", tiny_onnx)
     path = ensure_published_isnet(package_for(tarball, tiny_onnx), tarball=tarball)
-    profile = get_profile("tiny")
-    profile.variant = dataclasses.replace(profile.variant, refiner_init="isnet")
-    profile.baselines.isnet_checkpoint = path
-    refiner = initial_refiner(profile, in_ch=5).eval()
+    refiner = initial_refiner("isnet", 5, get_profile("tiny").train.width, isnet_checkpoint=path).eval()
     three, _meta = load_run(path, in_ch=3)  # the evaluation's published-IS-Net row
     rgb = torch.rand(1, 3, 64, 64) - 0.5
     with torch.inference_mode():
