@@ -40,7 +40,6 @@ from ..metrics.inputs import prepare_pair
 from ..model import build_refiner
 from ..model.checkpoint import load_gt_encoder, load_refiner
 from ..outputs import BOX_COLOUR, box_edges, cutout, on_checkerboard, overlay
-from ..predictor import DisSam
 from . import runs, stages
 from .config import Profile
 from .evaluate import evaluate_method
@@ -304,11 +303,8 @@ def method_grid(profile: Profile, items: list[tuple[str, str]], methods: dict[st
 
 
 def _model(profile: Profile, model: Any):
-    """``model``, else the profile's main refiner with its stage 1, as users run it (``DisSam.from_profile``)."""
-    if model is not None:
-        return model
-
-    return DisSam.from_profile(profile)
+    """``model``, else the profile's main refiner with its stage 1, as users run it."""
+    return model if model is not None else stages.profile_predictor(profile)
 
 
 # ----------------------------------------------------------------------------- the figures of a profile
