@@ -20,7 +20,8 @@ import numpy as np
 
 from dissam.repro import runs, stages
 from dissam.repro.config import get_profile
-from dissam.data.folders import list_pairs, read_mask
+from dissam.data.images import read_mask
+from dissam.data.folders import list_pairs
 from dissam.data.splits import TEST_SPLITS, VAL_SPLIT
 from dissam.evaluation import evaluate_pairs
 

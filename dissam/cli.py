@@ -25,7 +25,7 @@ def _profile(args: argparse.Namespace):
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from .data.procedural import enrichment_summary
+    from .data.enrichment import enrichment_summary
     from .repro.stages import prepare_data
 
     profile = _profile(args)

@@ -23,8 +23,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .data.folders import IMAGE_EXTS, DataError, Pair, list_pairs, read_mask
-from .metrics import METRICS, DISMetrics, ImageResult, to_uint8
+from .data.folders import Pair, list_pairs
+from .data.images import IMAGE_EXTS, DataError, read_mask
+from .metrics import METRICS, DISMetrics, ImageResult, checked_map_uint8
 
 Item = tuple[str, np.ndarray, np.ndarray]  # (name, prediction, GT)
 
@@ -143,7 +144,7 @@ def save_prediction(pred: np.ndarray, path: str | Path) -> Path:
     """Write a prediction as an 8-bit grayscale PNG (float maps in [0, 1] are scaled by 255)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), to_uint8(pred)):
+    if not cv2.imwrite(str(path), checked_map_uint8(pred)):
         raise OSError(f"could not write {path}")
     return path
 

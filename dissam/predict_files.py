@@ -66,7 +66,7 @@ def read_boxes_csv(path: str | Path) -> list[BoxRow]:
 
 def _resolve_image(folder: Path, name: str) -> Path:
     """An image named in the CSV: relative to the folder (or its ``im/``), by file name or by stem."""
-    from .data.folders import IMAGE_EXTS
+    from .data.images import IMAGE_EXTS
 
     candidate = Path(name)
     if candidate.is_absolute() and candidate.is_file():
@@ -83,7 +83,7 @@ def _resolve_image(folder: Path, name: str) -> Path:
 def list_images(folder: Path) -> list[Path]:
     """The images of a folder (recognised extensions, sorted by name); its ``im/`` when it has none
     (the DIS5K layout). An empty folder is an error."""
-    from .data.folders import IMAGE_EXTS
+    from .data.images import IMAGE_EXTS
 
     for base in (folder, folder / "im"):
         if base.is_dir():
@@ -218,7 +218,7 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
     :class:`DisSam`), for a model loaded here."""
     from tqdm.auto import tqdm
 
-    from .data.folders import read_image
+    from .data.images import read_image
     from .predictor import DisSam
 
     source, out = Path(image_or_folder), Path(out)
@@ -291,7 +291,7 @@ def run_isnet_predict(image_or_folder: str | Path, out: str | Path = "mask.png",
     from tqdm.auto import tqdm
 
     from . import outputs
-    from .data.folders import read_image
+    from .data.images import read_image
     from .model.published_predict import PublishedISNet
 
     source, out = Path(image_or_folder), Path(out)

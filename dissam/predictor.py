@@ -17,13 +17,11 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 
 from .coarse import build_coarse
 from .coarse.cache import image_digest
 from .coarse.grabcut import GrabCutSegmenter
-from .data.folders import WIDE_MODES, read_image
-from .data.images import to_uint8
+from .data.images import as_rgb
 from .data.prompts import Box, BoxError, box_from_mask, clip_box, crop_window, scale_box
 from .data.transforms import make_input, resize, to_original
 from .model.checkpoint import CheckpointError, checkpoint_metadata, load_refiner
@@ -31,7 +29,7 @@ from .model.inference import build_path, choose_inference_path, predict_prob
 from .model.onnx_export import OnnxRefiner
 from .variant import Variant
 
-__all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Prediction", "as_rgb",
+__all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Prediction",
            "default_stage1_max_side", "final_mask"]
 
 DEFAULT_SIZE = 192
@@ -119,27 +117,6 @@ class MultiPrediction:
     coarse: np.ndarray
     objects: list[Prediction]
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def as_rgb(image: Any) -> np.ndarray:
-    """Any image a user has -> contiguous uint8 RGB ``[H, W, 3]``.
-
-    Paths go through :func:`read_image` (EXIF rotation, alpha, palette, 16-bit). Arrays may be ``HxW``,
-    ``HxWx1``, ``HxWx3`` or ``HxWx4`` (alpha dropped), of any dtype :func:`dissam.data.images.to_uint8`
-    converts (uint16 as ``round(x / 257)``, bool, float 0..1 or 0..255). PIL images are accepted too.
-    """
-    if isinstance(image, (str, Path)):
-        return read_image(image)
-    if isinstance(image, Image.Image):
-        image = np.asarray(image if image.mode in WIDE_MODES else image.convert("RGB"))
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"expected an image of shape HxW, HxWx1, HxWx3 or HxWx4, got {arr.shape}")
-    return np.ascontiguousarray(to_uint8(arr[..., :3]))
 
 
 def final_mask(prob: np.ndarray, mode: str = "threshold") -> np.ndarray:

@@ -21,12 +21,13 @@ import numpy as np
 from jupyter_bbox_widget import BBoxWidget
 from PIL import Image
 
-from .repro.config import Profile
 from .data.folders import list_pairs
+from .data.images import as_rgb
 from .data.prompts import Box, BoxError
 from .data.splits import VAL_SPLIT
 from .outputs import overlay
-from .predictor import DisSam, MultiPrediction, Prediction, as_rgb, check_stage1_max_side
+from .predictor import DisSam, MultiPrediction, Prediction, check_stage1_max_side
+from .repro.config import Profile
 
 __all__ = ["BoxDragDemo", "box_drag_demo", "boxes_from_bboxes", "demo_image", "mask_view", "png_bytes",
            "side_by_side"]

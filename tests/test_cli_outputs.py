@@ -13,7 +13,7 @@ from PIL import Image
 
 from dissam import outputs
 from dissam.cli import main
-from dissam.data.folders import read_image
+from dissam.data.images import read_image
 from dissam.predictor import DisSam
 
 H, W = 48, 64

@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader
 
 from dissam.data.datasets import CoarseSource, MaskFolderSource, RefinerDataset, SegmenterSource
 from dissam.data.enrichment import connected_components, targets_for
-from dissam.data.folders import DataError, list_pairs, read_image, read_mask
+from dissam.data.images import DataError, read_image, read_mask
+from dissam.data.folders import list_pairs
 from dissam.data.prompts import box_channel
 from dissam.data.splits import TRAIN_SPLIT
 from dissam.data.transforms import resize

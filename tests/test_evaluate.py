@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dissam.data.folders import DataError
+from dissam.data.images import DataError
 from dissam.data.splits import TEST_SPLITS, VAL_SPLIT
 from dissam.evaluation import evaluate_folder, evaluate_pairs, evaluate_predictor, read_prediction, summarize
 from dissam.metrics import METRICS, DISMetrics

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from dissam.data import splits
-from dissam.data.folders import DataError, list_pairs, read_image, read_mask
+from dissam.data.images import DataError, read_image, read_mask
+from dissam.data.folders import list_pairs
 from dissam.data.images import to_uint8
 
 
@@ -52,7 +53,7 @@ def test_16bit_is_scaled_to_8bit(tmp_path):
 def test_16bit_converts_the_same_everywhere(tmp_path):
     """One converter (dissam.data.images.to_uint8): a 16-bit image gives the same uint8 pixels read from
     a file (image or mask), given as a path, a PIL image, a uint16 array or PIL's int32 array."""
-    from dissam.predictor import as_rgb
+    from dissam.data.images import as_rgb
 
     a = np.array([[0, 128, 129, 257, 384, 385], [32767, 32896, 65407, 65408, 65534, 65535]], np.uint16)
     expected = _nearest_8bit(a)

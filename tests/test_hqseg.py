@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dissam.data.folders import DataError
+from dissam.data.images import DataError
 from dissam.data.hqseg import HQSEG_SOURCES, list_hqseg_pairs
 
 

@@ -188,11 +188,25 @@ def test_frozen_gt_encoder_uses_batch_statistics_by_default(runs, monkeypatch):
 
 # ----------------------------------------------------------------------------- 7. device, validation cadence, streaming
 def test_table_predictions_run_on_the_profiles_device(monkeypatch, runs):
-    profile = _tiny(runs, "device", monkeypatch, device="cuda:0")
+    """The call site: the tables' predictions load the model onto the profile's GPU when there is one."""
+    profile = _tiny(runs, "device", monkeypatch, device="cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert runs_mod._inference_device(profile) == "cuda:0"
+    assert profile.torch_device(1) == torch.device("cuda", 1)
+    seen = []
+
+    class Loaded(Exception):
+        pass
+
+    def load_run(path, device="cpu", in_ch=None):
+        seen.append(torch.device(device))
+        raise Loaded
+
+    monkeypatch.setattr(runs_mod, "load_run", load_run)
+    with pytest.raises(Loaded):
+        runs_mod._refined(profile, runs_mod.MAIN, VAL_SPLIT, {}, 2)
+    assert seen == [torch.device("cuda", 0)]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert runs_mod._inference_device(profile) == "cpu"
+    assert profile.torch_device() == torch.device("cpu")
 
 
 def test_gt_encoder_validates_on_the_profiles_cadence(runs, monkeypatch):

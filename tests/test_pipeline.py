@@ -14,7 +14,8 @@ from dissam.repro import config
 from dissam.predict_files import run_predict
 from dissam.variant import Variant
 from dissam.data.prompts import BoxError
-from dissam.predictor import CheckpointError, DisSam, as_rgb, final_mask
+from dissam.data.images import as_rgb
+from dissam.predictor import CheckpointError, DisSam, final_mask
 
 H, W = 60, 80
 OBJ = (20, 15, 45, 40)  # x0, y0, x1, y1 of the red square

@@ -12,13 +12,23 @@ import cv2
 import numpy as np
 import pytest
 
-from dissam.data.enrichment import connected_components
+from dissam.data.procedural import textures
+from dissam.data.enrichment import connected_components, enrichment_summary
 from dissam.data.folders import list_pairs
-from dissam.data import textures
-from dissam.data.procedural import (COMPLEXITY_ORDER, MIX, SCENES, _lab, enrichment_summary, family_weights,
-                                    generate_dataset, render_scene, scene_rng, solid_core_fraction, split_plan,
-                                    te_family_weights)
-from dissam.data.shapes import FAMILIES, FINE_PART_FAMILIES, FRAME_FAMILIES, SMOOTH_FAMILIES, render_shape
+from dissam.data.procedural.scenes import (
+    COMPLEXITY_ORDER,
+    MIX,
+    SCENES,
+    _lab,
+    family_weights,
+    generate_dataset,
+    render_scene,
+    scene_rng,
+    solid_core_fraction,
+    split_plan,
+    te_family_weights,
+)
+from dissam.data.procedural.shapes import FAMILIES, FINE_PART_FAMILIES, FRAME_FAMILIES, SMOOTH_FAMILIES, render_shape
 from dissam.data.splits import DIS5K_SPLITS, TRAIN_SPLIT, VAL_SPLIT, ZERO_SHOT_SETS
 
 CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -228,7 +238,7 @@ def _scene_digest(family: str, size: int, n: int = 3) -> str:
 
 def test_scenes_are_identical_in_a_fresh_process():
     """Same seed, same bytes, also when the textures are loaded anew by another interpreter."""
-    code = ("from dissam.data.procedural import render_scene, scene_rng; import hashlib; h = hashlib.sha256()\n"
+    code = ("from dissam.data.procedural.scenes import render_scene, scene_rng; import hashlib; h = hashlib.sha256()\n"
             "for i in range(3):\n    im, gt = render_scene(scene_rng(0, 'pin', i), 96, 'dis')\n"
             "    h.update(im.tobytes()); h.update(gt.tobytes())\nprint(h.hexdigest()[:16])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

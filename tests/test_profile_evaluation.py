@@ -12,7 +12,8 @@ import pytest
 from dissam import evaluation
 from dissam.repro import pipeline, runs, stages
 from dissam.repro.config import get_profile
-from dissam.data.folders import list_pairs, read_mask
+from dissam.data.images import read_mask
+from dissam.data.folders import list_pairs
 from dissam.data.splits import TEST_SPLITS, ZERO_SHOT_SETS
 from dissam.evaluation import evaluate_pairs
 from dissam.repro.evaluate import evaluate_method, evaluate_pooled, measures_path, skeleton_dir

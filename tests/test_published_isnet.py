@@ -341,7 +341,7 @@ def inference_py(model: torch.nn.Module, rgb: np.ndarray) -> np.ndarray:
 
 def test_predict_model_isnet_writes_inference_py_maps(tmp_path, tiny_isnet, tiny_onnx, capsys):
     from dissam.cli import main
-    from dissam.data.folders import read_image
+    from dissam.data.images import read_image
 
     tarball = make_tarball(tmp_path / "pkg.tgz", tiny_onnx)
     weights = ensure_published_isnet(package_for(tarball, tiny_onnx), cache_dir=tmp_path / "c", tarball=tarball)
@@ -395,7 +395,7 @@ def test_published_isnet_reproduces_the_official_demo_result():
     1 level on at least 99% of pixels (measured: 100%, 99.7% equal). On the JPEG as our reader decodes it
     (Pillow's libjpeg-turbo, which upsamples chroma differently) the map differs more at soft edges
     (measured: 98.4% within 1 level, mean 0.083, 0.53% off by more than 2); checked at those levels."""
-    from dissam.data.folders import read_image, read_mask
+    from dissam.data.images import read_image, read_mask
     from dissam.model.published_predict import PublishedISNet
 
     net = PublishedISNet.from_checkpoint(USER_WEIGHTS)

@@ -8,7 +8,7 @@ import torch
 from segment_anything import SamPredictor
 
 from dissam.coarse import build_coarse
-from dissam.coarse.sam import MODEL_REGISTRY, SamSegmenter, load_checkpoint
+from dissam.coarse.sam import MODEL_REGISTRY, SamSegmenter, load_sam_state_dict
 from dissam.coarse.tiny_sam import build_tiny_sam
 from dissam.data.prompts import BoxError
 from helpers import SAM_BOX as BOX, sam_test_image
@@ -95,7 +95,7 @@ def test_checkpoint_loading_is_weights_only(tmp_path, tiny_ckpt):
         build_coarse("sam", checkpoint=bad, model_type="tiny")
     wrapped = tmp_path / "wrapped.pth"
     torch.save({"model": torch.load(tiny_ckpt, weights_only=True)}, wrapped)
-    assert load_checkpoint(wrapped).keys() == load_checkpoint(tiny_ckpt).keys()
+    assert load_sam_state_dict(wrapped).keys() == load_sam_state_dict(tiny_ckpt).keys()
 
 
 def test_missing_checkpoint_names_file_and_source(tmp_path):

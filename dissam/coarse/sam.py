@@ -107,7 +107,7 @@ def missing_checkpoint_message(family: str, model_type: str, path: Path | None) 
             f"Without weights use kind='grabcut', the offline default.")
 
 
-def load_checkpoint(path: str | Path) -> StateDict:
+def load_sam_state_dict(path: str | Path) -> StateDict:
     """A state dict from a ``.pth`` file via ``torch.load(weights_only=True)`` (a {'model': ...} wrapper is unwrapped)."""
     state = torch.load(Path(path), map_location="cpu", weights_only=True)
     for wrapper in ("model", "state_dict"):
@@ -130,7 +130,7 @@ def load_sam(family: str, model_type: str, checkpoint: str | Path | None) -> tor
         raise FileNotFoundError(missing_checkpoint_message(family, model_type, path))
     if family == "hq-sam":
         import_hq()  # a clear message before anything else fails
-    state = load_checkpoint(path)
+    state = load_sam_state_dict(path)
     model = types[model_type](state)
     try:
         model.load_state_dict(state, strict=True)

@@ -20,7 +20,7 @@ _LAZY = {
     "clip_box": "prompts", "jitter_box": "prompts", "scale_box": "prompts",
     "CoarseSource": "datasets", "MaskFolderSource": "datasets", "SegmenterSource": "datasets",
     "Sample": "datasets", "RefinerDataset": "datasets",
-    "generate_dataset": "procedural", "render_scene": "procedural", "enrichment_summary": "procedural",
+    "generate_dataset": "procedural", "render_scene": "procedural", "enrichment_summary": "enrichment",
     "SCENES": "procedural",
 }
 

@@ -33,10 +33,10 @@ import torch
 from torch.utils.data import Dataset
 
 from .enrichment import ENRICHMENT_RULES, target_mask
-from .folders import DataError, Pair, list_pairs, read_mask
+from .folders import Pair, list_pairs
+from .images import DataError, read_mask
 from .prompts import Box
-from .resized_cache import (ArraySpec, coarse_masks, memory_arrays, open_disk_arrays, sample_arrays,
-                            sample_records)
+from .resized_cache import ArraySpec, coarse_masks, memory_arrays, open_disk_arrays, sample_arrays, sample_records
 
 AUGMENTS = (None, "hflip", "hvflip")
 ENRICHMENTS = (None, "none", *ENRICHMENT_RULES)

@@ -14,11 +14,15 @@ one sample without building the masks of the others.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .folders import list_pairs
+from .images import read_mask
 from .prompts import Box, box_from_mask
+from .splits import TRAIN_SPLIT
 
 MIN_AREA_FRACTION = 0.004  # the "filtered" rule: components below 0.4% of the image are dropped
 ENRICHMENT_RULES = ("filtered", "components")
@@ -110,3 +114,16 @@ def target_mask(gt: np.ndarray, enrichment: str | None, index: int, threshold: i
     if not 0 <= index < len(kept):
         raise IndexError(f"component {index} does not exist ({len(kept)} kept under rule {enrichment!r})")
     return component_target(gt, labels == kept[index])
+
+
+def enrichment_summary(root: Path, split: str = TRAIN_SPLIT, variant: str = "filtered") -> dict:
+    """What GT enrichment does to one split: base images -> samples, components-per-image histogram."""
+    comps, samples = [], 0
+    pairs = list_pairs(Path(root) / split)
+    for pair in pairs:
+        gt = read_mask(pair.gt_path)
+        comps.append(len(connected_components(gt)))
+        samples += len(targets_for(gt, variant))
+    hist = {str(v): comps.count(v) for v in sorted(set(comps))}
+    return {"split": split, "variant": variant, "images": len(pairs), "samples": samples,
+            "components": int(sum(comps)), "components_hist": hist}

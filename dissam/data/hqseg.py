@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .folders import DataError, Pair
+from .folders import Pair
+from .images import DataError
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ from tqdm.auto import tqdm
 
 from ..fileio import atomic_write_bytes
 from .enrichment import component_target, target_mask, targets_for
-from .folders import DataError, Pair
+from .folders import Pair
+from .images import DataError
 from .prompts import Box, box_channel, jitter_box
 from .stamps import file_stamp, pair_stamp
 from .transforms import resize
@@ -146,7 +147,7 @@ def sample_arrays(pair: Pair, record: SampleRecord, spec: ArraySpec, coarse: Cal
 
 def sample_records(pair: Pair, image_index: int, spec: ArraySpec) -> list[SampleRecord]:
     """The samples of one image from its GT alone (what a per-item data set enumerates at start)."""
-    from .folders import read_mask
+    from .images import read_mask
 
     gt = read_mask(pair.gt_path)
     hw = (int(gt.shape[0]), int(gt.shape[1]))

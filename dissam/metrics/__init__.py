@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from .hce import SkeletonCache, default_skeleton_cache, gt_skeleton, hce
-from .inputs import prepare_pair, to_gt_mask, to_uint8
+from .inputs import checked_map_uint8, prepare_pair, to_gt_mask
 from .pixel import BETA2, adaptive_e, e_curve, f_curves, f_of_mean_curves, mae, pixel_stats, s_measure
 from .weighted_f import weighted_fmeasure
 
@@ -41,7 +41,7 @@ OTHER_CONVENTIONS = ("maxF (P/R-mean)", "adpE")  # printed beside the defaults (
 HIGHER_IS_BETTER.update({m: True for m in OTHER_CONVENTIONS})
 
 __all__ = ["DISMetrics", "ImageResult", "METRICS", "OTHER_CONVENTIONS", "HIGHER_IS_BETTER", "SkeletonCache",
-           "image_metrics", "hce", "weighted_fmeasure", "gt_skeleton", "prepare_pair", "to_uint8", "to_gt_mask"]
+           "image_metrics", "hce", "weighted_fmeasure", "gt_skeleton", "prepare_pair", "checked_map_uint8", "to_gt_mask"]
 
 
 @dataclass

@@ -4,7 +4,7 @@ The reference tools read PNG files, so everything is brought to what such a file
 - uint8 arrays are taken as they are (0..255);
 - bool arrays become 0/255;
 - float arrays must lie in [0, 1] and are quantised as a PNG writer would: ``round(x * 255)``
-  (the same rule as :func:`dissam.data.folders.read_mask` applies to float images);
+  (the same rule as :func:`dissam.data.images.read_mask` applies to float images);
 - other integer arrays must lie in 0..255.
 The GT is binarised at ``> 128`` of that uint8 form (the convention of pysodmetrics and the official DIS
 evaluation). A ``[H, W, 1]`` array is squeezed; colour images are refused (convert to grayscale first).
@@ -17,7 +17,7 @@ import numpy as np
 GT_THRESHOLD = 128  # gt > 128 is foreground; also the HCE binarisation of the raw prediction
 
 
-def to_uint8(arr: np.ndarray, what: str = "prediction") -> np.ndarray:
+def checked_map_uint8(arr: np.ndarray, what: str = "prediction") -> np.ndarray:
     """``arr`` as a C-contiguous uint8 ``[H, W]`` array (see the module docstring for the rules)."""
     arr = np.asarray(arr)
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -49,13 +49,13 @@ def to_gt_mask(gt: np.ndarray) -> np.ndarray:
     gt = np.asarray(gt)
     if gt.dtype == bool and gt.ndim == 2:
         return np.ascontiguousarray(gt)
-    return to_uint8(gt, "gt") > GT_THRESHOLD
+    return checked_map_uint8(gt, "gt") > GT_THRESHOLD
 
 
 def prepare_pair(pred: np.ndarray, gt: np.ndarray, resize: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 prediction, bool GT) of the same shape. A shape mismatch is an error unless ``resize``:
     then the prediction is resized to the GT's size (bilinear), since metrics are taken at GT resolution."""
-    pred_u8 = to_uint8(pred, "prediction")
+    pred_u8 = checked_map_uint8(pred, "prediction")
     gt_b = to_gt_mask(gt)
     if pred_u8.shape != gt_b.shape:
         if not resize:

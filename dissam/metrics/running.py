@@ -12,7 +12,7 @@ import torch
 from .pixel import BETA2
 
 
-def f_curves(probs: torch.Tensor, gts: torch.Tensor) -> torch.Tensor:
+def batch_f_curves(probs: torch.Tensor, gts: torch.Tensor) -> torch.Tensor:
     """Per-image F-beta curves ``[N, 256]`` (threshold t = 0..255) of ``probs`` against ``gts > 0.5``."""
     n = probs.shape[0]
     levels = (probs.reshape(n, -1).float().clamp(0, 1) * 255).round().long()
@@ -37,7 +37,7 @@ class RunningScores:
     def update(self, probs: torch.Tensor, gts: torch.Tensor) -> None:
         """Add a batch: ``probs`` and ``gts`` ``[N, 1, H, W]`` in [0, 1], scored on ``probs``' device."""
         probs, gts = probs.detach().float(), gts.detach().float().to(probs.device)
-        self.f_sum += f_curves(probs, gts).sum(0).cpu()
+        self.f_sum += batch_f_curves(probs, gts).sum(0).cpu()
         self.abs_err += float((probs - gts).abs().sum())
         self.pixels += probs.numel()
         self.images += probs.shape[0]

@@ -12,10 +12,13 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..data.splits import ZERO_SHOT_SETS
 from ..variant import Variant
+
+if TYPE_CHECKING:
+    import torch
 
 PROFILES = ("tiny", "smoke", "paper")
 ProfileName = Literal["tiny", "smoke", "paper"]
@@ -128,6 +131,15 @@ class Profile:
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     device: str = "cpu"
     tag: str = ""  # a variant of the profile (e.g. "dryrun") runs in its own folder
+
+    def torch_device(self, local_rank: int = 0) -> "torch.device":
+        """Where this profile's models run (training, predictions): ``cuda:<local_rank>`` when the profile
+        asks for CUDA and a GPU is there, else the CPU (a CUDA profile on a CPU machine falls back)."""
+        import torch
+
+        if self.device.startswith("cuda") and torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        return torch.device("cpu")
 
     @property
     def refiner_lr(self) -> float:

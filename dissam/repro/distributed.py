@@ -17,7 +17,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-
 BACKEND_ENV = "DISSAM_DDP_BACKEND"  # "nccl" or "gloo"; unset: NCCL on CUDA, gloo on the CPU
 SHARE_GPUS_ENV = "DISSAM_SHARE_GPUS"  # "1": ranks share the visible GPUs (rank k on GPU k mod count)
 

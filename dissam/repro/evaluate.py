@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.folders import list_pairs, read_mask
+from ..data.folders import list_pairs
+from ..data.images import read_mask
 from ..data.splits import TEST_SPLITS, VAL_SPLIT
 from ..evaluation import default_workers, measure_all, records_and_summary
 from ..metrics import METRICS, DISMetrics, ImageResult

@@ -31,7 +31,8 @@ from ..coarse import build_coarse
 from ..coarse.cache import KEY_CHUNK, MaskStore, image_digest
 from ..data.datasets import RefinerDataset
 from ..data.enrichment import Component, _kept_labels, connected_components, enrich_mask, label_components
-from ..data.folders import list_pairs, read_image, read_mask
+from ..data.folders import list_pairs
+from ..data.images import read_image, read_mask
 from ..data.prompts import Box, box_channel, box_from_mask, clip_box
 from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
 from ..metrics import DISMetrics, image_metrics
@@ -555,11 +556,10 @@ def loss_table(terms: dict[str, float], weights: dict[str, float]) -> pd.DataFra
 def _objective(profile: Profile, checkpoint: str | Path | None):
     """The training objective of the main run (:class:`dissam.repro.train.RefinerObjective`): the refiner from
     ``checkpoint`` (None: untrained, built as training starts it) and the frozen, trained GT encoder."""
-    import torch
 
 
     cfg = profile.train
-    device = torch.device(runs._inference_device(profile))
+    device = profile.torch_device()
     if checkpoint is None:
         seed_everything(cfg.seed)
         model = build_refiner(width=cfg.width, coarse_prior=cfg.coarse_prior).eval()

@@ -43,9 +43,10 @@ import numpy as np
 from ..coarse.base import CoarseResult, CoarseSegmenter
 from ..coarse.cache import CachedCoarse, MaskStore, cache_split
 from ..data.datasets import RefinerDataset, TrainingItems, draw_flips
-from ..data.enrichment import whole_mask
-from ..data.folders import list_pairs, read_mask
-from ..data.procedural import enrichment_summary, generate_dataset
+from ..data.enrichment import enrichment_summary, whole_mask
+from ..data.folders import list_pairs
+from ..data.images import read_mask
+from ..data.procedural import generate_dataset
 from ..data.prompts import Box
 from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
 from ..data.transforms import to_original

@@ -27,8 +27,9 @@ from torch.utils.data import DataLoader
 
 from ..data.datasets import RefinerDataset
 from ..data.enrichment import whole_mask
-from ..data.folders import list_pairs, read_mask
+from ..data.folders import list_pairs
 from ..data.hqseg import HQSEG_SPLIT, list_hqseg_pairs
+from ..data.images import read_mask
 from ..data.splits import VAL_SPLIT
 from ..data.transforms import to_original
 from ..evaluation import read_prediction, save_prediction
@@ -199,7 +200,7 @@ def train_runs(profile: Profile, names: Iterable[str], progress: bool = True) ->
     (or one run) trains here, with one thread; the main run, finished runs and GPU profiles train here
     with the process's threads, one after another."""
     names = list(names)
-    pooled = [n for n in names if _inference_device(profile) == "cpu" and run_name(profile, n) != MAIN
+    pooled = [n for n in names if profile.torch_device().type == "cpu" and run_name(profile, n) != MAIN
               and not run_finished(*_run_and_spec(profile, n))]
     paths = {n: train_run(profile, n, progress) for n in names if n not in pooled}
     if len(pooled) == 1 or profile.ablation.workers == 1:  # one at a time: here, with one thread
@@ -402,15 +403,11 @@ def load_run(path: Path, device: str = "cpu", in_ch: int | None = None) -> tuple
     return optimize_for_inference(model), meta
 
 
-def _inference_device(profile: Profile) -> str:
-    return profile.device if profile.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
-
-
 @torch.inference_mode()
 def _refined(profile: Profile, run: str, split: str, sizes: dict[str, tuple[int, int]],
              batch_size: int) -> dict[str, np.ndarray]:
     """uint8 maps of a run on every sample of a split (one per image with GT foreground), at ``sizes``."""
-    device = _inference_device(profile)
+    device = profile.torch_device()
     official = run == ISNET_OFFICIAL
     model, meta = load_run(checkpoint_of(profile, run), device, in_ch=3 if official else None)
     use_box, use_mask = meta.get("use_box", not official), meta.get("use_mask", not official)

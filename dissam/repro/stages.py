@@ -20,7 +20,7 @@ import pandas as pd
 from ..coarse import build_coarse
 from ..coarse.cache import CachedCoarse, cache_split, completed_pass
 from ..data.datasets import RefinerDataset
-from ..data.folders import DataError
+from ..data.images import DataError
 from ..data.procedural import generate_dataset
 from ..data.splits import DIS5K_SPLITS, TEST_SPLITS, TRAIN_SPLIT, VAL_SPLIT
 from ..fileio import atomic_write_bytes

@@ -130,12 +130,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _device(profile: Profile, world: World) -> torch.device:
-    if profile.device.startswith("cuda") and torch.cuda.is_available():
-        return torch.device("cuda", world.local_rank)
-    return torch.device("cpu")
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
@@ -520,7 +514,7 @@ def train_gt_encoder(profile: Profile, progress: bool = True, force: bool = Fals
     if path.exists() and not force:
         return path
     world = init_world(profile.device)
-    _run_loop(_gt_encoder_loop(profile, world, _device(profile, world)), progress=progress)
+    _run_loop(_gt_encoder_loop(profile, world, profile.torch_device(world.local_rank)), progress=progress)
     return path
 
 
@@ -653,6 +647,6 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
     world = init_world(profile.device)
     if profile.train.batch_size % world.size:
         raise ValueError(f"batch size {profile.train.batch_size} does not split over {world.size} processes")
-    run = _refiner_loop(profile, spec, world, _device(profile, world), datasets, state)
+    run = _refiner_loop(profile, spec, world, profile.torch_device(world.local_rank), datasets, state)
     _run_loop(run, progress=progress, stop_after=stop_after)
     return TrainResult(best_path, last_path, run.it, run.seconds, run.best, run.history)

@@ -54,10 +54,9 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from .enrichment import connected_components, label_components, targets_for
-from .folders import list_pairs, read_mask
+from ..enrichment import connected_components, label_components
 from .shapes import FAMILIES, FINE_PART_FAMILIES, FRAME_FAMILIES, SMOOTH_FAMILIES, UPRIGHT, blob, render_shape
-from .splits import DIS5K_SPLITS, TEST_SPLITS, TRAIN_SPLIT, VAL_SPLIT, ZERO_SHOT_SETS
+from ..splits import DIS5K_SPLITS, TEST_SPLITS, TRAIN_SPLIT, VAL_SPLIT, ZERO_SHOT_SETS
 from .textures import load_textures, photo_background, texture_detail, texture_source_id
 
 GENERATOR_VERSION = 2
@@ -550,16 +549,3 @@ def generate_dataset(root: Path, cfg: DataConfig, progress: bool = True, workers
     summary = {"config": key, "splits": splits, "seconds": round(time.perf_counter() - t0, 2), "reused": False}
     manifest.write_text(json.dumps(summary, indent=1))
     return summary
-
-
-def enrichment_summary(root: Path, split: str = TRAIN_SPLIT, variant: str = "filtered") -> dict:
-    """What GT enrichment does to one split: base images -> samples, components-per-image histogram."""
-    comps, samples = [], 0
-    pairs = list_pairs(Path(root) / split)
-    for pair in pairs:
-        gt = read_mask(pair.gt_path)
-        comps.append(len(connected_components(gt)))
-        samples += len(targets_for(gt, variant))
-    hist = {str(v): comps.count(v) for v in sorted(set(comps))}
-    return {"split": split, "variant": variant, "images": len(pairs), "samples": samples,
-            "components": int(sum(comps)), "components_hist": hist}
