@@ -30,8 +30,8 @@ from torch import nn
 from dissam.cpuinfo import cpu_line
 from dissam.losses import dis_sam_loss
 from dissam.model import build_gt_encoder, build_refiner
-from dissam.model.inference import (TIE_MARGIN, choose_inference_path, optimize_for_inference, predict_prob,
-                                    retain_freed_memory)
+from dissam.model.inference import optimize_for_inference, predict_prob, retain_freed_memory
+from dissam.model.path_choice import TIE_MARGIN, choose_inference_path
 
 
 def with_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:

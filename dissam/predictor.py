@@ -25,7 +25,8 @@ from .data.images import as_rgb
 from .data.prompts import Box, BoxError, box_from_mask, clip_box, crop_window, scale_box
 from .data.transforms import make_input, resize, to_original
 from .model.checkpoint import CheckpointError, checkpoint_metadata, load_refiner
-from .model.inference import build_path, choose_inference_path, predict_prob
+from .model.inference import predict_prob
+from .model.path_choice import build_path, choose_inference_path
 from .model.onnx_export import OnnxRefiner
 from .variant import Variant
 
@@ -150,7 +151,7 @@ class DisSam:
     (GrabCut's cost grows with the pixel count; the refiner reads the mask at ``size`` anyway); None or 0:
     full size; ``"auto"`` (default): :func:`default_stage1_max_side` of the segmenter (GrabCut bounded,
     SAM full size). ``inference_path``: ``"auto"`` (default) times eager and the optimised refiner once
-    on this machine at ``size`` and keeps the faster (:func:`dissam.model.inference.choose_inference_path`,
+    on this machine at ``size`` and keeps the faster (:func:`dissam.model.path_choice.choose_inference_path`,
     cached); ``"eager"`` or ``"optimised"`` fix it. The choice is in ``inference_choice``.
     ``refiner`` may also be a runner such as :class:`dissam.model.onnx_export.OnnxRefiner` (stage 2 on
     ONNX Runtime): a callable, numpy ``[B, C, S, S]`` -> probabilities ``[B, 1, S, S]``.

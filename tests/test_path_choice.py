@@ -12,9 +12,9 @@ from dissam import cpuinfo
 from dissam.cli import build_parser
 from dissam.coarse.grabcut import GrabCutSegmenter
 from dissam.model import build_refiner
-from dissam.model import inference
-from dissam.model.inference import (FusedConv2d, build_path, choose_inference_path, choose_path, path_key,
-                                    predict_prob)
+from dissam.model import path_choice
+from dissam.model.inference import FusedConv2d, predict_prob
+from dissam.model.path_choice import build_path, choose_inference_path, choose_path, path_key
 from dissam.predictor import DEFAULT_STAGE1_MAX_SIDE, DisSam, default_stage1_max_side, resolve_stage1_max_side
 
 W, S = 0.125, 32
@@ -23,7 +23,7 @@ W, S = 0.125, 32
 @pytest.fixture(autouse=True)
 def fresh_memory(monkeypatch):
     """Each test starts with an empty in-process cache of choices."""
-    monkeypatch.setattr(inference, "_CHOICES", {})
+    monkeypatch.setattr(path_choice, "_CHOICES", {})
 
 
 class FakeTimer:
@@ -78,7 +78,7 @@ def test_cache_hit_skips_timing_in_memory_and_on_disk(tmp_path, monkeypatch):
     _, again = choose_inference_path(_refiner(1), S, cache_file=cache, timer=timer)  # other weights, same key
     assert again["source"] == "memory" and again["path"] == "optimised" and timer.calls == 1
 
-    monkeypatch.setattr(inference, "_CHOICES", {})  # a new process: only the file remains
+    monkeypatch.setattr(path_choice, "_CHOICES", {})  # a new process: only the file remains
     _, later = choose_inference_path(_refiner(), S, cache_file=cache, timer=timer)
     assert later["source"] == "disk" and later["path"] == "optimised" and timer.calls == 1
 
@@ -154,7 +154,7 @@ def test_time_paths_runs_each_candidate_and_returns_medians():
 
     def make(k):
         return lambda: calls.__setitem__(k, calls[k] + 1)
-    out = inference.time_paths({"a": make("a"), "b": make("b")}, repeats=3)
+    out = path_choice.time_paths({"a": make("a"), "b": make("b")}, repeats=3)
     assert calls == {"a": 4, "b": 4} and set(out) == {"a", "b"} and all(v >= 0 for v in out.values())
 
 
