@@ -30,10 +30,11 @@ FIGURES_ROOT = Path(os.environ.get("DISSAM_FIGURES", REPO_ROOT / "figures"))
 
 @dataclass
 class DataConfig:
-    """Where images come from. ``root=None`` means: generate procedural data under the run folder."""
+    """Where images come from. ``root=None`` means: generate procedural data under the run folder (the
+    CPU profiles); the paper profile's root is DIS5K. ``size`` and the counts apply to procedural data."""
 
     root: Path | None = None
-    size: int = 192  # procedural scenes are rendered at this size (the working resolution)
+    size: int = 1024  # procedural scenes are rendered at this size (the working resolution)
     n_train: int = 400
     n_val: int = 40
     n_test: int = 40  # per DIS-TE1..TE4 split
@@ -48,9 +49,10 @@ class DataConfig:
 
 @dataclass
 class CoarseConfig:
-    """Stage 1. ``kind='grabcut'`` needs no weights and is the offline default."""
+    """Stage 1: SAM from ``checkpoint`` (the paper), or ``kind='grabcut'``, which needs no weights (the CPU
+    profiles)."""
 
-    kind: Literal["grabcut", "sam", "hq-sam"] = "grabcut"
+    kind: Literal["grabcut", "sam", "hq-sam"] = "sam"
     checkpoint: Path | None = None
     grabcut_iters: int = 3
 
@@ -60,18 +62,18 @@ class TrainConfig:
     """Stage 2 training. Budgets are iteration counts, so a run gives the same model on every machine;
     ``time_limit_minutes`` is only a guard that stops a run loudly (an error), never silently."""
 
-    size: int = 192  # network input size
-    width: float = 0.25  # channel multiplier; 1.0 = official IS-Net
-    batch_size: int = 8
-    max_iters: int = 1200  # the smoke profile trains 800 (~0.45 s each at 192 px, width 0.25, batch 8, 2 cores)
+    size: int = 1024  # network input size
+    width: float = 1.0  # channel multiplier; 1.0 = official IS-Net
+    batch_size: int = 6
+    max_iters: int = 100_000
     time_limit_minutes: float | None = None
     autocast: Literal["none", "bf16"] = "none"  # both references train in fp32; bf16 (CUDA) is an opt-in
-    lr: float | None = 2e-3  # peak; None: the variant's (the paper's 1e-5 is a fine-tuning rate, far too low from scratch)
-    warmup_frac: float = 0.05
-    schedule: Literal["constant", "cosine"] = "cosine"
+    lr: float | None = None  # peak; None: the variant's (the paper's 1e-5 is a fine-tuning rate, far too low from scratch)
+    warmup_frac: float = 0.0
+    schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = 0.0
-    val_every: int = 100
-    num_workers: int = 0
+    val_every: int = 2000  # as IS-Net's training script
+    num_workers: int = 8
     seed: int = 0
     use_box: bool = True
     use_mask: bool = True
@@ -87,10 +89,10 @@ class TrainConfig:
     coarse_prior: float = 0.0
     # GT encoder phase: stop when its maxF exceeds the target or the cap is reached; validated every
     # ``gt_encoder_val_every`` iterations (None: the refiner's ``val_every``).
-    gt_encoder_iters: int = 250
+    gt_encoder_iters: int = 20_000
     gt_encoder_target_maxf: float = 0.99
     gt_encoder_lr: float | None = None  # None: the variant's
-    gt_encoder_val_every: int | None = 50
+    gt_encoder_val_every: int | None = None
 
 
 @dataclass
@@ -99,7 +101,7 @@ class AblationConfig:
     trained once per seed (seed 0 is the profile's own); the table gives the mean over seeds and its
     caption the spread, so that an order between two rows is only claimed where the gap exceeds it."""
 
-    max_iters: int = 240
+    max_iters: int = 20_000  # the main run has 1e5 (see main_budget)
     batch_size: int | None = None  # None: the main run's
     # True: every row trains on the main run's budget and batch (max_iters and batch_size ignored), so the
     # last row (box + mask + enrichment) is the main run itself, as in the paper's Table III. False (the
@@ -127,9 +129,10 @@ class Profile:
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
-    variant: Variant = field(default_factory=Variant.paper)
+    # The paper fine-tunes the published IS-Net (refiner_init="isnet"); see _paper.
+    variant: Variant = field(default_factory=lambda: replace(Variant.paper(), refiner_init="isnet"))
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
-    device: str = "cpu"
+    device: str = "cuda"
     tag: str = ""  # a variant of the profile (e.g. "dryrun") runs in its own folder
 
     def torch_device(self, local_rank: int = 0) -> "torch.device":
@@ -198,63 +201,56 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _cpu(name: ProfileName, data: DataConfig, train: TrainConfig, ablation: AblationConfig,
+         grabcut_iters: int = 3) -> Profile:
+    """A CPU profile: procedural data, GrabCut as stage 1, the refiner from scratch (published weights exist
+    only at width 1.0), on the CPU."""
+    return Profile(name=name, data=data, coarse=CoarseConfig(kind="grabcut", grabcut_iters=grabcut_iters),
+                   train=train, ablation=ablation, variant=Variant.paper(), device="cpu")
+
+
+# What the CPU profiles change of the paper's training: a small IS-Net (width 0.25, 2.8 M parameters) from
+# scratch at 192 px, batch 8, a from-scratch rate with warm-up and cosine decay, validation every 100
+# iterations, a GT encoder capped at 250 iterations, no DataLoader workers.
+_CPU_TRAIN = dict(size=192, width=0.25, batch_size=8, lr=2e-3, warmup_frac=0.05, schedule="cosine", val_every=100,
+                  num_workers=0, gt_encoder_iters=250, gt_encoder_val_every=50)
+
+
 def _tiny() -> Profile:
-    return Profile(
-        name="tiny",
-        data=DataConfig(size=64, n_train=12, n_val=4, n_test=3, n_zero_shot=3, seed=0),
-        coarse=CoarseConfig(grabcut_iters=1),
-        train=TrainConfig(size=64, width=0.125, batch_size=4, max_iters=4, val_every=2,
-                          gt_encoder_iters=3, gt_encoder_val_every=2, lr=1e-3),
-        ablation=AblationConfig(max_iters=2, seeds=(0, 1), workers=1),  # tiny runs: no worker start-up
-    )
+    return _cpu("tiny", DataConfig(size=64, n_train=12, n_val=4, n_test=3, n_zero_shot=3),
+                TrainConfig(**{**_CPU_TRAIN, "size": 64, "width": 0.125, "batch_size": 4, "max_iters": 4,
+                               "val_every": 2, "gt_encoder_iters": 3, "gt_encoder_val_every": 2, "lr": 1e-3}),
+                AblationConfig(max_iters=2, seeds=(0, 1), workers=1),  # tiny runs: no worker start-up
+                grabcut_iters=1)
 
 
 def _smoke() -> Profile:
     # Budgets (README, "The smoke recipe"): 800 main iterations and 5 rows x 3 seeds x 100 ablation
-    # iterations at batch 4; the notebook series took 16.3 minutes on a 2-core Intel Xeon.
-    return Profile(name="smoke", train=TrainConfig(max_iters=800, coarse_prior=4.0),
-                   ablation=AblationConfig(max_iters=100, batch_size=4, seeds=(0, 1, 2)))
+    # iterations at batch 4; the coarse prior (see TrainConfig.coarse_prior).
+    return _cpu("smoke", DataConfig(size=192, n_train=400, n_val=40, n_test=40, n_zero_shot=40),
+                TrainConfig(**_CPU_TRAIN, max_iters=800, coarse_prior=4.0),
+                AblationConfig(max_iters=100, batch_size=4, seeds=(0, 1, 2)))
 
 
 def _paper() -> Profile:
+    """The defaults, with the files of this machine: DIS5K, the SAM checkpoint, and when given HQSeg-44K
+    and the published isnet.pth (environment variables, or the CLI's and notebooks' parameters)."""
     return Profile(
         name="paper",
-        data=DataConfig(root=Path(os.environ.get("DISSAM_DIS5K", REPO_ROOT / "data" / "DIS5K")), size=1024,
+        data=DataConfig(root=Path(os.environ.get("DISSAM_DIS5K", REPO_ROOT / "data" / "DIS5K")),
                         hqseg_root=Path(os.environ["DISSAM_HQSEG"]) if os.environ.get("DISSAM_HQSEG") else None),
-        coarse=CoarseConfig(kind="sam", checkpoint=Path(os.environ.get(
+        coarse=CoarseConfig(checkpoint=Path(os.environ.get(
             "DISSAM_SAM_CHECKPOINT", REPO_ROOT / "checkpoints" / "sam_vit_b_01ec64.pth"))),
-        # lr and gt_encoder_lr None: read from the variant when training starts, so swapping the
-        # variant swaps the rates. Validation every 2,000 iterations, as IS-Net's training script.
-        train=TrainConfig(size=1024, width=1.0, batch_size=6, max_iters=100_000, lr=None,
-                          warmup_frac=0.0, schedule="constant", val_every=2000, num_workers=8,
-                          gt_encoder_iters=20_000, gt_encoder_val_every=None),
-        # The ablation runs get their own budget (the box+mask+enrichment row at the main budget is the
-        # main run itself, and is reused, never trained twice).
-        ablation=AblationConfig(max_iters=20_000),
-        # The paper fine-tunes IS-Net at Adam 1e-5 (lr=None reads the variant's 1e-5). From scratch that
-        # rate is far too low (the authors' code trains from scratch at 4e-5), so the paper profile
-        # starts from the published isnet.pth, as the paper says; without it training stops with a
-        # one-line error saying where to get it. `dissam check --pilot` compares scratch@1e-5,
-        # scratch@4e-5 and isnet@1e-5 on DIS-VD to confirm the choice on the first GPU day.
-        variant=replace(Variant.paper(), refiner_init="isnet"),
+        # lr and gt_encoder_lr None: read from the variant when training starts, so swapping the variant
+        # swaps the rates. The paper fine-tunes IS-Net at Adam 1e-5 (the variant's rate); from scratch that
+        # rate is far too low (the authors' code trains from scratch at 4e-5), so the paper profile starts
+        # from the published isnet.pth, as the paper says; without it training stops with a one-line error
+        # saying where to get it. `dissam check --pilot` compares scratch@1e-5, scratch@4e-5 and
+        # isnet@1e-5 on DIS-VD to confirm the choice on the first GPU day. The ablation runs get their own
+        # budget (AblationConfig.main_budget gives them the main run's).
         baselines=BaselineConfig(isnet_checkpoint=Path(os.environ["DISSAM_ISNET_CHECKPOINT"])
                                  if os.environ.get("DISSAM_ISNET_CHECKPOINT") else None),
-        device="cuda",
     )
-
-
-@contextlib.contextmanager
-def runs_root(path: Path) -> Iterator[None]:
-    """``$DISSAM_RUNS`` set to ``path`` inside the block (restored after), so no run outside ``path`` is touched."""
-    old = os.environ.get("DISSAM_RUNS")
-    os.environ["DISSAM_RUNS"] = str(path)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("DISSAM_RUNS", None)
-        else:
-            os.environ["DISSAM_RUNS"] = old
 
 
 _BUILDERS = {"tiny": _tiny, "smoke": _smoke, "paper": _paper}
