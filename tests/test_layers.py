@@ -74,3 +74,13 @@ def test_no_module_imports_in_a_circle():
 
 def _package_face(cycle: list[str]) -> bool:
     return len(cycle) == 3 and (cycle[1].startswith(cycle[0] + ".") or cycle[0].startswith(cycle[1] + "."))
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    """A function a reader can see whole (its docstring included)."""
+    long = {}
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long[f"{module}.{node.name}"] = node.end_lineno - node.lineno + 1
+    assert not long

@@ -253,6 +253,20 @@ def _paper() -> Profile:
     )
 
 
+@contextlib.contextmanager
+def runs_root(path: Path) -> Iterator[None]:
+    """``$DISSAM_RUNS`` set to ``path`` inside the block (restored after), so no run outside ``path`` is touched."""
+    old = os.environ.get("DISSAM_RUNS")
+    os.environ["DISSAM_RUNS"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("DISSAM_RUNS", None)
+        else:
+            os.environ["DISSAM_RUNS"] = old
+
+
 _BUILDERS = {"tiny": _tiny, "smoke": _smoke, "paper": _paper}
 
 

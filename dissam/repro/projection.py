@@ -235,6 +235,41 @@ class _Walk:
     def add(self, notebook: str, kind: str, label: str, **counts: Any) -> None:
         self.works.append(Work(notebook, kind, label, **counts))
 
+    def inputs_of(self, method: str) -> tuple[bool, bool] | None:
+        """(mask, box) of a refiner method; None for stage-1 methods."""
+        if method in (runs.STAGE1, runs.HQ_SAM):
+            return None
+        if method == runs.ISNET_OFFICIAL:
+            return (False, False)
+        ablation = {a.name: a for a in runs.ABLATIONS}.get(method.split("_seed")[0])
+        return (ablation.use_mask, ablation.use_box) if ablation is not None else (True, True)  # main, DIS-SAM†
+
+    def train_run(self, notebook: str, name: str) -> None:
+        """The training of the experiment list's run ``name`` (as the profile names it) in ``notebook``."""
+        profile, cfg = self.profile, self.profile.train
+        run = runs.run_name(profile, name)
+        if run == runs.MAIN:
+            self.train(notebook, runs.MAIN, cfg.max_iters, cfg.batch_size, cfg.val_every, True, True, True)
+        elif run == runs.HQSEG_RUN:  # HQSeg-44K is read per item (no resized cache); priced as DIS-TR
+            self.train(notebook, run, runs.hqseg_spec(profile).horizon(profile), cfg.batch_size, cfg.val_every,
+                       True, True, True, train_split="HQSeg-44K")
+        else:
+            ablation = {a.name: a for a in runs.ABLATIONS}[run.split("_seed")[0]]
+            iterations, batch = runs.ablation_budget(profile)
+            self.train(notebook, run, iterations, batch, cfg.val_every, ablation.enrich, ablation.use_mask,
+                       ablation.use_box)
+
+    def evaluate_methods(self, notebook: str, methods: list[str], splits: list[str]) -> None:
+        """Each method's predictions and metrics on each split (HQ-SAM predicts live, as stage 1 did)."""
+        for method in methods:
+            if method == runs.HQ_SAM:
+                for split in splits:
+                    if (method, split) not in self.predicted:
+                        self.add(notebook, "stage1", f"HQ-SAM {split}", split=split, images=self.images[split],
+                                 boxes=self.images[split])
+            for split in splits:
+                self.evaluate(notebook, method, split, self.inputs_of(method))
+
     def resized_set(self, notebook: str, split: str, enrichment: str | None, mask: bool, box: bool) -> None:
         key = (split, enrichment, mask, box)
         if key in self.built:
@@ -294,40 +329,8 @@ def paper_plan(profile=None, images: Mapping[str, int] | None = None, figure_ima
     images = dict(SPLIT_IMAGES if images is None else images)
     cfg, walk = profile.train, _Walk(profile, images)
     zero_shot = [s for s in profile.data.zero_shot_sets if s in images]
-    ablations = {a.name: a for a in runs.ABLATIONS}
     hq_sam, hqseg = profile.baselines.hq_sam_checkpoint is not None, bool(runs.hqseg_runs(profile))
-
-    def inputs_of(method: str) -> tuple[bool, bool] | None:
-        """(mask, box) of a refiner method; None for stage-1 methods."""
-        if method in (runs.STAGE1, runs.HQ_SAM):
-            return None
-        if method == runs.ISNET_OFFICIAL:
-            return (False, False)
-        base = method.split("_seed")[0]
-        a = ablations.get(base)
-        return (a.use_mask, a.use_box) if a is not None else (True, True)  # main, DIS-SAM†: every input
-
-    def train_run(notebook: str, name: str) -> None:
-        run = runs.run_name(profile, name)
-        if run == runs.MAIN:
-            walk.train(notebook, runs.MAIN, cfg.max_iters, cfg.batch_size, cfg.val_every, True, True, True)
-        elif run == runs.HQSEG_RUN:  # HQSeg-44K is read per item (no resized cache); priced as DIS-TR
-            walk.train(notebook, run, runs.hqseg_spec(profile).horizon(profile), cfg.batch_size, cfg.val_every,
-                       True, True, True, train_split="HQSeg-44K")
-        else:
-            a = ablations[run.split("_seed")[0]]
-            iterations, batch = runs.ablation_budget(profile)
-            walk.train(notebook, run, iterations, batch, cfg.val_every, a.enrich, a.use_mask, a.use_box)
-
-    def evaluate(notebook: str, methods: list[str], splits: list[str]) -> None:
-        for method in methods:
-            if method == runs.HQ_SAM:
-                for split in splits:
-                    if (method, split) not in walk.predicted:  # HQ-SAM runs live, as stage 1 did
-                        walk.add(notebook, "stage1", f"HQ-SAM {split}", split=split, images=images[split],
-                                 boxes=images[split])
-            for split in splits:
-                walk.evaluate(notebook, method, split, inputs_of(method))
+    train_run, evaluate = walk.train_run, walk.evaluate_methods
 
     # 00: the data summary reads every training GT once per enrichment rule.
     walk.add("00_data_enrichment", "gt_summary", "enrichment summary DIS-TR (2 rules)", split=TRAIN_SPLIT,
