@@ -195,7 +195,7 @@ def test_one_builder_for_a_profiles_split(tiny_data, tmp_path, monkeypatch):
     from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
     from dissam.repro.config import get_profile
     from dissam.variant import Variant
-    from dissam.data.datasets import refiner_dataset
+    from dissam.repro.stages import refiner_dataset
 
     monkeypatch.setenv("DISSAM_RUNS", str(tmp_path))
     profile = dataclasses.replace(get_profile("tiny"), tag="builder")

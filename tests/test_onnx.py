@@ -31,13 +31,16 @@ WIDTH = 0.125
 
 
 def save_trained_like(path: Path, coarse_prior: float) -> Path:
-    """A random refiner saved as training saves it: weights, profile name, variant and train_config."""
+    """A random refiner saved as training saves it: weights, profile name, variant, stage 1 and train_config."""
     profile = get_profile("tiny")
     torch.manual_seed(1)
     model = randomised_batchnorm(build_refiner(in_ch=5, width=WIDTH, coarse_prior=coarse_prior))
     train_config = {**dataclasses.asdict(profile.train), "coarse_prior": coarse_prior, "use_box": False}
-    return save_refiner(model, path, iteration=4, profile=profile.name,
-                        variant=dataclasses.asdict(profile.variant), train_config=train_config)
+    return save_refiner(model, path, iteration=4, profile=profile.name, variant=dataclasses.asdict(profile.variant),
+                        stage1=STAGE1, train_config=train_config)
+
+
+STAGE1 = {"kind": "grabcut", "iters": 1}  # what the tiny profile's training records
 
 
 PRIORS = [pytest.param(0.0, id="no-prior"), pytest.param(4.0, id="prior4")]
@@ -92,7 +95,8 @@ def test_onnx_file_is_checked_dynamic_and_carries_metadata(exports, prior):
     assert dims == ["batch", 5, "height", "width"]
     runner = OnnxRefiner.from_file(path)
     assert runner.config == {"in_ch": 5, "width": WIDTH, **({"coarse_prior": prior} if prior else {})}
-    assert runner.meta == {"train_config": {"size": 64, "use_mask": True, "use_box": False}, "profile": "tiny"}
+    assert runner.meta == {"train_config": {"size": 64, "use_mask": True, "use_box": False}, "profile": "tiny",
+                           "variant": dataclasses.asdict(get_profile("tiny").variant), "stage1": STAGE1}
     props = {p.key: p.value for p in proto.metadata_props}
     assert props["dissam_format"] == FORMAT
 

@@ -30,7 +30,7 @@ def split(tiny_data, tmp_path_factory) -> tuple[Path, CachedCoarse]:
 
 
 def _items(ds: RefinerDataset) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [ds._tensors(i) for i in range(len(ds))]
+    return [ds.network_tensors(*ds.arrays(i)) for i in range(len(ds))]
 
 
 @pytest.mark.parametrize("in_ch,use_box", [(5, True), (5, False), (3, False)])
