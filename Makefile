@@ -38,8 +38,9 @@ weights: $(STAMP)
 	everything else works without them, \`make weights\` tries again"
 
 # Tests: one OpenMP thread that sleeps instead of spinning while it waits. With another job on the cores,
-# spinning threads made the test suite 10-15x slower here; the tests' tensors are tiny anyway. (Training
-# keeps the default: passive waiting made a smoke training step 1.5x slower on a quiet machine.)
+# spinning threads made the test suite many times slower; the tests' tensors are tiny anyway. (Training
+# keeps the default: passive waiting made a smoke training step slower on a quiet machine. Both:
+# docs/benchmarks.md, "The tests".)
 reproduce: setup
 	$(PY) -m dissam reproduce --profile $(PROFILE)
 

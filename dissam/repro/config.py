@@ -60,7 +60,7 @@ class TrainConfig:
     size: int = 192  # network input size
     width: float = 0.25  # channel multiplier; 1.0 = official IS-Net
     batch_size: int = 8
-    max_iters: int = 1200  # the smoke profile trains 800 (~0.45 s each at 192 px, width 0.25, batch 8, 2 cores)
+    max_iters: int = 1200  # the smoke profile trains 800 (the step's time: docs/benchmarks.md)
     time_limit_minutes: float | None = None
     autocast: Literal["none", "bf16"] = "none"  # both references train in fp32; bf16 (CUDA) is an opt-in
     lr: float | None = 2e-3  # peak; None: the variant's (the paper's 1e-5 is a fine-tuning rate, far too low from scratch)
@@ -80,7 +80,7 @@ class TrainConfig:
     use_gt_encoder: bool = True
     # 0: the paper's refiner. k > 0: side logits start from stage 1's mask, k * (2 * mask - 1), and the
     # network learns corrections (runs without the mask channel train without it). A short-budget aid
-    # of the CPU profiles; see README, "The smoke recipe".
+    # of the CPU profiles; see docs/smoke-recipe.md.
     coarse_prior: float = 0.0
     # GT encoder phase: stop when its maxF exceeds the target or the cap is reached; validated every
     # ``gt_encoder_val_every`` iterations (None: the refiner's ``val_every``).
@@ -198,8 +198,9 @@ def _tiny() -> Profile:
 
 
 def _smoke() -> Profile:
-    # Budgets (README, "The smoke recipe"): 800 main iterations and 5 rows x 3 seeds x 100 ablation
-    # iterations at batch 4; the notebook series took 16.3 minutes on a 2-core Intel Xeon.
+    # Budgets (docs/smoke-recipe.md): 800 main iterations and 5 rows x 3 seeds x 100 ablation iterations
+    # at batch 4, sized so that the notebook series fits in 20 minutes on a 2-core CPU (its time:
+    # docs/benchmarks.md, "The smoke series").
     return Profile(name="smoke", train=TrainConfig(max_iters=800, coarse_prior=4.0),
                    ablation=AblationConfig(max_iters=100, batch_size=4, seeds=(0, 1, 2)))
 
