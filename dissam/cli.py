@@ -221,7 +221,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write <stem>_overlay.png: the image with the mask outline and the box drawn")
     p.add_argument("--refine-region", choices=("image", "box"), default="image",
                    help="what the refiner reads: the whole image (the paper; default) or a crop around the box, "
-                   "for small objects in large images (see README, 'Inference at high resolution')")
+                   "for small objects in large images (see docs/inference.md, 'Inference at high resolution')")
     p.add_argument("--stage1-max-side", type=_non_negative_int, metavar="PX",
                    help="stage 1 sees the image shrunk to this long side (0: full size; default: GrabCut 512, SAM "
                    "full; 192 for a fast interactive box)")

@@ -3,9 +3,9 @@
 Each entry point returns ``(records, summary)``: a per-image DataFrame (``name`` + six metrics) and the
 data-set values ``{'maxF', 'wF', 'MAE', 'S', 'meanE', 'HCE'}`` (:class:`dissam.metrics.DISMetrics`).
 Metrics are taken at the GT's original resolution. ``workers`` > 1 measures images in threads (the heavy
-parts run in OpenCV, scikit-image and numpy without the GIL: measured on a 2-core AMD EPYC Zen 5, four
-7.5 MP GTs took 4.3 s each serially, 2.0 s in 2 threads, 2.3 s in 2 processes; threads copy no images
-between processes); results do not depend on it. :func:`seconds_per_image` times the path on synthetic
+parts run in OpenCV, scikit-image and numpy without the GIL, so two threads halve the time per image and
+beat two processes, which would copy the images: docs/benchmarks.md, "Evaluation"); results do not depend
+on it. :func:`seconds_per_image` times the path on synthetic
 DIS-size images. The paper's runs on a profile are scored by :mod:`dissam.repro.evaluate`; the
 training-time score is :mod:`dissam.metrics.running`.
 """

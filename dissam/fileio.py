@@ -18,7 +18,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], d
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``; returns ``path``.
 
     ``durable=True`` also fsyncs the file before the rename and the folder after it, so the new file
-    survives a power cut (checkpoints). ``durable=False`` skips both (about 4 ms a file here): for many
+    survives a power cut (checkpoints). ``durable=False`` skips both (docs/benchmarks.md, "Evaluation"): for many
     small entries that can be recomputed and are checked when read (the stage-1 cache).
     """
     path = Path(path)

@@ -35,14 +35,13 @@ __all__ = ["BoxError", "CheckpointError", "DisSam", "MultiPrediction", "Predicti
 
 DEFAULT_SIZE = 192
 AUTO = "auto"
-# GrabCut's default bound on the long side of the image it sees. Its time grows with the pixel count (a
-# later box on scikit-image's astronaut upscaled to 1152^2: 5.6 s at full size, 1.05 s at 512, 0.24 s at
-# 192; benchmarks/bench_interactive.py, quiet machine). 192 (the smoke refiner's input) is what an
-# interactive box needs and scores best on smoke scenes upscaled 4x (DIS-VD refined maxF 0.873 vs 0.803
-# at 512 and 0.740 at full size), but on real photos the smoke refiner's answer depends on the details of
-# stage 1's mask: with GrabCut at 192 px it cut holes into the astronaut's suit (interior of stage 1's
-# mask kept: 76%, vs 98.5% at full size). 512 leaves photos of up to 512 px as they were (no hollowed
-# object in the real-photo check) and makes a megapixel photo 5x faster; pass 192 for interactive use.
+# GrabCut's default bound on the long side of the image it sees. Its time grows with the pixel count.
+# 192 (the smoke refiner's input) is what an interactive box needs and scores best on smoke scenes
+# upscaled 4x, but on real photos the smoke refiner's answer depends on the details of stage 1's mask:
+# with GrabCut at 192 px it cut holes into the astronaut's suit. 512 leaves photos of up to 512 px as
+# they were (no hollowed object in the real-photo check) and makes a megapixel photo several times
+# faster; pass 192 for interactive use. Timings and scores: docs/benchmarks.md, "Photos"
+# (benchmarks/bench_interactive.py).
 DEFAULT_STAGE1_MAX_SIDE = 512
 
 

@@ -1,5 +1,5 @@
-"""benchmarks/soft_maps.py re-scores refined maps made sharper; the README's diagnosis of the wF / mean E
-gap rests on it keeping every decision at 0.5 while moving each pixel away from it."""
+"""benchmarks/soft_maps.py re-scores refined maps made sharper; the diagnosis of the wF / mean E
+gap (docs/smoke-results.md) rests on it keeping every decision at 0.5 while moving each pixel away from it."""
 from __future__ import annotations
 
 import importlib.util

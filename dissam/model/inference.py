@@ -5,12 +5,11 @@ before it, activations in channels_last and, on CPU in fp32, every conv replaced
 a weight prepacked once (``mkldnn._reorder_convolution_weight``) and the ReLU fused into it
 (``mkldnn._convolution_pointwise``, the kernel torch.compile's CPU backend emits). This removes a
 weight reorder per conv call, the separate ReLU pass and ATen's fallback to its slow im2col conv for
-small batch-1 inputs (most of the RSU blocks' deep levels). Measured on this 2-core CPU against eager
-under inference_mode (benchmarks/bench_refiner.py, with another job loading the CPU): fold +
-channels_last alone 1.3-1.7x, with the fused prepacked convs 2.2-2.8x at 256..1024^2, max abs diff
-~1e-7. torch.jit freeze + optimize_for_inference was slower than eager (0.74x at 256^2, 14 s to
-build); torch.compile took 60 s to compile. ``predict_prob`` runs the model under ``inference_mode``
-and returns maps[0] alone, skipping the five unused side outputs and their upsampling.
+small batch-1 inputs (most of the RSU blocks' deep levels). Against eager under inference_mode it is
+about twice as fast on an AVX-512/AMX CPU, maps within ~1e-7; torch.jit freeze was slower than eager and
+torch.compile too slow to compile (docs/benchmarks.md, "Inference on the CPU";
+``benchmarks/bench_refiner.py``). ``predict_prob`` runs the model under ``inference_mode`` and returns
+maps[0] alone, skipping the five unused side outputs and their upsampling.
 
 Which path a user's predictor takes on a machine is :mod:`dissam.model.path_choice`'s job.
 """
@@ -153,7 +152,7 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True,
     (no BatchNorm keys) or training.
 
     ``dtype=torch.bfloat16`` (opt-in, channels_last only) runs the network in bf16 on CPUs with
-    AMX/AVX-512-BF16 (this one: ~3x faster than fp32 at width 1.0), outputs still fp32 but only
+    AMX/AVX-512-BF16 (faster than fp32 there: docs/benchmarks.md), outputs still fp32 but only
     within ~1e-2 of eager: for interactive use, not for the evaluation tables.
     """
     if dtype not in (torch.float32, torch.bfloat16):
@@ -178,11 +177,11 @@ def retain_freed_memory() -> bool:
     """Opt-in, process-wide: ask glibc to keep freed memory instead of handing it back to the OS.
 
     Why: every large activation (hundreds of MB at 1024^2) is otherwise a fresh mmap whose pages the
-    kernel zeroes on first touch, on every forward. Measured here (1 thread, 1024^2): 0.4-1.0 s of
-    system time per forward disappears (~16% of the optimised path's CPU time, ~27% of eager's);
-    the cost: the process keeps its peak memory (plus some alignment slack; it settles after a few
-    forwards). For the CLI, widget and benchmarks, not for library code. Returns False (changing
-    nothing) where the C library is not glibc.
+    kernel zeroes on first touch, on every forward; keeping it removes that system time (a sixth to a
+    quarter of a forward's CPU time at 1024^2: docs/benchmarks.md, "Inference on the CPU"); the cost:
+    the process keeps its peak memory (plus some alignment slack; it settles after a few forwards).
+    For the CLI, widget and benchmarks, not for library code. Returns False (changing nothing) where
+    the C library is not glibc.
     """
     if not sys.platform.startswith("linux"):
         return False

@@ -147,8 +147,8 @@ class OnnxRefiner:
                 self.meta[key] = json.loads(props[key])
         self.in_ch = int(self.config.get("in_ch", 5))
 
-    # Idle threads sleep: on this shared 2-core CPU that was faster than ONNX Runtime's default spinning
-    # (benchmarks/bench_refiner.py: 1.67 s vs 2.22 s at 512^2, 5.23 s vs 5.57 s at 1024^2, width 1.0).
+    # Idle threads sleep: on our shared 2-core CPU that was faster than ONNX Runtime's default spinning
+    # (docs/benchmarks.md, "Inference on the CPU").
     @classmethod
     def from_file(cls, path: str | os.PathLike, threads: int | None = None,
                   spinning: bool = False) -> "OnnxRefiner":

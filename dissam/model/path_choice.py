@@ -1,7 +1,7 @@
 """Which inference path a predictor takes on this machine: eager or :func:`optimize_for_inference`'s.
 
-The optimised path is not faster everywhere (an AVX2-only AMD EPYC: 0.16x eager at 256^2 at full
-width), so ``DisSam`` does not assume it: :func:`choose_inference_path` times eager and the optimised
+The optimised path is not faster everywhere (on an AVX2-only CPU it was slower than eager at full width),
+so ``DisSam`` does not assume it: :func:`choose_inference_path` times eager and the optimised
 path once per machine, network and input size, keeps the faster (:func:`choose_path`: the optimised
 path only when it beats eager by more than :data:`TIE_MARGIN`) and caches the choice in memory and in
 the user's cache folder. The evaluation tables (:func:`dissam.repro.runs.load_run`) stay on the optimised path
@@ -26,9 +26,9 @@ from ..cpuinfo import cpu_id
 from ..fileio import atomic_write_bytes
 from .inference import optimize_for_inference, predict_prob
 
-# The optimised path is no speed-up everywhere: on an AMD EPYC (AVX2, no AVX-512/AMX) it measured 0.16x
-# eager at 256^2 and 1.01x at 1024^2 for the full-width refiner, yet 1.5-1.75x at width 0.25; on this
-# AVX-512/AMX Xeon 2.2-2.8x. So the path is chosen per machine and input size by timing both once.
+# The optimised path is no speed-up everywhere: its gain depends on the CPU (AVX2 vs AVX-512/AMX), the
+# network's width and the input size, from slower than eager to 2-3x faster (docs/benchmarks.md,
+# "Inference on the CPU"). So the path is chosen per machine and input size by timing both once.
 INFERENCE_PATHS = ("eager", "optimised")
 TIE_MARGIN = 0.10  # another path must beat eager by more than 10% to be chosen (timing noise is ~5%)
 _CHOICES: dict[str, dict] = {}  # this process's choices, by path_key

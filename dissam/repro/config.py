@@ -85,7 +85,7 @@ class TrainConfig:
     use_gt_encoder: bool = True
     # 0: the paper's refiner. k > 0: side logits start from stage 1's mask, k * (2 * mask - 1), and the
     # network learns corrections (runs without the mask channel train without it). A short-budget aid
-    # of the CPU profiles; see README, "The smoke recipe".
+    # of the CPU profiles; see docs/smoke-recipe.md.
     coarse_prior: float = 0.0
     # GT encoder phase: stop when its maxF exceeds the target or the cap is reached; validated every
     # ``gt_encoder_val_every`` iterations (None: the refiner's ``val_every``).
@@ -225,8 +225,9 @@ def _tiny() -> Profile:
 
 
 def _smoke() -> Profile:
-    # Budgets (README, "The smoke recipe"): 800 main iterations and 5 rows x 3 seeds x 100 ablation
-    # iterations at batch 4; the coarse prior (see TrainConfig.coarse_prior).
+    # Budgets (docs/smoke-recipe.md): 800 main iterations and 5 rows x 3 seeds x 100 ablation iterations
+    # at batch 4, sized so that the notebook series fits in 20 minutes on a 2-core CPU (its time:
+    # docs/benchmarks.md, "The smoke series"); the coarse prior (see TrainConfig.coarse_prior).
     return _cpu("smoke", DataConfig(size=192, n_train=400, n_val=40, n_test=40, n_zero_shot=40),
                 TrainConfig(**_CPU_TRAIN, max_iters=800, coarse_prior=4.0),
                 AblationConfig(max_iters=100, batch_size=4, seeds=(0, 1, 2)))

@@ -194,11 +194,11 @@ def train_runs(profile: Profile, names: Iterable[str], progress: bool = True) ->
 
     On the CPU the ablation runs still to train are dealt round-robin to ``profile.ablation.workers``
     processes (default: the CPU count, at most 8), each training its share one after another with one
-    thread. The smoke ablations' batch-4 step takes as long on one thread as on two (0.35 s here) and two
-    such processes do not slow each other, so two cores train two runs in the time of one; and since every
-    run has one thread wherever it runs, its numbers do not depend on the number of workers. One worker
-    (or one run) trains here, with one thread; the main run, finished runs and GPU profiles train here
-    with the process's threads, one after another."""
+    thread. The smoke ablations' batch-4 step takes as long on one thread as on two and two such
+    processes do not slow each other (docs/benchmarks.md, "Training speed"), so two cores train two runs
+    in the time of one; and since every run has one thread wherever it runs, its numbers do not depend
+    on the number of workers. One worker (or one run) trains here, with one thread; the main run,
+    finished runs and GPU profiles train here with the process's threads, one after another."""
     names = list(names)
     pooled = [n for n in names if profile.torch_device().type == "cpu" and run_name(profile, n) != MAIN
               and not run_finished(*_run_and_spec(profile, n))]

@@ -92,7 +92,7 @@ def make_optimizer(params, variant: Variant, lr: float, weight_decay: float = 0.
                    device: torch.device | str = "cuda") -> torch.optim.Optimizer:
     """Adam (paper, IS-Net) or AdamW (authors' code); betas (0.9, 0.999), eps 1e-8 and the given weight
     decay (0 in both references) either way. On the CPU the fused implementation (the same update in one
-    kernel; 1.06x the smoke training step here, ``benchmarks/bench_refiner.py``); elsewhere torch's default."""
+    kernel, a faster smoke training step: docs/benchmarks.md, "Training speed"); elsewhere torch's default."""
     cls = torch.optim.AdamW if variant.optimizer == "adamw" else torch.optim.Adam
     fused = True if torch.device(device).type == "cpu" else None
     return cls(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, fused=fused)
