@@ -24,11 +24,11 @@ def test_refined_masks_beat_stage1_on_held_out_thin_frames(tmp_path, monkeypatch
     the two measures of recovered thin structure. (S needs longer training: 0.813 vs 0.820 at this
     budget, measured. On the full smoke mix, where GrabCut gets the solid objects nearly right, a
     refiner needs about 1,000 iterations to pass stage 1: the committed tables, checked below.)"""
-    from dissam.data import procedural
+    from dissam.data.procedural import scenes
 
     monkeypatch.setenv("DISSAM_RUNS", str(tmp_path / "runs"))
-    real_plan = procedural.split_plan
-    monkeypatch.setattr(procedural, "split_plan",
+    real_plan = scenes.split_plan
+    monkeypatch.setattr(scenes, "split_plan",
                         lambda cfg: {split: ("grid", n) for split, (_, n) in real_plan(cfg).items()})
     smoke = get_profile("smoke")
     data = dataclasses.replace(smoke.data, size=128, n_train=160, n_val=24, n_test=1, n_zero_shot=1, seed=7)
