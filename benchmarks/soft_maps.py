@@ -18,7 +18,7 @@ import argparse
 
 import numpy as np
 
-from dissam.repro import runs, stages
+from dissam.repro import config, runs
 from dissam.repro.config import get_profile
 from dissam.data.images import read_mask
 from dissam.data.folders import list_pairs
@@ -39,7 +39,7 @@ def sharpened(pred: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def score(profile, split: str, maps: dict[str, np.ndarray]) -> dict[str, float]:
-    pairs = list_pairs(stages.split_dir(profile, split))
+    pairs = list_pairs(config.split_dir(profile, split))
     return evaluate_pairs(((p.stem, maps[p.stem], read_mask(p.gt_path)) for p in pairs), progress=False)[1]
 
 

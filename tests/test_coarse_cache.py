@@ -14,6 +14,7 @@ from dissam.coarse.base import CoarseResult
 from dissam.coarse.cache import MaskStore, image_digest
 from dissam.data.enrichment import targets_for
 from dissam.data.folders import list_pairs
+from dissam.repro import config
 
 N_COMPONENTS = (3, 2, 4, 1)  # disjoint objects per image: enrichment gives one box each
 
@@ -273,10 +274,10 @@ def test_read_ahead_keeps_order_and_bounds_the_queue():
 def test_cache_stage1_builds_stage1_only_when_there_is_work(tiny_data, tmp_path, monkeypatch):
     import dataclasses
 
-    from dissam.repro import stages
-    from dissam.repro.config import dry_run, get_profile
     from dissam.data.folders import Pair
     from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
+    from dissam.repro import stages
+    from dissam.repro.config import dry_run, get_profile
 
     monkeypatch.setenv("DISSAM_RUNS", str(tmp_path))
     profile = dataclasses.replace(get_profile("tiny"), tag="stage1")
@@ -294,4 +295,4 @@ def test_cache_stage1_builds_stage1_only_when_there_is_work(tiny_data, tmp_path,
     assert all(m["encoder_calls"] == 0 and m["cache_hits"] == m["boxes"] for m in again.values())
     # a dry run shares the real run's stage-1 folder and key file
     untagged = dataclasses.replace(profile, tag="")
-    assert stages.coarse_cache_dir(dry_run(untagged), VAL_SPLIT) == stages.coarse_cache_dir(untagged, VAL_SPLIT)
+    assert config.coarse_cache_dir(dry_run(untagged), VAL_SPLIT) == config.coarse_cache_dir(untagged, VAL_SPLIT)

@@ -9,11 +9,12 @@ from torch.utils.data import DataLoader
 
 from dissam.data.datasets import CoarseSource, MaskFolderSource, RefinerDataset, SegmenterSource
 from dissam.data.enrichment import connected_components, targets_for
-from dissam.data.images import DataError, read_image, read_mask
 from dissam.data.folders import list_pairs
+from dissam.data.images import DataError, read_image, read_mask
 from dissam.data.prompts import box_channel
 from dissam.data.splits import TRAIN_SPLIT
 from dissam.data.transforms import resize
+from dissam.repro import config
 
 
 class StripedBox:
@@ -191,11 +192,11 @@ def test_one_builder_for_a_profiles_split(tiny_data, tmp_path, monkeypatch):
     per image) samples of a run's split, stage-1 masks from its cache, preloaded unless reading DIS5K."""
     import dataclasses
 
-    from dissam.repro import stages
     from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
+    from dissam.repro import stages
     from dissam.repro.config import get_profile
-    from dissam.variant import Variant
     from dissam.repro.stages import refiner_dataset
+    from dissam.variant import Variant
 
     monkeypatch.setenv("DISSAM_RUNS", str(tmp_path))
     profile = dataclasses.replace(get_profile("tiny"), tag="builder")
@@ -214,7 +215,7 @@ def test_one_builder_for_a_profiles_split(tiny_data, tmp_path, monkeypatch):
     assert refiner_dataset(unflipped, TRAIN_SPLIT, train=True, use_mask=False).augment is None
     paper = dataclasses.replace(profile, name="paper")
     on_disk = refiner_dataset(paper, VAL_SPLIT, use_mask=False)
-    assert on_disk.storage == "disk" and str(stages.resized_cache_dir(paper, VAL_SPLIT)) in on_disk.cache_manifest["set_dir"]
+    assert on_disk.storage == "disk" and str(config.resized_cache_dir(paper, VAL_SPLIT)) in on_disk.cache_manifest["set_dir"]
     stages.cache_stage1(profile, [VAL_SPLIT], progress=False)
     val = refiner_dataset(profile, VAL_SPLIT)
     assert val.use_mask and val.use_box and val.coarse.key == stages.stage1_key(profile)

@@ -11,11 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dissam.repro import runs as runs_mod
-from dissam.repro import stages
-from dissam.repro import train as train_mod
-from dissam.repro.config import get_profile
-from dissam.variant import Variant
 from dissam.data.datasets import RefinerDataset
 from dissam.data.enrichment import enrich_mask, target_mask, targets_for
 from dissam.data.procedural import generate_dataset
@@ -25,7 +20,12 @@ from dissam.losses import bce, gt_encoder_loss, ortho_l1, soft_iou
 from dissam.metrics.running import RunningScores, quick_scores
 from dissam.model import build_gt_encoder, build_refiner
 from dissam.model.checkpoint import CheckpointError, load_checkpoint, load_gt_encoder, load_refiner
+from dissam.repro import config, stages
+from dissam.repro import runs as runs_mod
+from dissam.repro import train as train_mod
+from dissam.repro.config import get_profile
 from dissam.repro.train import RunSpec, make_optimizer, train_gt_encoder, train_refiner
+from dissam.variant import Variant
 
 
 # ----------------------------------------------------------------------------- shared tiny runs
@@ -337,8 +337,8 @@ def test_prediction_cache_is_read_as_evaluation_reads_it(runs, monkeypatch):
     profile = _tiny(runs, "faint", monkeypatch)
     from dissam.data.folders import list_pairs
 
-    pairs = list_pairs(stages.split_dir(profile, VAL_SPLIT))
-    out = runs_mod.prediction_dir(profile, "faint", VAL_SPLIT)
+    pairs = list_pairs(config.split_dir(profile, VAL_SPLIT))
+    out = config.prediction_dir(profile, "faint", VAL_SPLIT)
     faint = {p.stem: (np.arange(64 * 64).reshape(64, 64) % 2).astype(np.uint8) for p in pairs}
     runs_mod._write_predictions(out, faint)
     again = runs_mod._read_predictions(out, list(faint))

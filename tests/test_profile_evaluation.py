@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 
 from dissam import evaluation
-from dissam.repro import pipeline, runs, stages
-from dissam.repro.config import get_profile
-from dissam.data.images import read_mask
 from dissam.data.folders import list_pairs
+from dissam.data.images import read_mask
 from dissam.data.splits import TEST_SPLITS, ZERO_SHOT_SETS
 from dissam.evaluation import evaluate_pairs
-from dissam.repro.evaluate import evaluate_method, evaluate_pooled, measures_path, skeleton_dir
 from dissam.metrics import METRICS, OTHER_CONVENTIONS, DISMetrics, SkeletonCache, gt_skeleton
 from dissam.metrics.inputs import to_gt_mask
+from dissam.repro import config, pipeline, runs, stages
+from dissam.repro.config import get_profile, measures_path, skeleton_dir
+from dissam.repro.evaluate import evaluate_method, evaluate_pooled
 
 BLANK_SPLIT = TEST_SPLITS[0]
 
@@ -31,7 +31,7 @@ def profile(tmp_path_factory):
     try:
         profile = get_profile("tiny")
         pipeline.run_stages(profile, progress=False)
-        gt_paths = [p.gt_path for p in list_pairs(stages.split_dir(profile, BLANK_SPLIT))]
+        gt_paths = [p.gt_path for p in list_pairs(config.split_dir(profile, BLANK_SPLIT))]
         gt = read_mask(gt_paths[0])
         cv2.imwrite(str(gt_paths[0]), np.zeros_like(gt))  # empty
         cv2.imwrite(str(gt_paths[1]), np.where(gt > 128, 100, 0).astype(np.uint8))  # faint: only values <= 128
@@ -45,7 +45,7 @@ def profile(tmp_path_factory):
 
 
 def _records(profile, method: str, split: str) -> pd.DataFrame:
-    return pd.read_csv(runs.prediction_dir(profile, method, split).with_suffix(".csv"))
+    return pd.read_csv(config.prediction_dir(profile, method, split).with_suffix(".csv"))
 
 
 @pytest.mark.parametrize("method", [runs.MAIN, runs.STAGE1])
@@ -53,11 +53,11 @@ def test_empty_and_faint_test_gts_are_predicted_and_evaluated(profile, method):
     """No GT foreground, no box: the prediction is empty, and the image is scored as the DIS evaluation
     scores an empty GT (on cfd6bee the refiner wrote no prediction for it: KeyError in evaluation)."""
     summary = evaluate_method(profile, method, BLANK_SPLIT)
-    pairs = list_pairs(stages.split_dir(profile, BLANK_SPLIT))
+    pairs = list_pairs(config.split_dir(profile, BLANK_SPLIT))
     records = _records(profile, method, BLANK_SPLIT).set_index("name")
     assert list(records.index) == [p.stem for p in pairs] and set(summary) == set(METRICS)
     for pair in pairs[:2]:
-        pred = cv2.imread(str(runs.prediction_dir(profile, method, BLANK_SPLIT) / f"{pair.stem}.png"), 0)
+        pred = cv2.imread(str(config.prediction_dir(profile, method, BLANK_SPLIT) / f"{pair.stem}.png"), 0)
         assert pred.shape == read_mask(pair.gt_path).shape and not pred.any()
         row = records.loc[pair.stem]
         assert (row["maxF"], row["MAE"], row["S"], row["HCE"]) == (0.0, 0.0, 1.0, 0)
@@ -70,7 +70,7 @@ def _measured_again(profile, method: str, splits: list[str]) -> tuple[dict, dict
     for split in splits:
         preds = runs.predictions(profile, method, split)
         items += [(f"{split}/{p.stem}", preds[p.stem], read_mask(p.gt_path))
-                  for p in list_pairs(stages.split_dir(profile, split))]
+                  for p in list_pairs(config.split_dir(profile, split))]
     metrics = DISMetrics()
     for name, pred, gt in items:
         metrics.step(pred, gt, name)
@@ -121,7 +121,7 @@ def test_threads_do_not_change_any_number(profile):
 def test_gt_skeletons_are_kept_on_disk_and_equal_the_computed_ones(profile):
     split = ZERO_SHOT_SETS[2]
     evaluate_method(profile, runs.STAGE1, split)
-    gts = [to_gt_mask(read_mask(p.gt_path)) for p in list_pairs(stages.split_dir(profile, split))]
+    gts = [to_gt_mask(read_mask(p.gt_path)) for p in list_pairs(config.split_dir(profile, split))]
     files = {p.stem for p in skeleton_dir(profile).glob("*.npy")}
     assert {SkeletonCache.key(gt) for gt in gts} <= files
     cache = SkeletonCache(skeleton_dir(profile))  # a fresh cache, as in another process or a rerun

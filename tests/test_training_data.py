@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from dissam.repro import stages
-from dissam.repro import train as train_mod
-from dissam.repro.config import get_profile
 from dissam.data.datasets import RefinerDataset, draw_flips
 from dissam.data.procedural import generate_dataset
 from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
 from dissam.model import build_refiner
-from dissam.repro.train import RunSpec, TrainingBatches, distributed_order, train_refiner
+from dissam.repro import config, stages
+from dissam.repro import train as train_mod
+from dissam.repro.config import get_profile
 from dissam.repro.distributed import World
+from dissam.repro.train import RunSpec, TrainingBatches, distributed_order, train_refiner
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_batches_from_any_iteration_are_the_straight_run_s_and_leave_the_global_
 
 def test_validation_through_workers_scores_as_in_process(root, monkeypatch):
     profile = _tiny(root, "validation", monkeypatch, 0)
-    dataset = RefinerDataset(stages.split_dir(profile, VAL_SPLIT), stages.coarse_source(profile, VAL_SPLIT), 32,
+    dataset = RefinerDataset(config.split_dir(profile, VAL_SPLIT), stages.coarse_source(profile, VAL_SPLIT), 32,
                              enrichment=None, augment=None)
     torch.manual_seed(0)
     model = build_refiner(in_ch=5, width=0.125).eval()

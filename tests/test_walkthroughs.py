@@ -10,9 +10,7 @@ from matplotlib.patches import Rectangle
 from pandas.testing import assert_frame_equal
 
 from dissam import losses
-from dissam.repro import figures, runs, stages
 from dissam.coarse.cache import MaskStore
-from dissam.repro.config import get_profile
 from dissam.data.enrichment import connected_components, enrich_mask
 from dissam.data.folders import list_pairs
 from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
@@ -20,6 +18,8 @@ from dissam.metrics import image_metrics
 from dissam.metrics.hce import hce
 from dissam.model import build_gt_encoder
 from dissam.model.checkpoint import save_gt_encoder
+from dissam.repro import config, figures, runs, stages
+from dissam.repro.config import get_profile
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +77,14 @@ def test_stage1_walkthrough_entry_is_what_the_cache_reads(profile, manifests):
     assert values["read back == computed"] == "True"
     path = profile.cache_dir / values["cache file"]
     assert path.is_file()
-    pair = list_pairs(stages.split_dir(profile, TRAIN_SPLIT))[0]
+    pair = list_pairs(config.split_dir(profile, TRAIN_SPLIT))[0]
     image, gt = pair.load()
     segmenter = stages.build_stage1(profile)
     from dissam.coarse.cache import image_digest
     from dissam.data.prompts import box_from_mask
 
     box = box_from_mask(gt)
-    stored = MaskStore(stages.coarse_cache_dir(profile, TRAIN_SPLIT), segmenter.key).get(image_digest(image), box)
+    stored = MaskStore(config.coarse_cache_dir(profile, TRAIN_SPLIT), segmenter.key).get(image_digest(image), box)
     np.testing.assert_array_equal(stored, segmenter(image, box))
     np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), stored)
     rows = figures.manifest_samples(manifests, pair.stem)
@@ -150,7 +150,7 @@ def _pairs(profile):
 
     out = []
     preds = runs.predictions(profile, runs.STAGE1, VAL_SPLIT)
-    for pair in list_pairs(stages.split_dir(profile, VAL_SPLIT)):
+    for pair in list_pairs(config.split_dir(profile, VAL_SPLIT)):
         _, gt = pair.load()
         out += [(preds[pair.stem], gt), (cv2.GaussianBlur(gt, (9, 9), 3), gt), (np.roll(gt, 7, axis=1), gt)]
     gt = out[0][1]
@@ -186,7 +186,7 @@ def test_hce_regions_count_what_hce_counts(profile, manifests):
 
 def test_evaluation_walkthrough_on_one_image(profile, manifests):
     values, curves, hce_fig = figures.evaluation_walkthrough(profile, method=runs.STAGE1)
-    stem = list_pairs(stages.split_dir(profile, VAL_SPLIT))[0].stem
+    stem = list_pairs(config.split_dir(profile, VAL_SPLIT))[0].stem
     row = values.iloc[0]
     assert stem in values.index[0] and set(row.index) >= {"maxF", "meanE", "HCE"}
     f_line = next(line for line in curves.axes[0].lines if line.get_label() == "F")

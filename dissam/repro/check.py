@@ -45,7 +45,7 @@ from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
 from ..model.checkpoint import load_checkpoint
 from ..model.init import write_random_isnet
 from . import runs, stages
-from .config import PROFILES, Profile, get_profile, runs_root
+from .config import PROFILES, Profile, get_profile, runs_root, split_dir
 from .distributed import BACKEND_ENV, SHARE_GPUS_ENV, init_world, shutdown
 from .evaluate import evaluate_method
 from .pilot import add_pilot_arguments, run_pilot_from_args
@@ -332,7 +332,7 @@ def step_validation(run: CheckRun) -> dict[str, Any]:
 def step_evaluation(run: CheckRun) -> dict[str, Any]:
     """Predictions of the main run on DIS-VD and its six metrics (``runs``, ``evaluate``); seconds per image."""
     split = VAL_SPLIT
-    images = len(list_pairs(stages.split_dir(run.profile, split)))
+    images = len(list_pairs(split_dir(run.profile, split)))
     expect(images > 0, f"{split} has no images")
     start = time.perf_counter()
     runs.refiner_predictions(run.profile, runs.MAIN, split)  # on the profile's device

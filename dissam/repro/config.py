@@ -191,6 +191,65 @@ class Profile:
         return _jsonable(dataclasses.asdict(self))
 
 
+
+# ----------------------------------------------------------------------------- the places of a run
+# Every file a profile's runs read or write is named here (the run folder and checkpoints are the
+# Profile's own properties above).
+def split_dir(profile: Profile, split: str) -> Path:
+    """The im/gt folder of ``split`` under the profile's data root."""
+    return profile.data_root / split
+
+
+DRY_RUN_TAG = "dryrun"  # the tag dissam.repro.config.dry_run gives a profile
+
+
+def stage1_cache_root(profile: Profile) -> Path:
+    """Where a profile's stage-1 masks live. A dry run shares its profile's real folder: its masks are
+    keyed by image content, box and stage-1 model, none of which a dry run changes, so the real run
+    reuses them (and its key file) instead of computing them again."""
+    if profile.tag == DRY_RUN_TAG:
+        return replace(profile, tag="").cache_dir
+    return profile.cache_dir
+
+
+def coarse_cache_dir(profile: Profile, split: str) -> Path:
+    """One cache folder per split: the enriched and whole-GT boxes share it, so a single-component
+    image's box is computed once (entries are keyed by image, box and stage-1 model)."""
+    return stage1_cache_root(profile) / split
+
+
+def resized_cache_dir(profile: Profile, split: str) -> Path:
+    """The split's resized training cache (network-size uint8 arrays, :mod:`dissam.data.resized_cache`)."""
+    return profile.run_dir / "resized_cache" / split
+
+
+def run_checkpoint(profile: Profile, name: str) -> Path:
+    """The best checkpoint of the refiner run ``name`` (``"main"``: the profile's refiner checkpoint)."""
+    return profile.refiner_checkpoint if name == "main" else profile.checkpoint_dir / f"{name}.pt"
+
+
+def run_last_checkpoint(profile: Profile, name: str) -> Path:
+    """The run's last checkpoint (weights, optimiser, RNG states: what a resume reads)."""
+    best = run_checkpoint(profile, name)
+    return best.with_name(best.stem + "_last.pt")
+
+
+def prediction_dir(profile: Profile, method: str, split: str) -> Path:
+    """A method's saved predictions on a split (``<stem>.png``; the per-image CSV and measures beside it)."""
+    return profile.run_dir / "predictions" / method / split
+
+
+def skeleton_dir(profile: Profile) -> Path:
+    """The on-disk GT skeleton cache of a profile's evaluations (keyed by GT content and skeletoniser,
+    shared by every method, split and rerun)."""
+    return profile.run_dir / "cache" / "skeletons"
+
+
+def measures_path(profile: Profile, method: str, split: str) -> Path:
+    """What pooling needs of one method on one split, beside its per-image CSV: ``<split>.npz``."""
+    return prediction_dir(profile, method, split).with_suffix(".npz")
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
@@ -288,7 +347,7 @@ def dry_run(profile: Profile) -> Profile:
     if variant.refiner_init == "isnet" and profile.baselines.isnet_checkpoint is None:
         variant = replace(variant, refiner_init="scratch")  # a dry run needs no download; given, it is used
     return replace(profile, train=train, ablation=AblationConfig(max_iters=2, workers=1), variant=variant,
-                   device="cpu", tag="dryrun")
+                   device="cpu", tag=DRY_RUN_TAG)
 
 
 def _matplotlib_inline() -> None:

@@ -20,20 +20,9 @@ from ..data.splits import TEST_SPLITS, VAL_SPLIT
 from ..evaluation import default_workers, measure_all, records_and_summary
 from ..metrics import METRICS, DISMetrics, ImageResult
 from . import runs, stages
-from .config import Profile
+from .config import Profile, measures_path, prediction_dir, skeleton_dir, split_dir
 
 CURVES = ("precision", "recall", "F", "E")
-
-
-def skeleton_dir(profile: Profile) -> Path:
-    """The on-disk GT skeleton cache of a profile's evaluations (keyed by GT content and skeletoniser,
-    shared by every method, split and rerun)."""
-    return profile.run_dir / "cache" / "skeletons"
-
-
-def measures_path(profile: Profile, method: str, split: str) -> Path:
-    """What pooling needs of one method on one split, beside its per-image CSV: ``<split>.npz``."""
-    return runs.prediction_dir(profile, method, split).with_suffix(".npz")
 
 
 def _save_measures(path: Path, names: list[str], results: list[ImageResult]) -> None:
@@ -71,13 +60,13 @@ def evaluate_method(profile: Profile, method: str, split: str, conventions: bool
     (:func:`measures_path`) beside it. Images are measured in ``workers`` threads (default: every core);
     GT skeletons come from the profile's disk cache (:func:`skeleton_dir`)."""
     preds = runs.predictions(profile, method, split)
-    pairs = list_pairs(stages.split_dir(profile, split))
+    pairs = list_pairs(split_dir(profile, split))
     loaders = ((lambda p=p: (p.stem, preds[p.stem], read_mask(p.gt_path))) for p in pairs)
     results: list[ImageResult] = []
     metrics = measure_all(loaders, len(pairs), False, split, skeleton_dir(profile), False,
                            default_workers() if workers is None else workers, keep=results)
     records, _ = records_and_summary(metrics)
-    records.to_csv(runs.prediction_dir(profile, method, split).with_suffix(".csv"), index=False)
+    records.to_csv(prediction_dir(profile, method, split).with_suffix(".csv"), index=False)
     _save_measures(measures_path(profile, method, split), [p.stem for p in pairs], results)
     return _summary(metrics, conventions)
 
@@ -85,9 +74,9 @@ def evaluate_method(profile: Profile, method: str, split: str, conventions: bool
 def _split_results(profile: Profile, method: str, split: str) -> list[ImageResult]:
     """One split's per-image results: stored by :func:`evaluate_method` when they are newer than every
     prediction of the split, else measured now (and stored)."""
-    stems = [p.stem for p in list_pairs(stages.split_dir(profile, split))]
+    stems = [p.stem for p in list_pairs(split_dir(profile, split))]
     path = measures_path(profile, method, split)
-    pred_dir = runs.prediction_dir(profile, method, split)
+    pred_dir = prediction_dir(profile, method, split)
     newest = max((f.stat().st_mtime for f in pred_dir.glob("*.png")), default=float("inf"))
     stored = _load_measures(path, stems) if path.is_file() and path.stat().st_mtime >= newest else None
     if stored is None:
@@ -101,7 +90,7 @@ def evaluate_pooled(profile: Profile, method: str, splits: list[str], convention
     split's stored per-image results (no second measurement); identical to measuring them again."""
     metrics = DISMetrics()
     for split in splits:
-        stems = [p.stem for p in list_pairs(stages.split_dir(profile, split))]
+        stems = [p.stem for p in list_pairs(split_dir(profile, split))]
         for stem, result in zip(stems, _split_results(profile, method, split)):
             metrics.add(result, f"{split}/{stem}")
     return _summary(metrics, conventions)

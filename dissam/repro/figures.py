@@ -42,7 +42,7 @@ from ..model import build_refiner
 from ..model.checkpoint import load_gt_encoder, load_refiner
 from ..outputs import BOX_COLOUR, box_edges, cutout, on_checkerboard, overlay
 from . import runs, stages
-from .config import Profile
+from .config import Profile, coarse_cache_dir, split_dir, stage1_cache_root
 from .evaluate import evaluate_method
 from .real_photos import run_photos
 from .tables import ablation_flags, paper_rows
@@ -267,7 +267,7 @@ def _wrap(label: str, width: int = 14) -> str:
 
 # ----------------------------------------------------------------------------- examples of a profile
 def _image_and_gt(profile: Profile, split: str, stem: str) -> tuple[np.ndarray, np.ndarray]:
-    folder = stages.split_dir(profile, split)
+    folder = split_dir(profile, split)
     return read_image(next((folder / "im").glob(f"{stem}.*")), exif_orientation=False), read_mask(folder / "gt" / f"{stem}.png")
 
 
@@ -275,7 +275,7 @@ def pick_examples(profile: Profile, split: str, n: int, method: str = runs.MAIN)
     """The ``n`` images where the method improves most on stage 1 (by MAE): where the effect is visible."""
     ours, base = runs.predictions(profile, method, split), runs.predictions(profile, runs.STAGE1, split)
     gain = []
-    for pair in list_pairs(stages.split_dir(profile, split)):
+    for pair in list_pairs(split_dir(profile, split)):
         gt = read_mask(pair.gt_path).astype(np.float32) / 255
         err = lambda p: np.abs(p.astype(np.float32) / 255 - gt).mean()  # noqa: E731
         gain.append((err(base[pair.stem]) - err(ours[pair.stem]), pair.stem))
@@ -320,7 +320,7 @@ def figure_one(profile: Profile, model: Any = None) -> "Figure":
 def figure_two(profile: Profile, split: str = TRAIN_SPLIT) -> "Figure":
     """Fig. 2 on the training image with the most components (ties: the first)."""
     best, best_parts = None, []
-    for pair in list_pairs(stages.split_dir(profile, split))[:200]:
+    for pair in list_pairs(split_dir(profile, split))[:200]:
         parts = enrich_mask(read_mask(pair.gt_path), profile.variant.enrichment)
         if len(parts) > len(best_parts):
             best, best_parts = pair, parts
@@ -339,7 +339,7 @@ def figure_four(profile: Profile, model: Any = None, max_boxes: int = 4) -> "Fig
     """Fig. 4: a multi-object validation image, one box per object, then one around all of them."""
     model = _model(profile, model)
     best, parts = None, []
-    for pair in list_pairs(stages.split_dir(profile, VAL_SPLIT)):
+    for pair in list_pairs(split_dir(profile, VAL_SPLIT)):
         gt = read_mask(pair.gt_path)
         min_area = 0.01 * gt.size  # whole objects, not specks
         comps = [c for c in enrich_mask(gt) if c.mask.sum() >= min_area]
@@ -363,7 +363,7 @@ def stage1_examples(profile: Profile, split: str = VAL_SPLIT, n: int = 6) -> "Fi
     """Image | stage-1 mask | GT, for the first ``n`` images of a split."""
     preds = runs.stage1_predictions(profile, split)
     rows = []
-    for pair in list_pairs(stages.split_dir(profile, split))[:n]:
+    for pair in list_pairs(split_dir(profile, split))[:n]:
         image, gt = pair.load()
         rows.append([(image, pair.stem), (preds[pair.stem], ""), (gt, "")])
     return grid(rows, profile.figures_dir / "stage1_examples.png",
@@ -460,7 +460,7 @@ def components_figure(image: np.ndarray, gt: np.ndarray, rule: str = "filtered")
 
 def _first_with_components(profile: Profile, split: str, at_least: int = 2, scan: int = 50):
     """The first image of ``split`` (of its first ``scan``) with ``at_least`` components, else the first."""
-    pairs = list_pairs(stages.split_dir(profile, split))
+    pairs = list_pairs(split_dir(profile, split))
     return next((p for p in pairs[:scan] if len(connected_components(read_mask(p.gt_path))) >= at_least), pairs[0])
 
 
@@ -476,13 +476,13 @@ def stage1_walkthrough(profile: Profile, split: str = TRAIN_SPLIT, segmenter=Non
     """Notebook 01: the first image of ``split``, its whole-GT box -> stage-1 mask, stored in the cache as
     :func:`dissam.coarse.cache_masks` stores it (so the data-set run finds it), and what the entry holds:
     its file, the key checked on every read, and that reading it back gives the mask just computed."""
-    pair = list_pairs(stages.split_dir(profile, split))[0]
+    pair = list_pairs(split_dir(profile, split))[0]
     image, gt = pair.load()
     box = clip_box(box_from_mask(gt), *gt.shape)
     segmenter = segmenter if segmenter is not None else stages.build_stage1(profile)
     segmenter.set_image(image)  # the image embedding: once per image, however many boxes
     mask = segmenter.predict(box).mask
-    store = MaskStore(stages.coarse_cache_dir(profile, split), segmenter.key)
+    store = MaskStore(coarse_cache_dir(profile, split), segmenter.key)
     digest = image_digest(image)
     path = store.put(digest, box, mask)
     back = store.get(digest, box)
@@ -492,7 +492,7 @@ def stage1_walkthrough(profile: Profile, split: str = TRAIN_SPLIT, segmenter=Non
         key = png.text[KEY_CHUNK]
     entry = {"image": pair.stem, "image digest": digest, "box (x0, y0, x1, y1)": box,
              "segmenter key": segmenter.key,
-             "cache file": path.relative_to(stages.stage1_cache_root(profile)).as_posix(),
+             "cache file": path.relative_to(stage1_cache_root(profile)).as_posix(),
              "key stored in the PNG": key.replace("\n", " | "), "bytes": path.stat().st_size,
              "read back == computed": back is not None and np.array_equal(back, mask)}
     fig = _figure((7.2, 2.7))
@@ -728,7 +728,7 @@ def evaluation_walkthrough(profile: Profile, split: str = VAL_SPLIT,
                            method: str = runs.MAIN) -> tuple[pd.DataFrame, "Figure", "Figure"]:
     """Notebook 03: the first image of ``split`` under ``method`` (default the main model): its six metric
     values, :func:`score_curves_figure` and :func:`hce_figure`."""
-    pair = list_pairs(stages.split_dir(profile, split))[0]
+    pair = list_pairs(split_dir(profile, split))[0]
     image, gt = pair.load()
     pred = runs.predictions(profile, method, split)[pair.stem]
     values = pd.DataFrame([image_metrics(pred, gt)], index=pd.Index([f"{method} on {pair.stem}"], name="image"))

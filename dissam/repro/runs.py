@@ -36,7 +36,7 @@ from ..evaluation import read_prediction, save_prediction
 from ..model.checkpoint import load_checkpoint, load_refiner
 from ..model.inference import optimize_for_inference, predict_prob
 from . import stages
-from .config import Profile
+from .config import Profile, prediction_dir, split_dir
 from .train import RunSpec, run_finished, train_refiner
 
 STAGE1 = "stage1"  # the profile's stage 1 (SAM on the paper profile)
@@ -347,10 +347,6 @@ def dissam_methods(profile: Profile, short: bool) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- predictions
-def prediction_dir(profile: Profile, method: str, split: str) -> Path:
-    return profile.run_dir / "predictions" / method / split
-
-
 def _write_predictions(out_dir: Path, preds: dict[str, np.ndarray]) -> None:
     for stem, pred in preds.items():
         save_prediction(pred, out_dir / f"{stem}.png")
@@ -381,7 +377,7 @@ def _stage1_segmenter(profile: Profile, method: str):
 def stage1_predictions(profile: Profile, split: str, method: str = STAGE1) -> dict[str, np.ndarray]:
     """Stage-1 masks for the whole-GT box of each image (the 'SAM' / 'HQ-SAM' rows), through the cache."""
     out_dir = prediction_dir(profile, method, split)
-    pairs = list_pairs(stages.split_dir(profile, split))
+    pairs = list_pairs(split_dir(profile, split))
     cached = _read_predictions(out_dir, [p.stem for p in pairs])
     if cached is not None:
         return cached
@@ -427,7 +423,7 @@ def refiner_predictions(profile: Profile, run: str, split: str, batch_size: int 
     IS-Net's Inference.py saves them (upsampled, min-max normalised, x255); cached on disk. An image whose
     GT has no foreground gets :func:`empty_prediction` (the data set has no sample for it)."""
     out_dir = prediction_dir(profile, run, split)
-    pairs = list_pairs(stages.split_dir(profile, split))
+    pairs = list_pairs(split_dir(profile, split))
     cached = _read_predictions(out_dir, [p.stem for p in pairs])
     if cached is not None:
         return cached

@@ -26,7 +26,7 @@ from ..data.splits import DIS5K_SPLITS, TEST_SPLITS, TRAIN_SPLIT, VAL_SPLIT
 from ..fileio import atomic_write_bytes
 from ..predictor import DisSam
 from ..variant import Variant
-from .config import Profile
+from .config import Profile, coarse_cache_dir, resized_cache_dir, split_dir, stage1_cache_root
 
 
 # ----------------------------------------------------------------------------- data
@@ -49,11 +49,6 @@ def prepare_data(profile: Profile, progress: bool = True) -> dict[str, Any]:
 def available_splits(profile: Profile, names: tuple[str, ...] | list[str]) -> list[str]:
     """The splits of ``names`` that exist under the data root (zero-shot sets are optional for DIS5K)."""
     return [s for s in names if (profile.data_root / s / "im").is_dir()]
-
-
-def split_dir(profile: Profile, split: str) -> Path:
-    """The im/gt folder of ``split`` under the profile's data root."""
-    return profile.data_root / split
 
 
 # ----------------------------------------------------------------------------- stage 1
@@ -90,29 +85,6 @@ def stage1_multimask(kind: str, variant: Variant) -> bool:
     """SAM follows the variant (the authors' code asks for three masks and takes masks[0]); HQ-SAM, a
     baseline, is prompted as its own code prompts boxes: one mask, whatever the variant."""
     return variant.sam_multimask if kind == "sam" else False
-
-
-DRY_RUN_TAG = "dryrun"  # the tag dissam.repro.config.dry_run gives a profile
-
-
-def stage1_cache_root(profile: Profile) -> Path:
-    """Where a profile's stage-1 masks live. A dry run shares its profile's real folder: its masks are
-    keyed by image content, box and stage-1 model, none of which a dry run changes, so the real run
-    reuses them (and its key file) instead of computing them again."""
-    if profile.tag == DRY_RUN_TAG:
-        return replace(profile, tag="").cache_dir
-    return profile.cache_dir
-
-
-def coarse_cache_dir(profile: Profile, split: str) -> Path:
-    """One cache folder per split: the enriched and whole-GT boxes share it, so a single-component
-    image's box is computed once (entries are keyed by image, box and stage-1 model)."""
-    return stage1_cache_root(profile) / split
-
-
-def resized_cache_dir(profile: Profile, split: str) -> Path:
-    """The split's resized training cache (network-size uint8 arrays, :mod:`dissam.data.resized_cache`)."""
-    return profile.run_dir / "resized_cache" / split
 
 
 _KEYS: dict[str, str] = {}

@@ -33,7 +33,7 @@ from ..model import build_gt_encoder
 from ..model.checkpoint import load_checkpoint, load_gt_encoder, save_gt_encoder, save_refiner
 from ..model.init import initial_refiner
 from ..variant import Variant
-from .config import Profile, TrainConfig
+from .config import Profile, TrainConfig, run_checkpoint, run_last_checkpoint
 from .distributed import World, any_across, barrier, init_world, mean_across, sync_batchnorm
 from .stages import refiner_dataset, stage1_spec
 
@@ -54,13 +54,10 @@ class RunSpec:
     max_iters: int | None = None  # None: the profile's
 
     def checkpoint(self, profile: Profile) -> Path:
-        if self.name == "main":
-            return profile.refiner_checkpoint
-        return profile.checkpoint_dir / f"{self.name}.pt"
+        return run_checkpoint(profile, self.name)
 
     def last_checkpoint(self, profile: Profile) -> Path:
-        best = self.checkpoint(profile)
-        return best.with_name(best.stem + "_last.pt")
+        return run_last_checkpoint(profile, self.name)
 
     def horizon(self, profile: Profile) -> int:
         """The run's iteration budget (the LR schedule's horizon)."""
