@@ -140,4 +140,4 @@ def test_changes_figure_has_its_five_panels_and_a_legend():
     image = np.dstack([gt] * 3)
     fig = figures.changes_figure(image, coarse, mask, mask, gt)
     assert len(fig.axes) == 5
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(figures.CHANGE_COLOURS)
+    assert [t.get_text() for t in fig.axes[3].get_legend().get_texts()] == list(figures.CHANGE_COLOURS)

@@ -228,9 +228,9 @@ def changes_figure(image: np.ndarray, coarse: np.ndarray, prob: np.ndarray, mask
     _show(axes[3], painted.astype(np.uint8), "changes against the GT")
     _show(axes[4], gt, "ground truth", cmap="gray")
     handles = [Patch(color=np.array(c) / 255, label=name) for name, c in CHANGE_COLOURS.items()]
-    fig.legend(handles=handles, loc="lower center", ncols=4, fontsize=7, frameon=False)
+    axes[3].legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=2, fontsize=7,
+                   frameon=False, handlelength=1.2, columnspacing=0.8)
     fig.suptitle("Fig. 1's example: what the refiner changed in stage 1's mask", fontsize=9)
-    fig.subplots_adjust(bottom=0.12)
     return _save(fig, path)
 
 
