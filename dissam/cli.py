@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", type=Path, help="folder of predicted masks <stem>.png")
     p.add_argument("--gt", type=Path, help="im/gt folder the predictions belong to (with --pred)")
     p.add_argument("--csv", type=Path, help="write per-image metrics here (with --pred)")
-    p = add("reproduce", cmd_reproduce, "run the notebook series 00-06 with papermill")
+    p = add("reproduce", cmd_reproduce, "run the notebook series 00-07 with papermill")
     p.add_argument("--dry-run", action="store_true",
                    help="paper profile on the CPU: build everything, two iterations at a small size")
     p.add_argument("--only", nargs="*", help="run only these notebooks (name prefixes, e.g. 00 02)")
