@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "train the GT encoder, then the refiner (resumes from the last checkpoint)"))
     _evaluate_arguments(add("evaluate", cmd_evaluate, "evaluate the profile's model (or a folder of "
                             "predictions) with the six DIS metrics"))
-    _reproduce_arguments(add("reproduce", cmd_reproduce, "run the notebook series 00-06 with papermill"))
+    _reproduce_arguments(add("reproduce", cmd_reproduce, "run the notebook series 00-07 with papermill"))
     from .repro.check import add_arguments as _check_arguments  # heavy: only when the parser is built
 
     _check_arguments(add("check", cmd_check, "acceptance run of a profile's code path on one device (GPU; a "

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from dissam.repro.config import get_profile
-from dissam.repro.notebook_export import MAX_TOTAL_BYTES, MAX_WIDTH, ExportError, export_series, widget_text
+from dissam.repro.notebook_export import (INTERACTIVE_NOTE, MAX_TOTAL_BYTES, MAX_WIDTH, ExportError, export_series,
+                                         widget_text)
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -76,6 +77,21 @@ def test_widget_text_is_what_the_bar_showed_at_the_end(tmp_path):
     assert widget_text("missing", state) == ""
 
 
+def test_a_widget_to_draw_on_keeps_its_labels_after_a_note_and_no_css():
+    """Notebook 07's box-drag demo in a static copy: its labels and status, said to need a live kernel."""
+    state = {
+        "demo": _model("VBoxModel", children=["IPY_MODEL_css", "IPY_MODEL_views", "IPY_MODEL_status"]),
+        "css": _model("HTMLModel", value="<style>.dissam-bbox .classes {display: none}</style>"),
+        "views": _model("HBoxModel", children=["IPY_MODEL_title", "IPY_MODEL_picture"]),
+        "title": _model("HTMLModel", value="<b>Draw a box</b>"),
+        "picture": {"model_name": "BBoxModel", "state": {}},
+        "status": _model("HTMLModel", value="Drag a box around an object."),
+    }
+    assert widget_text("demo", state) == f"{INTERACTIVE_NOTE} Draw a box Drag a box around an object."
+    state["views"]["state"]["children"] = ["IPY_MODEL_title"]  # labels only: no note
+    assert widget_text("demo", state) == "Draw a box Drag a box around an object."
+
+
 def test_export_downscales_strips_widgets_and_relativises_paths(tmp_path):
     source = _executed(tmp_path)
     out = tmp_path / "figures" / "notebooks"
@@ -119,7 +135,7 @@ def test_over_budget_falls_back_to_jpeg_then_refuses(tmp_path):
 def test_the_smoke_runs_executed_notebooks_export_under_budget(tmp_path):
     """The real thing, when a smoke run's executed notebooks are at hand (after `make reproduce`, or
     with DISSAM_RUNS pointing at a run folder that has them)."""
-    executed = sorted((get_profile("smoke").run_dir / "executed").glob("0[0-6]_*.ipynb"))
+    executed = sorted((get_profile("smoke").run_dir / "executed").glob("0[0-7]_*.ipynb"))
     if not executed:
         pytest.skip("no executed smoke notebooks (run `make reproduce`)")
     out = tmp_path / "notebooks"

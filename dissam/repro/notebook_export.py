@@ -10,7 +10,9 @@ without running anything. A copy differs from papermill's output only where a vi
   with every image as a JPEG (quality ``JPEG_QUALITY``) instead;
 * widget state (``metadata.widgets``) is removed: static viewers cannot draw widgets. A widget output (tqdm's
   progress bars) becomes the text its widgets showed at the end, e.g. ``stage 1 DIS-TR: 100% |##########|
-  400/400 [01:17<00:00, 5.2img/s]``; one with no text is dropped;
+  400/400 [01:17<00:00, 5.2img/s]``; one with no text is dropped. A widget a static page cannot show (an
+  image to draw on, a button: notebook 07's box-drag demo) keeps its labels, after a note that it needs a
+  live kernel (``INTERACTIVE_NOTE``);
 * per-cell execution timestamps are removed, and paths under the repository are shown relative to it.
 
 A notebook with an error (papermill's exception, an error output) is refused, and so is a set of copies over
@@ -38,6 +40,10 @@ JPEG_QUALITY = 85  # only when lossless PNGs would not fit in MAX_TOTAL_BYTES
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 TEXT_MIMES = ("text/plain", "text/html", "text/markdown")
+TEXT_MODELS = ("HTMLModel", "LabelModel", "TextModel")
+PROGRESS_MODELS = ("FloatProgressModel", "IntProgressModel")
+BOX_MODELS = ("BoxModel", "HBoxModel", "VBoxModel", "GridBoxModel")
+INTERACTIVE_NOTE = "[interactive widget: it runs in JupyterLab or Voila, with a live kernel]"
 
 
 class ExportError(RuntimeError):
@@ -67,10 +73,11 @@ def _widget_parts(model_id: str, state: dict[str, Any], depth: int = 0) -> list[
     if model is None or depth > 8:
         return []
     name, values = model.get("model_name", ""), model.get("state", {})
-    if name in ("HTMLModel", "LabelModel", "TextModel"):
-        text = html.unescape(re.sub(r"<[^>]*>", "", str(values.get("value", ""))))
+    if name in TEXT_MODELS:
+        shown = re.sub(r"<(style|script)\b.*?</\1>", "", str(values.get("value", "")), flags=re.S | re.I)
+        text = html.unescape(re.sub(r"<[^>]*>", "", shown))
         return [text.replace("\u2007", " ").strip()]
-    if name in ("FloatProgressModel", "IntProgressModel"):
+    if name in PROGRESS_MODELS:
         top, value = float(values.get("max") or 0), float(values.get("value") or 0)
         filled = round(10 * min(1.0, value / top)) if top > 0 else 0
         return ["|" + "#" * filled + " " * (10 - filled) + "|"]
@@ -80,9 +87,23 @@ def _widget_parts(model_id: str, state: dict[str, Any], depth: int = 0) -> list[
     return parts
 
 
+def _interactive(model_id: str, state: dict[str, Any], depth: int = 0) -> bool:
+    """Whether a widget holds a model that text cannot stand for (anything but labels, bars and boxes)."""
+    model = state.get(model_id)
+    if model is None or depth > 8:
+        return False
+    name = model.get("model_name", "")
+    if name in BOX_MODELS:
+        return any(_interactive(str(child).removeprefix("IPY_MODEL_"), state, depth + 1)
+                   for child in model.get("state", {}).get("children", []))
+    return name not in TEXT_MODELS + PROGRESS_MODELS
+
+
 def widget_text(model_id: str, state: dict[str, Any]) -> str:
-    """What a widget (a box of HTML labels and progress bars, as tqdm draws) showed at the end, as text."""
-    return " ".join(part for part in _widget_parts(model_id, state) if part)
+    """What a widget (a box of HTML labels and progress bars, as tqdm draws) showed at the end, as text;
+    for one a static page cannot show, :data:`INTERACTIVE_NOTE` and then its labels."""
+    text = " ".join(part for part in _widget_parts(model_id, state) if part)
+    return f"{INTERACTIVE_NOTE} {text}".strip() if _interactive(model_id, state) else text
 
 
 def _relative(text: str, root: str | None) -> str:

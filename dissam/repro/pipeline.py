@@ -87,6 +87,19 @@ def run_stages(profile: Profile, spec: RunSpec | None = None, resume: bool = Tru
     return train_refiner(profile, spec, resume=resume, progress=progress)
 
 
+def ensure_inputs(profile: Profile, progress: bool = True) -> Path | None:
+    """What every refiner run of the profile reads, produced where missing: the data (notebook 00), the
+    stage-1 masks of the training and validation splits (notebook 01) and the GT encoder (notebook 02);
+    its checkpoint, or None when the profile trains without one. Reuses what exists, so a notebook that
+    calls it first runs alone in a fresh runs folder and costs nothing after the series."""
+    def data_and_stage1() -> None:
+        prepare_data(profile, progress=progress)
+        cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT], progress=progress)
+
+    on_rank0(profile, data_and_stage1)
+    return train_gt_encoder(profile, progress=progress) if profile.train.use_gt_encoder else None
+
+
 def ensure_refiner(profile: Profile, progress: bool = True) -> Path:
     """The profile's main refiner checkpoint, producing data, stage-1 cache, GT encoder and model if missing."""
     if profile.refiner_checkpoint.exists():

@@ -1,4 +1,8 @@
-"""Run the notebook series 00-06 headlessly with papermill, in order, into ``runs/<profile>/executed/``.
+"""Run the notebook series 00-07 headlessly with papermill, in order, into ``runs/<profile>/executed/``.
+
+07, the box-drag demo, runs like the others: its widget is built (with no browser it stays unused) and its
+static figure, the stage-1 and refined panels of one box, is what the executed copy shows; in JupyterLab or
+Voila the same notebook is interactive.
 
 Source notebooks are never written: each executed copy goes to the run folder, with the notebooks'
 folder as working directory and the ``python3`` kernel. On failure the partial notebook is kept and
@@ -17,7 +21,7 @@ from .config import REPO_ROOT, profile_from_params
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 INSTALL_HINT = 'pip install "dissam[notebooks]"'
 SERIES = ("00_data_enrichment", "01_sam_caching", "02_training", "03_evaluation", "04_ablations",
-          "05_zero_shot", "06_figures")
+          "05_zero_shot", "06_figures", "07_box_drag_demo")
 
 
 def _select(only: list[str] | None) -> list[str]:

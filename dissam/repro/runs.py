@@ -95,6 +95,13 @@ def table_three_runs(profile: Profile) -> list[str]:
             if (method := ablation_row(profile, a, seed)[1]) != ISNET_OFFICIAL]
 
 
+def table_two_runs(profile: Profile) -> list[str]:
+    """The trained runs Table II reads: IS-Net's stand-in (none when the published isnet.pth is given),
+    the main run, and DIS-SAM† when HQSeg-44K is given (:func:`dissam_methods` lists it once trained)."""
+    isnet = [] if profile.baselines.isnet_checkpoint is not None else [ISNET_RUN]
+    return [*isnet, MAIN, *hqseg_runs(profile)]
+
+
 def ablation_budget(profile: Profile) -> tuple[int, int]:
     """(iterations, batch size) of every Table III run: the main run's with ``ablation.main_budget``,
     else the ablation's own (its batch size defaulting to the main run's)."""

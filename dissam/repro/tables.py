@@ -51,6 +51,7 @@ PAPER_TE_ALL_NOTE = ("Paper rows print the paper's DIS-TE(ALL) as published; in 
                      "of that row's TE1-4 (" + ", ".join(f"{m} {k}" for m, k in PAPER_TE_ALL_OFF_MEAN) + ").")
 PAPER_NOTE = ("Paper rows: DIS-SAM paper (Liu, Fu, Jiang, Zhao; ICME 2025, arXiv 2401.00248), "
               "values as printed there.")
+CONDENSED_METRICS = ("maxF", "MAE", "HCE")  # what a notebook shows of a table; the files hold all six
 
 
 def _table_id(table: str) -> str:
@@ -149,6 +150,25 @@ def to_markdown(wide: pd.DataFrame, title: str = "", caption: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def condensed(wide: pd.DataFrame, metrics: tuple[str, ...] = CONDENSED_METRICS) -> pd.DataFrame:
+    """A short view of a printed table (``wide``, as :func:`render_table` gives it): one row per method (the
+    index), columns (data set, metric with its arrow) for ``metrics`` only, data sets in the table's order,
+    rounded as the Markdown prints them: 3 decimals, HCE a whole number (missing: <NA>). Table III's check
+    marks are left out (the row labels say the same)."""
+    found: dict[tuple[str, str], str] = {}  # (data set, metric) -> the wide column
+    for column in wide.columns:
+        dataset, _, metric = str(column).rpartition(" ")
+        if dataset and metric.rstrip("↑↓") in metrics:
+            found[dataset, metric.rstrip("↑↓")] = column
+    datasets = list(dict.fromkeys(dataset for dataset, _ in found))
+    columns = [found[d, m] for d in datasets for m in metrics if (d, m) in found]
+    out = wide.set_index("Method")[columns].astype(float)
+    out.columns = pd.MultiIndex.from_tuples([tuple(c.rsplit(" ", 1)) for c in columns], names=["data set", "metric"])
+    for column in out.columns:
+        out[column] = out[column].round().astype("Int64") if column[1].startswith("HCE") else out[column].round(3)
+    return out
+
+
 def render_table(df_long: pd.DataFrame, table: str = "I", paper: bool = True, source_label: str = "reproduced",
                  caption: str | None = None, conventions: bool = False) -> tuple[pd.DataFrame, str]:
     """(wide DataFrame, Markdown) of Table ``table``: the paper's rows, marked "(paper)", then ours.
@@ -207,11 +227,17 @@ def write_table(df_long: pd.DataFrame, table: str, out_dir: str | Path, name: st
 class Table:
     """One reproduced table: ``long`` (our rows as evaluated: method, dataset, six metrics), ``wide`` (the
     paper's rows and ours, as printed) and ``markdown`` (what ``<name>.md`` holds). A notebook shows it
-    as the rendered table."""
+    as the rendered table, or :meth:`condensed`. Table III also keeps ``per_seed`` (one row per
+    configuration and seed, as :func:`ablation_seed_scores` gives it)."""
 
     long: pd.DataFrame
     wide: pd.DataFrame
     markdown: str
+    per_seed: pd.DataFrame | None = None
+
+    def condensed(self, metrics: tuple[str, ...] = CONDENSED_METRICS) -> pd.DataFrame:
+        """The paper's rows and ours for ``metrics`` only, rounded (:func:`condensed`)."""
+        return condensed(self.wide, metrics)
 
     def _repr_markdown_(self) -> str:
         return self.markdown
@@ -299,22 +325,43 @@ def seed_stats(per_seed: pd.DataFrame, metric: str = "maxF") -> pd.DataFrame:
     return per_seed.groupby("method", sort=False)[metric].agg(["mean", "std"]).fillna(0.0)
 
 
-def order_claims(per_seed: pd.DataFrame, metric: str = "maxF", labels: dict[str, str] | None = None) -> list[str]:
-    """The paper's Table III orders checked against the spread over seeds: a gap in the mean is called an
-    order only when it exceeds the larger of the two rows' standard deviations (with one seed: any gap).
+WITHIN_SPREAD = "within the seed spread"
+
+
+def order_checks(per_seed: pd.DataFrame, metric: str = "maxF", labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """The paper's Table III orders (:data:`ABLATION_ORDER`) checked against the spread over seeds, one row
+    per order: ``higher``, ``lower`` (row labels), ``gap`` (mean of ``higher`` minus mean of ``lower``),
+    ``sd`` (the larger of the two rows' standard deviations over seeds) and ``verdict``: "holds" or
+    "reversed" when ``|gap| > sd``, else :data:`WITHIN_SPREAD` (with one seed sd is 0: any gap counts).
     ``labels`` renames a row of :data:`ABLATION_ORDER` to the label it has in ``per_seed``."""
     stats = seed_stats(per_seed, metric)
     labels = labels or {}
-    claims = []
+    rows = []
     for high, low in ((labels.get(h, h), labels.get(lo, lo)) for h, lo in ABLATION_ORDER):
         gap = stats.loc[high, "mean"] - stats.loc[low, "mean"]
         spread = max(stats.loc[high, "std"], stats.loc[low, "std"])
-        if abs(gap) <= spread:
-            verdict = f"within the seed spread ({gap:+.3f} vs sd {spread:.3f}): no order claimed"
+        verdict = WITHIN_SPREAD if abs(gap) <= spread else ("holds" if gap > 0 else "reversed")
+        rows.append({"higher": high, "lower": low, "gap": gap, "sd": spread, "verdict": verdict})
+    return pd.DataFrame(rows, columns=["higher", "lower", "gap", "sd", "verdict"])
+
+
+def order_claims(per_seed: pd.DataFrame, metric: str = "maxF", labels: dict[str, str] | None = None) -> list[str]:
+    """:func:`order_checks` as sentences (Table III's caption): a gap in the mean is called an order only
+    when it exceeds the larger of the two rows' standard deviations (with one seed: any gap)."""
+    claims = []
+    for row in order_checks(per_seed, metric, labels).itertuples(index=False):
+        if row.verdict == WITHIN_SPREAD:
+            verdict = f"{WITHIN_SPREAD} ({row.gap:+.3f} vs sd {row.sd:.3f}): no order claimed"
         else:
-            verdict = (f"{'holds' if gap > 0 else 'reversed'} ({gap:+.3f}, sd {spread:.3f})")
-        claims.append(f"{high} > {low}: {verdict}")
+            verdict = f"{row.verdict} ({row.gap:+.3f}, sd {row.sd:.3f})"
+        claims.append(f"{row.higher} > {row.lower}: {verdict}")
     return claims
+
+
+def ablation_labels(profile: Profile) -> dict[str, str]:
+    """{row label of :data:`ABLATION_ORDER`: the label it has in the profile's Table III}: row 1 says what
+    it is (the published IS-Net, or our RGB-only stand-in; :func:`dissam.repro.runs.ablation_row`)."""
+    return {runs.ABLATIONS[0].label: runs.ablation_row(profile, runs.ABLATIONS[0])[0]}
 
 
 def table_three(profile: Profile) -> Table:
@@ -331,8 +378,10 @@ def table_three(profile: Profile) -> Table:
         spread = seed_stats(per_seed)["std"]
         caption += (f" Each row is the mean of {len(seeds)} seeds; maxF standard deviation over seeds: "
                     + ", ".join(f"{m} {v:.3f}" for m, v in spread.items()) + ". The paper's orders on maxF: "
-                    + "; ".join(order_claims(per_seed, labels={runs.ABLATIONS[0].label: row_one})) + ".")
-    return _publish(df, profile, "III", "table3", caption)
+                    + "; ".join(order_claims(per_seed, labels=ablation_labels(profile))) + ".")
+    table = _publish(df, profile, "III", "table3", caption)
+    table.per_seed = per_seed
+    return table
 
 
 def _table_three_caption(profile: Profile, row_one: str) -> str:
