@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dissam.repro import figures, pipeline, runs, stages, tables
+from dissam.repro import config, figures, pipeline, runs, tables
 from dissam.repro.config import BaselineConfig, get_profile
 
 # ----------------------------------------------------------------------------- tables
@@ -81,7 +81,7 @@ def test_ensure_inputs_makes_data_stage1_and_gt_encoder_once(tmp_path, monkeypat
     assert first == profile.gt_encoder_checkpoint and first.is_file()
     assert (profile.data_root / "DIS-TR" / "im").is_dir()
     for split in ("DIS-TR", "DIS-VD"):
-        assert any(p.is_file() for p in stages.coarse_cache_dir(profile, split).rglob("*")), split
+        assert any(p.is_file() for p in config.coarse_cache_dir(profile, split).rglob("*")), split
     stamp = first.stat().st_mtime_ns
     assert pipeline.ensure_inputs(profile, progress=False) == first and first.stat().st_mtime_ns == stamp
     assert not profile.refiner_checkpoint.exists()  # the main run is ensure_refiner's job
