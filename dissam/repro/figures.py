@@ -28,7 +28,6 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from ..coarse import build_coarse
 from ..coarse.cache import KEY_CHUNK, MaskStore, image_digest
 from ..data.datasets import RefinerDataset
 from ..data.enrichment import Component, _kept_labels, connected_components, enrich_mask, label_components
@@ -249,8 +248,8 @@ def multi_box_figure(image: np.ndarray, boxes: list[Box], coarse: list[np.ndarra
 
 def training_curves(history: list[dict[str, float]], path: str | Path | None = None,
                     reference: dict[str, float] | None = None, title: str = "") -> "Figure":
-    """Loss terms against iterations, and validation maxF / MAE against training minutes
-    (``reference``: e.g. stage 1's own maxF/MAE, drawn as dashed lines)."""
+    """Loss terms and validation maxF / MAE against iterations (not minutes: the figure is the same on every
+    run; ``reference``: e.g. stage 1's own maxF/MAE, drawn as dashed lines)."""
     fig = _figure((10, 3.2))
     ax_loss, ax_f, ax_mae = fig.subplots(1, 3)
     its = [h["iteration"] for h in history]
@@ -263,12 +262,11 @@ def training_curves(history: list[dict[str, float]], path: str | Path | None = N
     ax_loss.set_title("training losses (smoothed)", fontsize=9)
     ax_loss.legend(fontsize=7)
     val = [h for h in history if "val_maxF" in h]
-    minutes = [h["seconds"] / 60 for h in val]
     for ax, key in ((ax_f, "maxF"), (ax_mae, "MAE")):
-        ax.plot(minutes, [h[f"val_{key}"] for h in val], "o-", ms=3, label="refined (val)")
+        ax.plot([h["iteration"] for h in val], [h[f"val_{key}"] for h in val], "o-", ms=3, label="refined (val)")
         if reference and key in reference:
             ax.axhline(reference[key], ls="--", c="gray", label="stage 1 alone")
-        ax.set_xlabel("training minutes")
+        ax.set_xlabel("iteration")
         ax.set_title(f"validation {key}", fontsize=9)
         ax.legend(fontsize=7)
     return _finish(fig, path, title)
@@ -283,22 +281,24 @@ def _smooth(values: list[float], window: int = 20) -> np.ndarray:
 
 
 def sample_grid(root: str | Path, split: str, n: int = 12, path: str | Path | None = None,
-                with_grabcut: bool = True, iters: int = 3) -> "Figure":
-    """``n`` images of ``root/split``: image | GT | GrabCut from the box (with IoU); each mask is shown by
-    darkening everything outside it. The box is the tight box of the whole GT."""
+                segmenter: Any = None) -> "Figure":
+    """``n`` images of ``root/split``: image | GT | ``segmenter``'s mask from the box (with IoU; the
+    profile's stage 1, :func:`dissam.repro.stages.build_stage1`, shows what training sees; None: no
+    third column); each mask is shown by darkening everything outside it. The box is the tight box of
+    the whole GT."""
     pairs = list_pairs(Path(root) / split)[:n]
-    grabcut = build_coarse("grabcut", iters=iters)  # the stage-1 segmenter itself: the grid shows what training sees
-    cols = 3 if with_grabcut else 2
+    cols = 3 if segmenter is not None else 2
     fig = _figure((2.4 * cols, 2.4 * len(pairs)))
     axes = fig.subplots(len(pairs), cols, squeeze=False)
     for row, pair in zip(axes, pairs):
         image, gt = pair.load()
         box = box_from_mask(gt)
         panels = [(image, pair.stem, None), (overlay(image, gt, None, dim=0.22), "GT", box)]
-        if with_grabcut:
-            gc = grabcut(image, box)
-            inter, union = np.logical_and(gc > 127, gt > 127).sum(), np.logical_or(gc > 127, gt > 127).sum()
-            panels.append((overlay(image, gc, None, dim=0.22), f"GrabCut IoU {inter / max(union, 1):.2f}", box))
+        if segmenter is not None:
+            coarse = segmenter(image, box)
+            inter = np.logical_and(coarse > 127, gt > 127).sum()
+            union = np.logical_or(coarse > 127, gt > 127).sum()
+            panels.append((overlay(image, coarse, None, dim=0.22), f"stage 1 IoU {inter / max(union, 1):.2f}", box))
         for ax, (im, title, b) in zip(row, panels):
             _show(ax, im, title, b)
     return _finish(fig, path)
