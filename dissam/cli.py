@@ -7,21 +7,24 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import predict_files
 from .data.splits import TRAIN_SPLIT
-from .repro.config import PROFILES, profile_from_params
-
-if TYPE_CHECKING:
-
-    pass
+from .repro.config import PROFILES, RunParams, profile_from_params
 
 
 def _profile(args: argparse.Namespace):
     """The named profile, with ``--data`` / ``--sam-checkpoint`` applied (a SAM checkpoint selects SAM)."""
-    return profile_from_params(args.profile, getattr(args, "data", None), getattr(args, "sam_checkpoint", None),
-                               isnet_checkpoint=getattr(args, "isnet_checkpoint", None))
+    return profile_from_params(_run_params(args))
+
+
+def _run_params(args: argparse.Namespace) -> RunParams:
+    """The options of a command as :class:`RunParams` (those it does not take are left at their defaults)."""
+    return RunParams(profile=args.profile, data_dir=getattr(args, "data", None),
+                     sam_checkpoint=getattr(args, "sam_checkpoint", None),
+                     sam_model_type=getattr(args, "sam_model_type", None), dry_run=getattr(args, "dry_run", False),
+                     isnet_checkpoint=getattr(args, "isnet_checkpoint", None),
+                     hq_sam_checkpoint=getattr(args, "hq_sam_checkpoint", None))
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -83,9 +86,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .repro.reproduce import run_series
 
-    return run_series(args.profile, data=args.data, sam_checkpoint=args.sam_checkpoint,
-                      sam_model_type=args.sam_model_type, dry_run=args.dry_run, notebooks=args.only,
-                      isnet_checkpoint=args.isnet_checkpoint, hq_sam_checkpoint=args.hq_sam_checkpoint)
+    return run_series(_run_params(args), notebooks=args.only)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

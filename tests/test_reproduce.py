@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from dissam.repro import reproduce
-from dissam.repro.config import get_profile
+from dissam.repro.config import RunParams, get_profile
 
 
 def _notebook(path, sources):
@@ -95,8 +95,8 @@ def test_paper_profile_dry_run_end_to_end(tmp_path, monkeypatch):
     generate_dataset(data, cfg, progress=False)
     checkpoint = tmp_path / "sam_tiny.pth"
     torch.save(build_tiny_sam().state_dict(), checkpoint)
-    code = reproduce.run_series("paper", data=data, sam_checkpoint=checkpoint, sam_model_type="tiny",
-                                dry_run=True)
+    code = reproduce.run_series(RunParams("paper", data_dir=data, sam_checkpoint=checkpoint, sam_model_type="tiny",
+                                          dry_run=True))
     assert code == 0
     figures = tmp_path / "runs" / "paper-dryrun" / "figures"
     for name in ("table1.md", "table2.md", "table3.md", "fig1_pipeline.png", "fig2_enrichment.png",

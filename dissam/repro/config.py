@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -361,33 +361,61 @@ def _matplotlib_inline() -> None:
         shell.run_line_magic("matplotlib", "inline")
 
 
-def notebook_profile(name: str | None = None, data_dir: str | Path | None = None,
-                     sam_checkpoint: str | Path | None = None, sam_model_type: str | None = None,
-                     dry: bool = False, isnet_checkpoint: str | Path | None = None,
-                     hq_sam_checkpoint: str | Path | None = None) -> Profile:
-    """A notebook's setup in one call: figures drawn inline, the profile its parameters cell describes,
+@dataclass(frozen=True)
+class RunParams:
+    """What a run asks for beyond its profile's defaults, in one object: the CLI's options and a notebook's
+    parameters (papermill injects them into the notebook as ``RUN``, a dict of these fields). None (or a
+    key left out): the profile's own. A SAM checkpoint selects SAM as stage 1."""
+
+    profile: str | None = None  # tiny | smoke | paper (None: $DISSAM_PROFILE, else smoke)
+    data_dir: str | Path | None = None  # a DIS5K-layout folder
+    sam_checkpoint: str | Path | None = None
+    sam_model_type: str | None = None  # vit_b | vit_l | vit_h (tiny for tests)
+    dry_run: bool = False  # the paper profile's code path on the CPU, two iterations at 64 px
+    isnet_checkpoint: str | Path | None = None  # the published IS-Net (Table I/II's IS-Net row; the refiner's start)
+    hq_sam_checkpoint: str | Path | None = None  # adds the HQ-SAM rows of Tables I and II
+
+    @classmethod
+    def of(cls, value: "RunParams | Mapping[str, Any] | str | None") -> "RunParams":
+        """``value`` as RunParams: itself, a dict of its fields (a notebook's ``RUN``), a profile name or None."""
+        if isinstance(value, RunParams):
+            return value
+        if value is None or isinstance(value, str):
+            return cls(profile=value)
+        unknown = set(value) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown run parameter(s) {sorted(unknown)}; known: "
+                             f"{', '.join(f.name for f in dataclasses.fields(cls))}")
+        return cls(**value)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The parameters that differ from the defaults, JSON-ready (what papermill passes as ``RUN``)."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()
+                if v not in (None, False)}
+
+
+def notebook_profile(params: "RunParams | Mapping[str, Any] | str | None" = None) -> Profile:
+    """A notebook's setup in one call: figures drawn inline, the profile its ``RUN`` parameters describe,
     its figures folder made, and one line saying where data, runs and figures go."""
     _matplotlib_inline()
-    profile = profile_from_params(name, data_dir, sam_checkpoint, sam_model_type, dry, isnet_checkpoint,
-                                  hq_sam_checkpoint)
+    profile = profile_from_params(params)
     profile.figures_dir.mkdir(parents=True, exist_ok=True)
     print(f"profile {profile.name}: data {profile.data_root}, runs {profile.run_dir}, figures {profile.figures_dir}")
     return profile
 
 
-def profile_from_params(name: str | None = None, data_dir: str | Path | None = None,
-                        sam_checkpoint: str | Path | None = None, sam_model_type: str | None = None,
-                        dry: bool = False, isnet_checkpoint: str | Path | None = None,
-                        hq_sam_checkpoint: str | Path | None = None) -> Profile:
-    """The profile a notebook's parameters cell describes (papermill injects these)."""
-    profile = get_profile(name)
+def profile_from_params(params: "RunParams | Mapping[str, Any] | str | None" = None) -> Profile:
+    """The profile a run's parameters describe (:class:`RunParams`): the one place the CLI's options and
+    the notebooks' parameters are applied."""
+    run = RunParams.of(params)
+    profile = get_profile(run.profile)
     profile.baselines = BaselineConfig(  # given files replace the profile's own (e.g. $DISSAM_ISNET_CHECKPOINT)
-        Path(isnet_checkpoint) if isnet_checkpoint else profile.baselines.isnet_checkpoint,
-        Path(hq_sam_checkpoint) if hq_sam_checkpoint else profile.baselines.hq_sam_checkpoint)
-    if data_dir:
-        profile.data.root = Path(data_dir)
-    if sam_checkpoint:
-        profile.coarse = replace(profile.coarse, kind="sam", checkpoint=Path(sam_checkpoint))
-    if sam_model_type:
-        profile.variant = replace(profile.variant, sam_model_type=sam_model_type)
-    return dry_run(profile) if dry else profile
+        Path(run.isnet_checkpoint) if run.isnet_checkpoint else profile.baselines.isnet_checkpoint,
+        Path(run.hq_sam_checkpoint) if run.hq_sam_checkpoint else profile.baselines.hq_sam_checkpoint)
+    if run.data_dir:
+        profile.data.root = Path(run.data_dir)
+    if run.sam_checkpoint:
+        profile.coarse = replace(profile.coarse, kind="sam", checkpoint=Path(run.sam_checkpoint))
+    if run.sam_model_type:
+        profile.variant = replace(profile.variant, sam_model_type=run.sam_model_type)
+    return dry_run(profile) if run.dry_run else profile

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-from .config import REPO_ROOT, profile_from_params
+from .config import REPO_ROOT, RunParams, profile_from_params
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 INSTALL_HINT = 'pip install "dissam[notebooks]"'
@@ -51,11 +50,10 @@ def _failure(err: BaseException) -> str:
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
 
-def run_series(profile: str | None = None, data: str | Path | None = None, sam_checkpoint: str | Path | None = None,
-               sam_model_type: str | None = None, dry_run: bool = False, notebooks: list[str] | None = None,
-               cell_timeout: int | None = None, isnet_checkpoint: str | Path | None = None,
-               hq_sam_checkpoint: str | Path | None = None) -> int:
-    """Execute the series; print each notebook's time; write the reader's copies of the executed notebooks
+def run_series(params: RunParams | None = None, notebooks: list[str] | None = None,
+               cell_timeout: int | None = None) -> int:
+    """Execute the series for ``params`` (:class:`RunParams`: the profile and its files, passed to every
+    notebook as ``RUN``); print each notebook's time; write the reader's copies of the executed notebooks
     into the profile's ``figures_dir / "notebooks"``; return a process exit code."""
     try:
         import papermill as pm
@@ -65,16 +63,13 @@ def run_series(profile: str | None = None, data: str | Path | None = None, sam_c
         raise ModuleNotFoundError(f"dissam reproduce runs the notebooks with papermill, which is not installed "
                                   f"({err}); install the notebook extra: {INSTALL_HINT}", name=err.name) from err
 
-    prof = profile_from_params(profile, data, sam_checkpoint, sam_model_type, dry_run, isnet_checkpoint,
-                               hq_sam_checkpoint)
+    params = RunParams.of(params)
+    prof = profile_from_params(params)
     out_dir = prof.run_dir / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
-    parameters = {"PROFILE": prof.name, "DATA_DIR": str(data) if data else None,
-                  "SAM_CHECKPOINT": str(sam_checkpoint) if sam_checkpoint else None,
-                  "SAM_MODEL_TYPE": sam_model_type, "DRY_RUN": dry_run,
-                  "ISNET_CHECKPOINT": str(isnet_checkpoint) if isnet_checkpoint else None,
-                  "HQ_SAM_CHECKPOINT": str(hq_sam_checkpoint) if hq_sam_checkpoint else None}
-    print(f"dissam reproduce: profile {prof.name}{' (dry run)' if dry_run else ''}; executed notebooks -> {out_dir}")
+    parameters = {"RUN": {**params.as_dict(), "profile": prof.name}}
+    print(f"dissam reproduce: profile {prof.name}{' (dry run)' if params.dry_run else ''}; "
+          f"executed notebooks -> {out_dir}")
     total = time.perf_counter()
     selected = _select(notebooks)
     for name in selected:
