@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dissam-setup
 PROFILE ?= smoke
 
-.PHONY: setup reproduce test test-lib test-notebooks test-browser lab bench gpu-check check-cpu clean
+.PHONY: setup reproduce reproduce-portable test test-lib test-notebooks test-browser lab bench gpu-check check-cpu clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,12 @@ $(STAMP): pyproject.toml
 # keeps the default: passive waiting made a smoke training step 1.5x slower on a quiet machine.)
 reproduce: setup
 	$(PY) -m dissam reproduce --profile $(PROFILE)
+
+# The same series with portable numerics (dissam.numerics: oneDNN off, ATen AVX2 kernels, MKL's COMPATIBLE
+# branch, 2 threads): the same bits on every x86-64 CPU with AVX2, at several times the training time
+# (README, "Numerics: the same bits on every CPU"). Runs and figures go to runs/$(PROFILE)-portable/.
+reproduce-portable: setup
+	$(PY) -m dissam reproduce --profile $(PROFILE) --numerics portable
 
 test: setup
 	bash scripts/ensure_chromium.sh

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from .config import PROFILES, get_profile, profile_from_params
 from .data.splits import TRAIN_SPLIT
+from .numerics import ENV_VAR as NUMERICS_ENV_VAR
+from .numerics import MODES, portable_environment
 
 if TYPE_CHECKING:
     import numpy as np
@@ -373,6 +375,17 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def set_numerics_environment(mode: str) -> None:
+    """``$DISSAM_NUMERICS`` and, for ``portable``, the variables torch and MKL read when they load
+    (:func:`dissam.numerics.portable_environment`): set before torch is imported, so this process and
+    the processes it starts run that mode."""
+    import os
+
+    if mode == "portable":
+        os.environ.update(portable_environment())
+    os.environ[NUMERICS_ENV_VAR] = mode
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dissam", description="DIS-SAM reproduction: data, stage-1 cache, "
                                      "training, evaluation, the notebook series, and box-prompted prediction.")
@@ -382,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--profile", choices=PROFILES, default=None,
                        help="run profile (default: $DISSAM_PROFILE, else smoke)")
+        p.add_argument("--numerics", choices=MODES, default=None,
+                       help="CPU numerics: native (fastest; the bits differ between CPUs) or portable (the same bits "
+                       "on every x86-64 CPU with AVX2, slower); default $DISSAM_NUMERICS, else native. See README, "
+                       "'Numerics: the same bits on every CPU'")
         if data_args:
             p.add_argument("--data", type=Path, help="a DIS5K-layout folder (default: the profile's)")
             p.add_argument("--sam-checkpoint", type=Path, help="SAM checkpoint for stage 1 (default: the profile's)")
@@ -454,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.numerics:  # before any command imports torch; notebook kernels and workers inherit it
+        set_numerics_environment(args.numerics)
     try:
         return int(args.func(args) or 0)
     except Exception as err:  # noqa: BLE001 - user errors become one line and exit 2; the rest propagate

@@ -163,6 +163,10 @@ class Profile:
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     device: str = "cpu"
     tag: str = ""  # a variant of the profile (e.g. "dryrun") runs in its own folder
+    # CPU numerics (dissam.numerics): "native" (fastest kernels; the bits differ between CPUs) or "portable"
+    # (the same bits on every x86-64 CPU with AVX2, slower). get_profile reads $DISSAM_NUMERICS; a portable
+    # profile runs in its own folder (tag "portable"), never mixing its checkpoints with native ones.
+    numerics: Literal["native", "portable"] = "native"
 
     @property
     def refiner_lr(self) -> float:
@@ -270,11 +274,18 @@ _BUILDERS = {"tiny": _tiny, "smoke": _smoke, "paper": _paper}
 
 
 def get_profile(name: str | None = None, **overrides: Any) -> Profile:
-    """Build a profile by name (default: ``$DISSAM_PROFILE``, else ``smoke``); overrides replace top-level fields."""
+    """Build a profile by name (default: ``$DISSAM_PROFILE``, else ``smoke``); overrides replace top-level fields.
+    ``$DISSAM_NUMERICS=portable`` gives the profile portable numerics and the tag "portable" (unless
+    ``numerics`` or ``tag`` is among the overrides)."""
+    from .numerics import requested_mode
+
     name = name or os.environ.get("DISSAM_PROFILE") or "smoke"
     if name not in _BUILDERS:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    return replace(_BUILDERS[name](), **overrides)
+    profile = _BUILDERS[name]()
+    if requested_mode() == "portable":
+        profile = replace(profile, numerics="portable", tag="portable")
+    return replace(profile, **overrides)
 
 
 def dry_run(profile: Profile) -> Profile:
@@ -285,8 +296,9 @@ def dry_run(profile: Profile) -> Profile:
     variant = profile.variant
     if variant.refiner_init == "isnet" and profile.baselines.isnet_checkpoint is None:
         variant = replace(variant, refiner_init="scratch")  # a dry run needs no download; given, it is used
+    tag = "dryrun" if profile.numerics == "native" else f"dryrun-{profile.numerics}"
     return replace(profile, train=train, ablation=AblationConfig(max_iters=2, workers=1), variant=variant,
-                   device="cpu", tag="dryrun")
+                   device="cpu", tag=tag)
 
 
 def _matplotlib_inline() -> None:
@@ -305,12 +317,18 @@ def notebook_profile(name: str | None = None, data_dir: str | Path | None = None
                      dry: bool = False, isnet_checkpoint: str | Path | None = None,
                      hq_sam_checkpoint: str | Path | None = None) -> Profile:
     """A notebook's setup in one call: figures drawn inline, the profile its parameters cell describes,
-    its figures folder made, and one line saying where data, runs and figures go."""
+    its figures folder made, one line saying where data, runs and figures go, and portable numerics put
+    in force when the profile has them (with a second line saying so)."""
     _matplotlib_inline()
     profile = profile_from_params(name, data_dir, sam_checkpoint, sam_model_type, dry, isnet_checkpoint,
                                   hq_sam_checkpoint)
     profile.figures_dir.mkdir(parents=True, exist_ok=True)
     print(f"profile {profile.name}: data {profile.data_root}, runs {profile.run_dir}, figures {profile.figures_dir}")
+    if profile.numerics != "native":  # before the notebook computes anything (dissam.numerics)
+        from .numerics import apply, describe
+
+        apply(profile.numerics)
+        print(describe())
     return profile
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import stages
+from . import numerics, stages
 from .config import Profile
 from .data.folders import list_pairs, read_mask
 from .data.transforms import to_original
@@ -209,6 +209,7 @@ def train_runs(profile: Profile, names: Iterable[str], progress: bool = True) ->
 
 def _train_one_thread(profile: Profile, names: list[str], progress: bool) -> dict[str, Path]:
     """The runs one after another in this process, with one thread (the numbers a worker gives)."""
+    numerics.apply(profile.numerics)  # first: in portable mode it pins the process's own thread count
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -294,8 +295,9 @@ class _Worker:
 
 def _worker_main() -> None:
     """``python -m dissam.runs``: train the runs (profile, names) pickled on stdin with one thread."""
-    torch.set_num_threads(1)
     profile, names = pickle.loads(sys.stdin.buffer.read())
+    numerics.apply(profile.numerics)  # the parent's environment came along; before the thread count
+    torch.set_num_threads(1)
     for name in names:
         print(f"{name}\t{train_run(profile, name, progress=False)}", flush=True)
 
@@ -417,6 +419,7 @@ def _refined(profile: Profile, run: str, split: str, sizes: dict[str, tuple[int,
     from .data.datasets import refiner_dataset
     from .model.inference import predict_prob
 
+    numerics.apply(profile.numerics)  # portable: no oneDNN convolutions (optimize_for_inference fuses none)
     device = _inference_device(profile)
     official = run == ISNET_OFFICIAL
     model, meta = load_run(checkpoint_of(profile, run), device, in_ch=3 if official else None)
