@@ -7,7 +7,7 @@ STAMP := $(VENV)/.dissam-setup
 WEIGHTS_STAMP := $(VENV)/.dissam-weights
 PROFILE ?= smoke
 
-.PHONY: setup lock weights reproduce test test-lib test-notebooks test-browser lab bench gpu-check check-cpu clean
+.PHONY: setup lock weights reproduce reproduce-portable test test-lib test-notebooks test-browser lab bench gpu-check check-cpu clean
 
 setup: $(STAMP) $(WEIGHTS_STAMP)
 
@@ -43,6 +43,12 @@ weights: $(STAMP)
 # docs/benchmarks.md, "The tests".)
 reproduce: setup
 	$(PY) -m dissam reproduce --profile $(PROFILE)
+
+# The same series with portable numerics (dissam.numerics: oneDNN off, ATen AVX2 kernels, MKL's COMPATIBLE
+# branch, 2 threads): the same bits on every x86-64 CPU with AVX2, at several times the training time
+# (docs/numerics.md). Runs and figures go to runs/$(PROFILE)-portable/.
+reproduce-portable: setup
+	$(PY) -m dissam reproduce --profile $(PROFILE) --numerics portable
 
 test: setup
 	bash scripts/ensure_chromium.sh

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from . import predict_files
 from .data.splits import TRAIN_SPLIT
+from .numerics import ENV_VAR as NUMERICS_ENV_VAR
+from .numerics import MODES, portable_environment
 from .repro.config import PROFILES, RunParams, profile_from_params
 
 
@@ -241,6 +244,24 @@ def _weights_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="convert again even if the checkpoint is there")
 
 
+def set_numerics_environment(mode: str) -> None:
+    """``$DISSAM_NUMERICS`` and, for ``portable``, the variables torch and MKL read when they load
+    (:func:`dissam.numerics.portable_environment`): set before torch is imported, so this process and
+    the processes it starts run that mode."""
+    if mode == "portable":
+        os.environ.update(portable_environment())
+    os.environ[NUMERICS_ENV_VAR] = mode
+
+
+def _numerics_first(argv: list[str] | None) -> None:
+    """``--numerics`` acts before anything imports torch (building the parser imports the check's options)."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--numerics", choices=MODES)
+    known, _ = early.parse_known_args(argv)
+    if known.numerics:
+        set_numerics_environment(known.numerics)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dissam", description="DIS-SAM reproduction: data, stage-1 cache, "
                                      "training, evaluation, the notebook series, and box-prompted prediction.")
@@ -250,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--profile", choices=PROFILES, default=None,
                        help="run profile (default: $DISSAM_PROFILE, else smoke)")
+        p.add_argument("--numerics", choices=MODES, default=None,
+                       help="CPU numerics: native (fastest; the bits differ between CPUs) or portable (the same bits "
+                       "on every x86-64 CPU with AVX2, slower); default $DISSAM_NUMERICS, else native. See "
+                       "docs/numerics.md")
         if data_args:
             p.add_argument("--data", type=Path, help="a DIS5K-layout folder (default: the profile's)")
             p.add_argument("--sam-checkpoint", type=Path, help="SAM checkpoint for stage 1 (default: the profile's)")
@@ -280,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _numerics_first(argv)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

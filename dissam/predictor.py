@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from . import numerics
 from .coarse import build_coarse
 from .coarse.cache import image_digest
 from .coarse.grabcut import GrabCutSegmenter
@@ -151,7 +152,8 @@ class DisSam:
     full size; ``"auto"`` (default): :func:`default_stage1_max_side` of the segmenter (GrabCut bounded,
     SAM full size). ``inference_path``: ``"auto"`` (default) times eager and the optimised refiner once
     on this machine at ``size`` and keeps the faster (:func:`dissam.model.path_choice.choose_inference_path`,
-    cached); ``"eager"`` or ``"optimised"`` fix it. The choice is in ``inference_choice``.
+    cached); ``"eager"`` or ``"optimised"`` fix it. Under portable numerics (:mod:`dissam.numerics`)
+    ``"auto"`` is ``"optimised"`` untimed, so every CPU runs the same path. The choice is in ``inference_choice``.
     ``refiner`` may also be a runner such as :class:`dissam.model.onnx_export.OnnxRefiner` (stage 2 on
     ONNX Runtime): a callable, numpy ``[B, C, S, S]`` -> probabilities ``[B, 1, S, S]``.
     ``refine_region``: what the refiner reads, shrunk to ``size``: the whole ``"image"`` (the paper), or
@@ -182,6 +184,9 @@ class DisSam:
             getattr(refiner, "backend", type(refiner).__name__))
         if self.backend != "torch":  # a runner, numpy [B, C, S, S] -> [B, 1, S, S] (OnnxRefiner)
             self.refiner, self.inference_choice = refiner, {"path": self.backend}
+        elif inference_path == AUTO and numerics.apply() == "portable":  # $DISSAM_NUMERICS; untimed, one path
+            self.refiner = build_path(refiner.to(self.device).eval(), "optimised")
+            self.inference_choice = {"path": "optimised", "source": "portable numerics"}
         elif inference_path == AUTO:  # timed once per machine, size and thread count (cached)
             self.refiner, self.inference_choice = choose_inference_path(
                 refiner.to(self.device).eval(), self.size, self.in_ch)

@@ -58,8 +58,10 @@ def fold_batchnorms(model: nn.Module) -> nn.Module:
 
 
 def _mkldnn_fusable(module: nn.Module) -> bool:
+    """Whether a conv can become a :class:`FusedConv2d`: oneDNN present and enabled (portable numerics,
+    :mod:`dissam.numerics`, turn it off), the op registered, a CPU fp32 weight."""
     w = getattr(module, "weight", None)
-    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    return (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
             and isinstance(w, torch.Tensor) and w.device.type == "cpu" and w.dtype == torch.float32)
 
 
@@ -145,7 +147,7 @@ class _ChannelsLastInput(nn.Module):
 def optimize_for_inference(model: nn.Module, channels_last: bool = True,
                            dtype: torch.dtype = torch.float32, fuse: bool = True) -> nn.Module:
     """An eval-mode copy of ``model`` (refiner or GT encoder) for fast CPU inference: BatchNorm folded
-    into the convs, weights and activations in channels_last and (``fuse``, CPU fp32 only) each conv
+    into the convs, weights and activations in channels_last and (``fuse``, CPU fp32 with oneDNN enabled) each conv
     + ReLU one oneDNN call with a prepacked weight (``FusedConv2d``; the copy then stays on the CPU:
     ``.to(device)`` does not move packed weights). The original model is untouched;
     ``forward`` and ``predict`` give eager mode's values within 1e-4. Inference only: not for saving

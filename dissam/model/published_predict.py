@@ -5,7 +5,7 @@ centres, no antialiasing, truncated back to uint8), divides by 255 and subtracts
 1.0), runs the network, upsamples maps[0] bilinearly to the image's size, min-max normalises it and
 saves ``x255`` truncated to uint8. :class:`PublishedISNet` does the same with
 :func:`dissam.data.transforms.make_input` / :func:`~dissam.data.transforms.to_original`, the resize and
-normalisation the evaluation of the published IS-Net uses (:func:`dissam.runs.refiner_predictions`).
+normalisation the evaluation of the published IS-Net uses (:func:`dissam.repro.runs.refiner_predictions`).
 One difference by design: images are read with their EXIF orientation applied (``Inference.py`` reads
 the stored pixel order); the two agree on images without an orientation tag.
 """

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..data.splits import ZERO_SHOT_SETS
+from ..numerics import apply as apply_numerics
+from ..numerics import describe as describe_numerics
+from ..numerics import requested_mode
 from ..variant import Variant
 
 if TYPE_CHECKING:
@@ -134,6 +137,10 @@ class Profile:
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     device: str = "cuda"
     tag: str = ""  # a variant of the profile (e.g. "dryrun") runs in its own folder
+    # CPU numerics (dissam.numerics): "native" (fastest kernels; the bits differ between CPUs) or "portable"
+    # (the same bits on every x86-64 CPU with AVX2, slower). get_profile reads $DISSAM_NUMERICS; a portable
+    # profile runs in its own folder (tag "portable"), never mixing its checkpoints with native ones.
+    numerics: Literal["native", "portable"] = "native"
 
     def torch_device(self, local_rank: int = 0) -> "torch.device":
         """Where this profile's models run (training, predictions): ``cuda:<local_rank>`` when the profile
@@ -331,11 +338,16 @@ _BUILDERS = {"tiny": _tiny, "smoke": _smoke, "paper": _paper}
 
 
 def get_profile(name: str | None = None, **overrides: Any) -> Profile:
-    """Build a profile by name (default: ``$DISSAM_PROFILE``, else ``smoke``); overrides replace top-level fields."""
+    """Build a profile by name (default: ``$DISSAM_PROFILE``, else ``smoke``); overrides replace top-level fields.
+    ``$DISSAM_NUMERICS=portable`` gives the profile portable numerics and the tag "portable" (unless
+    ``numerics`` or ``tag`` is among the overrides)."""
     name = name or os.environ.get("DISSAM_PROFILE") or "smoke"
     if name not in _BUILDERS:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    return replace(_BUILDERS[name](), **overrides)
+    profile = _BUILDERS[name]()
+    if requested_mode() == "portable":
+        profile = replace(profile, numerics="portable", tag="portable")
+    return replace(profile, **overrides)
 
 
 def dry_run(profile: Profile) -> Profile:
@@ -346,8 +358,9 @@ def dry_run(profile: Profile) -> Profile:
     variant = profile.variant
     if variant.refiner_init == "isnet" and profile.baselines.isnet_checkpoint is None:
         variant = replace(variant, refiner_init="scratch")  # a dry run needs no download; given, it is used
+    tag = DRY_RUN_TAG if profile.numerics == "native" else f"{DRY_RUN_TAG}-{profile.numerics}"
     return replace(profile, train=train, ablation=AblationConfig(max_iters=2, workers=1), variant=variant,
-                   device="cpu", tag=DRY_RUN_TAG)
+                   device="cpu", tag=tag)
 
 
 def _matplotlib_inline() -> None:
@@ -396,11 +409,15 @@ class RunParams:
 
 def notebook_profile(params: "RunParams | Mapping[str, Any] | str | None" = None) -> Profile:
     """A notebook's setup in one call: figures drawn inline, the profile its ``RUN`` parameters describe,
-    its figures folder made, and one line saying where data, runs and figures go."""
+    its figures folder made, one line saying where data, runs and figures go, and portable numerics put in
+    force when the profile has them (with a second line saying so)."""
     _matplotlib_inline()
     profile = profile_from_params(params)
     profile.figures_dir.mkdir(parents=True, exist_ok=True)
     print(f"profile {profile.name}: data {profile.data_root}, runs {profile.run_dir}, figures {profile.figures_dir}")
+    if profile.numerics != "native":  # before the notebook computes anything (dissam.numerics)
+        apply_numerics(profile.numerics)
+        print(describe_numerics())
     return profile
 
 

@@ -1,7 +1,7 @@
 """The paper profile's wall-clock on one GPU node, notebook by notebook: a stage model in plain arithmetic.
 
 :func:`paper_plan` lists the work notebooks 00-06 do on the paper profile, in order, with the budgets
-the code has (``dissam.config.get_profile("paper")``, :mod:`dissam.runs`: iteration counts, validation
+the code has (``dissam.repro.config.get_profile("paper")``, :mod:`dissam.repro.runs`: iteration counts, validation
 intervals, which runs each notebook trains, which methods each table evaluates on which splits, which
 resized caches each run and evaluation builds first) and DIS5K's split sizes. :func:`stages` prices
 each piece of work with measured per-core CPU rates (:mod:`dissam.repro.rates`) and the stated GPU
@@ -14,7 +14,7 @@ is ``max(gpu_s + serial_s, parallel_core_s / width)`` when the parallel part run
 (``overlapped``: DataLoader workers during training and validation, stage 1's read-ahead and writer
 threads), else ``gpu_s + serial_s + parallel_core_s / width``. Training is the first case per batch:
 ``max(gpu_step, batch * loader_core_s / workers)``. The GPU-busy share is total GPU seconds over total
-wall-clock. Nothing here imports torch: the plan reads :mod:`dissam.runs` (which does) only in
+wall-clock. Nothing here imports torch: the plan reads :mod:`dissam.repro.runs` (which does) only in
 :func:`paper_plan`.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from . import runs
 from .config import BaselineConfig, get_profile
 
 # DIS5K's split sizes (Qin et al., ECCV 2022) and the zero-shot sets' test images; DIS-TR has 3,880
-# samples after the authors' enrichment (the paper's count, dissam.config.Variant.enrichment).
+# samples after the authors' enrichment (the paper's count, dissam.repro.config.Variant.enrichment).
 SPLIT_IMAGES = {"DIS-TR": 3000, "DIS-VD": 470, "DIS-TE1": 500, "DIS-TE2": 500, "DIS-TE3": 500, "DIS-TE4": 500,
                 "COIFT": 280, "HRSOD": 400, "ThinObject5K-TE": 500}
 ENRICHED_TRAIN_SAMPLES = 3880
@@ -321,7 +321,7 @@ def paper_profile(profile=None):
 
 def paper_plan(profile=None, images: Mapping[str, int] | None = None, figure_images: int = 40) -> list[Work]:
     """The work of notebooks 00-06 on ``profile`` (default: the paper profile with ``isnet.pth`` given) in
-    order: budgets from the profile and :mod:`dissam.runs`, images per split from ``images`` (default
+    order: budgets from the profile and :mod:`dissam.repro.runs`, images per split from ``images`` (default
     :data:`SPLIT_IMAGES`; zero-shot sets without a count are left out, as a data root without them).
     DIS-SAM† (HQSeg-44K given) is priced for its training and validation only: its images are read per
     item from the files, and its stage-1 pass is not counted."""

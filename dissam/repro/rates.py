@@ -16,7 +16,7 @@ the machine does not inflate them and a projection can spread them over any numb
 - the training loader's worker cost per sample: ``TrainingItems[(i, hflip, vflip)]`` and its share of
   ``default_collate`` (the conversion to floats runs on the device);
 - what evaluation does per image on the main process: the refiner's prediction data set read as
-  :mod:`dissam.runs` reads it (float tensors, batches of 16), the upsampling to the image size with the
+  :mod:`dissam.repro.runs` reads it (float tensors, batches of 16), the upsampling to the image size with the
   PNG write, and a stage-1 prediction read from the cache and written;
 - the six metrics (:func:`dissam.evaluation.seconds_per_image`, fresh and with GT skeletons on disk) and
   reading a prediction and its GT back; GT components of a training image (notebook 00's summary);
@@ -245,7 +245,7 @@ def _loader(train, spec: RateSpec) -> float:
 
 
 def _predictions(val, cache: Path, key: str, out: Path) -> dict[str, float]:
-    """Per image on the main process: the prediction data set read as dissam.runs reads it, a map upsampled
+    """Per image on the main process: the prediction data set read as dissam.repro.runs reads it, a map upsampled
     to the image size and written, read back with its GT, and a stage-1 prediction from the cache."""
     from torch.utils.data import DataLoader
 

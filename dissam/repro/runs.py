@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .. import numerics
 from ..data.datasets import RefinerDataset
 from ..data.enrichment import whole_mask
 from ..data.folders import list_pairs
@@ -219,6 +220,7 @@ def train_runs(profile: Profile, names: Iterable[str], progress: bool = True) ->
 
 def _train_one_thread(profile: Profile, names: list[str], progress: bool) -> dict[str, Path]:
     """The runs one after another in this process, with one thread (the numbers a worker gives)."""
+    numerics.apply(profile.numerics)  # first: in portable mode it pins the process's own thread count
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -304,8 +306,9 @@ class _Worker:
 
 def _worker_main() -> None:
     """``python -m dissam.repro.runs``: train the runs (profile, names) pickled on stdin with one thread."""
-    torch.set_num_threads(1)
     profile, names = pickle.loads(sys.stdin.buffer.read())
+    numerics.apply(profile.numerics)  # the parent's environment came along; before the thread count
+    torch.set_num_threads(1)
     for name in names:
         print(f"{name}\t{train_run(profile, name, progress=False)}", flush=True)
 
@@ -410,6 +413,7 @@ def load_run(path: Path, device: str = "cpu", in_ch: int | None = None) -> tuple
 def _refined(profile: Profile, run: str, split: str, sizes: dict[str, tuple[int, int]],
              batch_size: int) -> dict[str, np.ndarray]:
     """uint8 maps of a run on every sample of a split (one per image with GT foreground), at ``sizes``."""
+    numerics.apply(profile.numerics)  # portable: no oneDNN convolutions (optimize_for_inference fuses none)
     device = profile.torch_device()
     official = run == ISNET_OFFICIAL
     model, meta = load_run(checkpoint_of(profile, run), device, in_ch=3 if official else None)

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, Sampler
 from tqdm.auto import tqdm
 
-from .. import losses
+from .. import losses, numerics
 from ..data.datasets import RefinerDataset, TrainingItems, draw_flips
 from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
 from ..metrics.running import RunningScores
@@ -510,6 +510,7 @@ def train_gt_encoder(profile: Profile, progress: bool = True, force: bool = Fals
     path = profile.gt_encoder_checkpoint
     if path.exists() and not force:
         return path
+    numerics.apply(profile.numerics)  # portable: dissam.numerics
     world = init_world(profile.device)
     _run_loop(_gt_encoder_loop(profile, world, profile.torch_device(world.local_rank)), progress=progress)
     return path
@@ -636,6 +637,7 @@ def train_refiner(profile: Profile, spec: RunSpec | None = None, resume: bool = 
     """
     spec = spec or RunSpec()
     best_path, last_path = spec.checkpoint(profile), spec.last_checkpoint(profile)
+    numerics.apply(profile.numerics)  # before torch computes anything here (portable: dissam.numerics)
     # Read once, onto the CPU whatever the device: load_state_dict copies weights and optimiser state to
     # the parameters' device, and RNG states must stay CPU tensors.
     state = load_checkpoint(last_path, map_location="cpu") if resume and last_path.exists() else None
