@@ -12,14 +12,13 @@ first use) and saves it when given a path.
 
 The last section holds the notebooks' one-example walkthroughs (``*_walkthrough``, with the array-level
 ``component_table``, ``components_figure``, ``input_panels``, ``loss_table``, ``feature_pairs_figure``,
-``score_curves_figure``, ``hce_regions`` and ``hce_figure``): one GT's components, one stage-1 cache
+``score_curves_figure`` and ``hce_figure``): one GT's components, one stage-1 cache
 entry, one sample's input channels, one batch's loss terms and feature pairs, one image's F/E curves and
 the points HCE counts. They write no figure file (``stage1_walkthrough`` stores its one mask in the
 stage-1 cache, as the cache itself would).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -35,8 +34,7 @@ from ..data.folders import list_pairs, read_image, read_mask
 from ..data.prompts import Box, box_channel, box_from_mask, clip_box
 from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
 from ..metrics import DISMetrics, image_metrics
-from ..metrics.hce import _CROSS, _boundary_points, gt_skeleton, relaxed_errors
-from ..metrics.inputs import prepare_pair
+from ..metrics.hce import HCERegions, hce_regions
 from ..model import build_refiner
 from ..model.checkpoint import load_gt_encoder, load_refiner
 from ..outputs import BOX_COLOUR, box_edges, cutout, on_checkerboard, overlay
@@ -413,7 +411,7 @@ def figure_index(profile: Profile) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- one-example walkthroughs
 # Each notebook shows its step on one example before running it on the data set. Array-level functions
 # (``component_table``, ``components_figure``, ``input_panels``, ``loss_table``, ``feature_pairs_figure``,
-# ``score_curves_figure``, ``hce_regions``, ``hce_figure``) take what they show; ``*_walkthrough`` functions
+# ``score_curves_figure``, ``hce_figure``) take what they show; ``*_walkthrough`` functions
 # pick the example from a profile. They write no figure file: they teach, the figures above are the results.
 def component_table(gt: np.ndarray, rule: str = "filtered") -> pd.DataFrame:
     """One row per 8-connected component of ``gt`` (largest first): its area, share of the image, box and
@@ -659,55 +657,10 @@ def score_curves_figure(pred: np.ndarray, gt: np.ndarray, title: str = "") -> "F
     return _finish(fig, None, title)
 
 
-@dataclass
-class HCERegions:
-    """What HCE counts on one image: the relaxed false-positive and false-negative regions (bool, the
-    GT skeleton's missed pixels added to the latter) and the points a human would click to fix each side:
-    polygon vertices along the boundary next to the other regions, and one point per region that needs no
-    boundary edit. ``len(fp_points) + len(fn_points)`` is the image's HCE."""
-
-    fp: np.ndarray
-    fn: np.ndarray
-    fp_points: np.ndarray  # (n, 2) x, y
-    fn_points: np.ndarray
-
-    @property
-    def hce(self) -> int:
-        return len(self.fp_points) + len(self.fn_points)
-
-
-def _correction_points(region: np.ndarray, other: np.ndarray, epsilon: float) -> np.ndarray:
-    """The points HCE counts for ``region``: the polygon vertices of its boundary runs that meet ``other``
-    (the metric's own run finder), then one pixel of each connected part that no such run touches."""
-    if not region.any():
-        return np.zeros((0, 2), np.int64)
-    u8 = region.astype(np.uint8)
-    contours = cv2.findContours(u8, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)[0]
-    runs, touched = _boundary_points(contours, cv2.dilate(other.astype(np.uint8), _CROSS).astype(bool))
-    vertices = [r if len(r) <= 2 else cv2.approxPolyDP(r.reshape(-1, 1, 2).astype(np.int32), epsilon, False)
-                for r in runs]
-    found = [np.asarray(v).reshape(-1, 2) for v in vertices]
-    if not region.all():  # as the metric: a region covering the whole image counts no click
-        parts = cv2.connectedComponents(u8, connectivity=8)[1].ravel()
-        free = np.setdiff1d(np.unique(parts[parts > 0]), parts[touched])
-        firsts = np.array([np.flatnonzero(parts == p)[0] for p in free], np.int64)
-        found.append(np.stack([firsts % region.shape[1], firsts // region.shape[1]], 1).reshape(-1, 2))
-    return np.concatenate(found).astype(np.int64) if found else np.zeros((0, 2), np.int64)
-
-
-def hce_regions(pred: np.ndarray, gt: np.ndarray, relax: int = 5, epsilon: float = 2.0) -> HCERegions:
-    """:func:`dissam.metrics.hce` step by step, keeping what it counts (same binarisation, relaxation and
-    counting; ``hce_regions(p, g).hce == hce(p, g)``)."""
-    p8, g = prepare_pair(pred, gt)
-    p = p8 > 128
-    tp, fp_r, fn_r = relaxed_errors(p, g, gt_skeleton(g), relax)
-    return HCERegions(fp_r, fn_r, _correction_points(fp_r, tp | fn_r, epsilon),
-                      _correction_points(fn_r, ~(tp | fp_r | fn_r), epsilon))
-
-
 def hce_figure(image: np.ndarray, pred: np.ndarray, gt: np.ndarray, regions: HCERegions, title: str = "") -> "Figure":
     """Image | prediction against GT (white: right, red: false positive, blue: false negative) | the
-    relaxed regions HCE keeps with the points it counts (x: false-positive side, o: false-negative side)."""
+    relaxed regions HCE keeps (:func:`dissam.metrics.hce.hce_regions`) with the points it counts
+    (x: false-positive side, o: false-negative side)."""
     p, g = pred > 128, gt > 128
     errors = np.zeros((*g.shape, 3), np.uint8)
     errors[p & g], errors[p & ~g], errors[g & ~p] = 255, (230, 25, 75), (0, 130, 200)
