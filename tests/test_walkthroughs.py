@@ -6,20 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from matplotlib.patches import Rectangle
-from pandas.testing import assert_frame_equal
-
 from dissam import losses
-from dissam.repro import figures, runs, stages
 from dissam.coarse.cache import MaskStore
-from dissam.repro.config import get_profile
 from dissam.data.enrichment import connected_components, enrich_mask
 from dissam.data.folders import list_pairs
+from dissam.data.prompts import box_from_mask
 from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
 from dissam.metrics import image_metrics
 from dissam.metrics.hce import hce
 from dissam.model import build_gt_encoder
 from dissam.model.checkpoint import save_gt_encoder
+from dissam.repro import figures, runs, stages
+from dissam.repro.config import get_profile
+from matplotlib.patches import Rectangle
+from pandas.testing import assert_frame_equal
 
 
 @pytest.fixture(scope="module")
@@ -47,28 +47,6 @@ def _gt_with_parts() -> np.ndarray:
     gt[50:60, 5:15] = 255  # 100 px
     gt[62, 62] = 255  # a speck: under 0.4% of the image
     return gt
-
-
-def test_component_panel_boxes_every_component_and_table_counts_samples():
-    gt = _gt_with_parts()
-    image = np.dstack([gt] * 3)
-    fig = figures.components_figure(image, gt)
-    boxes = [p for p in fig.axes[1].patches if isinstance(p, Rectangle)]
-    assert len(boxes) == len(connected_components(gt)) == 4
-    assert {(int(b.get_x() + 0.5), int(b.get_y() + 0.5)) for b in boxes} >= {(2, 2), (40, 30), (5, 50), (62, 62)}
-    table = figures.component_table(gt, "filtered")
-    assert list(table["sample"]) == ["#1", "#2", "#3", "dropped", "#4"]  # the whole mask kept as well
-    assert (table["sample"] != "dropped").sum() == len(enrich_mask(gt, "filtered"))
-    assert list(table["area (px)"][:4]) == [324, 200, 100, 1]
-    every = figures.component_table(gt, "components")
-    assert len(every) == 4 and "dropped" not in set(every["sample"])
-
-
-def test_enrichment_walkthrough_picks_a_multi_component_gt(profile):
-    table, fig = figures.enrichment_walkthrough(profile)
-    components = table.drop(index="whole mask", errors="ignore")
-    assert len(components) >= 2
-    assert len([p for p in fig.axes[1].patches if isinstance(p, Rectangle)]) == len(components)
 
 
 def test_stage1_walkthrough_entry_is_what_the_cache_reads(profile, manifests):
@@ -192,3 +170,18 @@ def test_evaluation_walkthrough_on_one_image(profile, manifests):
     f_line = next(line for line in curves.axes[0].lines if line.get_label() == "F")
     assert f_line.get_ydata().max() == pytest.approx(row["maxF"])
     assert f"HCE {int(row['HCE'])} " in hce_fig.axes[2].get_title()
+
+
+def test_components_figure_boxes_every_component_largest_first():
+    gt = _gt_with_parts()
+    fig = figures.components_figure(np.dstack([gt] * 3), gt)
+    boxes = [p for p in fig.axes[1].patches if isinstance(p, Rectangle)]
+    components = connected_components(gt)
+    assert len(boxes) == len(components) == 4
+    drawn = [(int(b.get_x() + 0.5), int(b.get_y() + 0.5), int(b.get_x() + 0.5 + b.get_width()),
+              int(b.get_y() + 0.5 + b.get_height())) for b in boxes]
+    assert drawn == [box_from_mask(c) for c in components]  # numbered as connected_components orders them
+    assert [t.get_text() for t in fig.axes[1].texts] == ["1", "2", "3", "4"]
+    assert f"-> {len(enrich_mask(gt, 'filtered'))} training samples" in fig.get_suptitle()
+    assert f"-> {len(enrich_mask(gt, 'components'))} training samples" in \
+        figures.components_figure(np.dstack([gt] * 3), gt, "components").get_suptitle()

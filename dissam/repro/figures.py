@@ -10,26 +10,25 @@ the examples from a profile's data, runs and predictions (:mod:`dissam.repro.run
 ``profile.figures_dir``. Every function returns a matplotlib Figure (no pyplot state; matplotlib loads on
 first use) and saves it when given a path.
 
-The last section holds the notebooks' one-example walkthroughs (``*_walkthrough``, with the array-level
-``component_table``, ``components_figure``, ``input_panels``, ``loss_table``, ``feature_pairs_figure``,
-``score_curves_figure`` and ``hce_figure``): one GT's components, one stage-1 cache
-entry, one sample's input channels, one batch's loss terms and feature pairs, one image's F/E curves and
-the points HCE counts. They write no figure file (``stage1_walkthrough`` stores its one mask in the
-stage-1 cache, as the cache itself would).
+The last section draws one example of a step, computed by a notebook's own cells (``components_figure``,
+``input_panels``, ``feature_pairs_figure``, ``score_curves_figure``, ``hce_figure``); the
+``*_walkthrough`` functions left there pick the example from a profile for the notebooks that do not
+compute it themselves yet (stage-1 cache entry, input channels, loss terms and feature pairs, F/E curves
+and HCE points). They write no figure file (``stage1_walkthrough`` stores its one mask in the stage-1
+cache, as the cache itself would).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from ..coarse import build_coarse
 from ..coarse.cache import KEY_CHUNK, MaskStore, image_digest
 from ..data.datasets import RefinerDataset
-from ..data.enrichment import Component, _kept_labels, connected_components, enrich_mask, label_components
+from ..data.enrichment import Component, connected_components, enrich_mask, label_components
 from ..data.folders import list_pairs, read_image, read_mask
 from ..data.prompts import Box, box_channel, box_from_mask, clip_box
 from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
@@ -413,28 +412,10 @@ def figure_index(profile: Profile) -> pd.DataFrame:
 # (``component_table``, ``components_figure``, ``input_panels``, ``loss_table``, ``feature_pairs_figure``,
 # ``score_curves_figure``, ``hce_figure``) take what they show; ``*_walkthrough`` functions
 # pick the example from a profile. They write no figure file: they teach, the figures above are the results.
-def component_table(gt: np.ndarray, rule: str = "filtered") -> pd.DataFrame:
-    """One row per 8-connected component of ``gt`` (largest first): its area, share of the image, box and
-    the training sample it becomes under ``rule`` ("dropped": under 0.4% of the image, ``filtered`` rule),
-    then a row for the whole mask when the rule keeps it as a sample too."""
-    labels, order, stats = label_components(gt)
-    _, kept, whole_too = _kept_labels(gt, rule, 128)
-    rows = []
-    for k, label in enumerate(order):
-        area = int(stats[label, cv2.CC_STAT_AREA])
-        sample = f"#{kept.index(label) + 1}" if label in kept else "dropped"
-        rows.append({"component": str(k + 1), "area (px)": area, "share of image": f"{area / gt.size:.2%}",
-                     "box (x0, y0, x1, y1)": box_from_mask(labels == label), "sample": sample})
-    if whole_too:
-        whole = gt > 128
-        rows.append({"component": "whole mask", "area (px)": int(whole.sum()), "share of image": "",
-                     "box (x0, y0, x1, y1)": box_from_mask(whole), "sample": f"#{len(kept) + 1}"})
-    return pd.DataFrame(rows).set_index("component")
-
-
 def components_figure(image: np.ndarray, gt: np.ndarray, rule: str = "filtered") -> "Figure":
-    """Image | GT with each 8-connected component in its own colour and its tight box (numbered as in
-    :func:`component_table`); the title counts one image -> its samples under ``rule``."""
+    """Image | GT with each 8-connected component in its own colour and its tight box, numbered largest
+    first (as :func:`dissam.data.enrichment.connected_components` orders them); the title counts one
+    image -> its samples under ``rule``."""
     from matplotlib.patches import Rectangle
 
 
@@ -459,14 +440,6 @@ def _first_with_components(profile: Profile, split: str, at_least: int = 2, scan
     """The first image of ``split`` (of its first ``scan``) with ``at_least`` components, else the first."""
     pairs = list_pairs(stages.split_dir(profile, split))
     return next((p for p in pairs[:scan] if len(connected_components(read_mask(p.gt_path))) >= at_least), pairs[0])
-
-
-def enrichment_walkthrough(profile: Profile, split: str = TRAIN_SPLIT) -> tuple[pd.DataFrame, "Figure"]:
-    """Notebook 00: one training GT with several components, as :func:`component_table` and
-    :func:`components_figure` under the profile's enrichment rule."""
-    image, gt = _first_with_components(profile, split).load()
-    rule = profile.variant.enrichment
-    return component_table(gt, rule), components_figure(image, gt, rule)
 
 
 def stage1_walkthrough(profile: Profile, split: str = TRAIN_SPLIT, segmenter=None) -> tuple[pd.DataFrame, "Figure"]:
