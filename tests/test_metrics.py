@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dissam.metrics import METRICS, DISMetrics, SkeletonCache, image_metrics
-from dissam.metrics.hce import gt_skeleton, hce
+from dissam.metrics.hce import gt_skeleton, hce, hce_regions
 from dissam.metrics.weighted_f import gaussian_1d
 
 REF = Path(__file__).resolve().parent / "reference" / "metrics"
@@ -201,6 +201,48 @@ def test_hce_binarises_the_raw_prediction_not_the_min_max_scaled_one():
     gt = _blob()
     pred = np.where(gt > 128, 120, 10).astype(np.uint8)  # min-max scaling would lift 120 to 255
     assert image_metrics(pred, gt)["HCE"] == hce(np.zeros_like(gt), gt) > 0
+
+
+def _hce_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
+    """(pred, gt) pairs with errors on both sides: blurred, shifted, with a hole and a distant blob,
+    speckled, and the two extremes."""
+    gt = _blob()
+    holed = gt.copy()
+    cv2.circle(holed, (30, 20), 6, 0, -1)  # a missed piece inside the object: a false negative with no FP next to it
+    cv2.rectangle(holed, (48, 2), (60, 14), 255, -1)  # a distant false positive: one click
+    speckled = gt | (np.random.default_rng(0).random(gt.shape) < 0.05).astype(np.uint8) * 255
+    return [(cv2.GaussianBlur(gt, (9, 9), 3), gt), (np.roll(gt, 7, axis=1), gt), (holed, gt), (speckled, gt),
+            (np.zeros_like(gt), gt), (np.full_like(gt, 255), gt), *[(p, g) for p, g in _reference_pairs()]]
+
+
+def _reference_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
+    return [_load(rec["name"]) for rec in EXPECTED["per_image"]]
+
+
+def test_hce_regions_are_what_hce_counts():
+    sides = np.zeros(2, int)
+    for pred, gt in _hce_pairs():
+        regions = hce_regions(pred, gt)
+        assert regions.hce == hce(pred, gt) == image_metrics(pred, gt)["HCE"] == pysod_hce(pred, gt)
+        p, g = pred > 128, gt > 128
+        assert not (regions.fp & ~(p & ~g)).any()  # relaxed false positives lie in the false positives
+        assert not (regions.fn & ~(g & ~p)).any()  # relaxed false negatives (and missed skeleton) in the misses
+        for points, region in ((regions.fp_points, regions.fp), (regions.fn_points, regions.fn)):
+            assert points.dtype == np.int64 and points.shape == (len(points), 2)
+            assert region[points[:, 1], points[:, 0]].all()  # every counted point (x, y) lies on its region
+        sides += len(regions.fp_points), len(regions.fn_points)
+    assert (sides > 0).all()  # both sides were counted somewhere: the checks are not vacuous
+
+
+def test_hce_counts_one_click_for_a_region_with_no_boundary_to_edit():
+    gt = np.zeros((40, 40), np.uint8)
+    gt[5:15, 5:15] = 255
+    pred = gt.copy()
+    pred[25:37, 25:37] = 255  # a false-positive square far from the object: fixed by one click
+    regions = hce_regions(pred, gt)
+    assert regions.hce == 1 and len(regions.fn_points) == 0
+    y, x = np.argwhere(regions.fp)[0]
+    assert regions.fp_points.tolist() == [[x, y]]  # the relaxed region's first pixel in raster order
 
 
 def test_perfect_prediction():

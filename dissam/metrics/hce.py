@@ -8,6 +8,8 @@ the contour points that need a human (next to the region a correction meets, eac
 contour order), the runs of such points (the last run of a contour joined with the reversed first run
 when they touch), one polygon per run (``cv2.approxPolyDP``) and one click per region that needs no
 boundary edit. The per-point Python loop of the official code is vectorised here; the result is the same.
+:func:`hce_regions` returns what is counted (the relaxed regions and the points, as (x, y) pixels);
+:func:`hce` is their number.
 
 Edge case, as the official code does it: a relaxed region covering the whole image (an empty GT with a
 full prediction, or the reverse) counts no independent region. pysodmetrics counts one there.
@@ -23,6 +25,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -165,23 +168,31 @@ def _boundary_points(contours: tuple, condition: np.ndarray) -> tuple[list[np.nd
     return runs, flat[keep]
 
 
-def _corrections(mask: np.ndarray, condition: np.ndarray, epsilon: float) -> int:
-    """Polygon control points on the boundary of ``mask`` next to ``condition``, plus the regions of
-    ``mask`` that have no such boundary (each fixed by one click)."""
-    if not mask.any():
-        return 0
-    contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
-    near = cv2.dilate(condition.view(np.uint8), _CROSS).astype(bool)
+def correction_points(region: np.ndarray, other: np.ndarray, epsilon: float = 2.0) -> np.ndarray:
+    """The clicks that fix ``region`` (bool ``[H, W]``), as ``int64 [n, 2]`` (x, y) pixel positions: the
+    polygon vertices (Douglas-Peucker, ``epsilon``) of each run of its boundary next to ``other``, then one
+    pixel (the first in raster order) of each 8-connected part of ``region`` that no such run touches,
+    fixed by one click. A region covering the whole image has no part of the latter kind (the official
+    count has no background label then)."""
+    none = np.zeros((0, 2), np.int64)
+    if not region.any():
+        return none
+    u8 = region.view(np.uint8)
+    contours, _ = cv2.findContours(u8, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
+    near = cv2.dilate(other.view(np.uint8), _CROSS).astype(bool)
     runs, touched = _boundary_points(contours, near)
-    points = 0
-    for run in runs:
-        points += len(run) if len(run) <= 2 else len(cv2.approxPolyDP(run.reshape(-1, 1, 2).astype(np.int32),
-                                                                       epsilon, False))
-    if mask.all():  # the official count has no background label then, and counts no region
-        return points
-    n_labels, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
-    independent = (n_labels - 1) - np.unique(labels.ravel()[touched]).size
-    return points + int(independent)
+    found = [run if len(run) <= 2 else cv2.approxPolyDP(run.reshape(-1, 1, 2).astype(np.int32), epsilon, False)
+             for run in runs]
+    if not region.all():
+        n_labels, labels, stats, _ = cv2.connectedComponentsWithStats(u8, connectivity=8)
+        free = np.setdiff1d(np.arange(1, n_labels), labels.ravel()[touched])
+        tops, lefts, widths = (stats[free, k] for k in (cv2.CC_STAT_TOP, cv2.CC_STAT_LEFT, cv2.CC_STAT_WIDTH))
+        # The first pixel of a part in raster order lies in the top row of its bounding box.
+        xs = [left + int(np.argmax(labels[top, left:left + width] == label))
+              for label, top, left, width in zip(free, tops, lefts, widths)]
+        found.append(np.stack([np.asarray(xs, np.int64), tops.astype(np.int64)], 1))
+    found = [np.asarray(f, np.int64).reshape(-1, 2) for f in found]
+    return np.concatenate(found) if found else none
 
 
 def relaxed_errors(p: np.ndarray, g: np.ndarray, skeleton: np.ndarray, relax: int = 5
@@ -207,12 +218,36 @@ def relaxed_errors(p: np.ndarray, g: np.ndarray, skeleton: np.ndarray, relax: in
     return tp, fp_r, fn_r
 
 
-def hce(pred: np.ndarray, gt: np.ndarray, skeleton: np.ndarray | None = None,
-        relax: int = 5, epsilon: float = 2.0) -> int:
-    """HCE of a raw uint8 prediction against a uint8 or bool GT (both binarised at > 128 if uint8)."""
+@dataclass(frozen=True)
+class HCERegions:
+    """What HCE counts on one image: the relaxed false-positive and false-negative regions (bool
+    ``[H, W]``; the GT skeleton's missed pixels are part of ``fn``) and the clicks that fix each side
+    (:func:`correction_points`, ``int64 [n, 2]`` as (x, y)). The image's HCE is their number."""
+
+    fp: np.ndarray
+    fn: np.ndarray
+    fp_points: np.ndarray
+    fn_points: np.ndarray
+
+    @property
+    def hce(self) -> int:
+        return len(self.fp_points) + len(self.fn_points)
+
+
+def hce_regions(pred: np.ndarray, gt: np.ndarray, skeleton: np.ndarray | None = None,
+                relax: int = 5, epsilon: float = 2.0) -> HCERegions:
+    """The regions and points HCE counts, for a raw uint8 prediction and a uint8 or bool GT (both
+    binarised at > 128 if uint8). ``hce_regions(pred, gt).hce`` is :func:`hce`; ``skeleton``: the GT's,
+    when already known (:class:`SkeletonCache`)."""
     p = pred > 128 if pred.dtype != bool else pred
     g = gt > 128 if gt.dtype != bool else gt
     tp, fp_r, fn_r = relaxed_errors(p, g, gt_skeleton(g) if skeleton is None else skeleton, relax)
-    cost_fp = _corrections(fp_r, tp | fn_r, epsilon)
-    cost_fn = _corrections(fn_r, ~(tp | fp_r | fn_r), epsilon)
-    return cost_fp + cost_fn
+    return HCERegions(fp_r, fn_r, correction_points(fp_r, tp | fn_r, epsilon),
+                      correction_points(fn_r, ~(tp | fp_r | fn_r), epsilon))
+
+
+def hce(pred: np.ndarray, gt: np.ndarray, skeleton: np.ndarray | None = None,
+        relax: int = 5, epsilon: float = 2.0) -> int:
+    """HCE of a raw uint8 prediction against a uint8 or bool GT (both binarised at > 128 if uint8): the
+    number of points :func:`hce_regions` finds."""
+    return hce_regions(pred, gt, skeleton, relax, epsilon).hce

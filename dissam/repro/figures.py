@@ -3,50 +3,39 @@ Table III as a plot and a zero-shot figure, regenerated from real intermediate o
 
 Two levels. Drawing functions take arrays (``grid``, ``enrichment_figure``,
 ``qualitative_grid``, ``pipeline_figure``, ``multi_box_figure``, ``training_curves``, ``sample_grid``,
-``photos_figure``, ``ablation_bars``, and ``changes_figure`` with the tables beside it, ``change_table`` and
-``soft_map_table``; the pixel-level ``overlay``, ``cutout`` and ``on_checkerboard`` are
+``photos_figure``, ``ablation_bars``; the pixel-level ``overlay``, ``cutout`` and ``on_checkerboard`` are
 :mod:`dissam.outputs`', re-exported here). Profile functions (``figure_one`` ... ``figure_five``,
-``figure_one_changes``, ``stage1_examples``, ``training_figure``, ``real_photos``, ``ablation_plot``, ``zero_shot_figure``) pick
+``stage1_examples``, ``training_figure``, ``real_photos``, ``ablation_plot``, ``zero_shot_figure``) pick
 the examples from a profile's data, runs and predictions (:mod:`dissam.repro.runs`) and write the PNG into
 ``profile.figures_dir``. Every function returns a matplotlib Figure (no pyplot state; matplotlib loads on
 first use) and saves it when given a path.
 
-The last section holds the notebooks' one-example walkthroughs (``*_walkthrough``, with the array-level
-``component_table``, ``components_figure``, ``input_panels``, ``loss_table``, ``feature_pairs_figure``,
-``score_curves_figure``, ``hce_regions`` and ``hce_figure``): one GT's components, one stage-1 cache
-entry, one sample's input channels, one batch's loss terms and feature pairs, one image's F/E curves and
-the points HCE counts. They write no figure file (``stage1_walkthrough`` stores its one mask in the
-stage-1 cache, as the cache itself would).
+The last section draws one example of a step, computed by a notebook's own cells (``components_figure``,
+``input_panels``, ``feature_pairs_figure``, ``score_curves_figure``, ``hce_figure``): one GT's components,
+one sample's input channels, the feature pairs of the feature loss, one image's F/E curves and the points
+HCE counts (:func:`dissam.metrics.hce.hce_regions`). They take arrays and write no file.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-import cv2
 import numpy as np
 import pandas as pd
 
-from ..coarse.cache import KEY_CHUNK, MaskStore, image_digest
-from ..data.datasets import RefinerDataset
-from ..data.enrichment import Component, _kept_labels, connected_components, enrich_mask, label_components
+from ..data.enrichment import Component, enrich_mask, label_components
 from ..data.folders import list_pairs
 from ..data.images import read_image, read_mask
-from ..data.prompts import Box, box_channel, box_from_mask, clip_box
+from ..data.prompts import Box, box_channel, box_from_mask
 from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
-from ..metrics import DISMetrics, image_metrics
-from ..metrics.hce import _CROSS, _boundary_points, gt_skeleton, relaxed_errors
-from ..metrics.inputs import prepare_pair
-from ..model import build_refiner
-from ..model.checkpoint import load_gt_encoder, load_refiner
+from ..metrics import DISMetrics, ImageResult
+from ..metrics.hce import HCERegions
 from ..outputs import BOX_COLOUR, box_edges, cutout, on_checkerboard, overlay
 from . import runs, stages
-from .config import Profile, coarse_cache_dir, split_dir, stage1_cache_root
+from .config import Profile, split_dir
 from .evaluate import evaluate_method
 from .real_photos import run_photos
 from .tables import ablation_flags, paper_rows
-from .train import RefinerObjective, seed_everything
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -88,18 +77,19 @@ def _show(ax, image: np.ndarray, title: str = "", box: Box | None = None, cmap: 
     ax.set_axis_off()
 
 
-def grid(rows: list[list[tuple[np.ndarray, str]]], path: str | Path | None = None,
+def grid(rows: list[list[tuple]], path: str | Path | None = None,
          column_titles: Sequence[str] | None = None, cell: float = 2.0) -> "Figure":
-    """A plain image grid: ``rows`` of (image, caption) panels (grayscale masks or RGB)."""
+    """A plain image grid: ``rows`` of (image, caption) or (image, caption, box) panels (grayscale masks
+    or RGB; a box (x0, y0, x1, y1) is drawn as a yellow rectangle)."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig = _figure((cell * n_cols, cell * n_rows + 0.3))
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for r, row in enumerate(rows):
         for c in range(n_cols):
             if c < len(row):
-                image, caption = row[c]
+                image, caption, *box = row[c]
                 title = (column_titles[c] + "\n" if column_titles and r == 0 else "") + caption
-                _show(axes[r, c], image, title, cmap="gray" if image.ndim == 2 else None)
+                _show(axes[r, c], image, title, box[0] if box else None, cmap="gray" if image.ndim == 2 else None)
             else:
                 axes[r, c].set_axis_off()
     return _save(fig, path)
@@ -152,88 +142,6 @@ def pipeline_figure(image: np.ndarray, box: Box, coarse: np.ndarray, prob: np.nd
     return _save(fig, path)
 
 
-GREY = (0.1, 0.9)  # a refined probability in this open interval is "grey": neither object nor background
-# Where the refined mask differs from stage 1's, judged against the GT: name -> colour of the change panel.
-CHANGE_COLOURS = {"added, right": (60, 200, 75), "added, wrong": (230, 25, 75),
-                  "removed, right": (0, 130, 200), "removed, wrong": (245, 165, 0)}
-
-
-def refinement_changes(coarse: np.ndarray, mask: np.ndarray, gt: np.ndarray) -> dict[str, np.ndarray]:
-    """bool ``[H, W]`` maps of where the refined ``mask`` differs from stage 1's ``coarse`` mask (both
-    uint8, foreground > 127), named as :data:`CHANGE_COLOURS`: "added" pixels are the refined mask's
-    only, "removed" stage 1's only; "right" when the change agrees with ``gt`` (> 127), else "wrong"."""
-    before, after, truth = np.asarray(coarse) > 127, np.asarray(mask) > 127, np.asarray(gt) > 127
-    added, removed = after & ~before, before & ~after
-    return {"added, right": added & truth, "added, wrong": added & ~truth,
-            "removed, right": removed & ~truth, "removed, wrong": removed & truth}
-
-
-def change_table(coarse: np.ndarray, mask: np.ndarray, gt: np.ndarray) -> pd.DataFrame:
-    """Pixel counts of :func:`refinement_changes`, one row per kind of change, and each as a share (%) of
-    the GT's foreground (how much of the object the refiner corrected or broke)."""
-    changes = refinement_changes(coarse, mask, gt)
-    object_px = max(int((np.asarray(gt) > 127).sum()), 1)
-    counts = [int(m.sum()) for m in changes.values()]
-    return pd.DataFrame({"change": list(changes), "pixels": counts,
-                         "% of the object": [round(100 * c / object_px, 1) for c in counts]})
-
-
-def structure_regions(gt: np.ndarray, thin_px: int = 5, band_px: int = 2) -> dict[str, np.ndarray]:
-    """bool ``[H, W]`` regions of a GT (> 127): "thin parts" (object pixels that an opening with a
-    ``thin_px`` x ``thin_px`` ellipse removes: wires, legs, twigs narrower than about ``thin_px`` pixels,
-    and the tips of sharp corners),
-    "outline" (within ``band_px`` pixels of the GT's outline, thin parts excluded) and "elsewhere"
-    (solid interior and plain background)."""
-    inside = (np.asarray(gt) > 127).astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (thin_px, thin_px))
-    thin = inside.astype(bool) & ~cv2.morphologyEx(inside, cv2.MORPH_OPEN, kernel).astype(bool)
-    square = np.ones((2 * band_px + 1, 2 * band_px + 1), np.uint8)
-    band = (cv2.dilate(inside, square) > 0) & ~(cv2.erode(inside, square) > 0) & ~thin
-    return {"thin parts": thin, "outline": band, "elsewhere": ~(thin | band)}
-
-
-def soft_map_table(prob: np.ndarray, gt: np.ndarray, grey: tuple[float, float] = GREY) -> pd.DataFrame:
-    """Where a refined probability map (uint8 0..255) is grey (strictly inside ``grey``, as probabilities):
-    per region of :func:`structure_regions`, its pixels, the share (%) of them that are grey and their
-    mean probability."""
-    p = np.asarray(prob, np.float32) / 255.0
-    is_grey = (p > grey[0]) & (p < grey[1])
-    rows = []
-    for name, region in structure_regions(gt).items():
-        n = int(region.sum())
-        rows.append({"region": name, "pixels": n,
-                     "% grey": round(100 * float(is_grey[region].mean()), 1) if n else 0.0,
-                     "mean prob": round(float(p[region].mean()), 3) if n else float("nan")})
-    return pd.DataFrame(rows)
-
-
-def changes_figure(image: np.ndarray, coarse: np.ndarray, prob: np.ndarray, mask: np.ndarray, gt: np.ndarray,
-                   path: str | Path | None = None) -> "Figure":
-    """Where refined and stage 1 differ, for masks that look alike side by side: stage 1 | the refined map
-    (soft, as the network gives it) | |refined - stage 1| (the soft difference, 0..1) | the changes of
-    :func:`refinement_changes` painted on the dimmed image (colours of :data:`CHANGE_COLOURS`) | GT."""
-    from matplotlib.patches import Patch
-
-    diff = np.abs(np.asarray(prob, np.float32) - np.asarray(coarse, np.float32)) / 255.0
-    painted = overlay(image, None, dim=0.35).astype(np.float32)
-    for name, where in refinement_changes(coarse, mask, gt).items():
-        painted[where] = CHANGE_COLOURS[name]
-    fig = _figure((12.5, 3.1))
-    axes = fig.subplots(1, 5)
-    _show(axes[0], coarse, "stage 1: coarse mask", cmap="gray")
-    _show(axes[1], prob, "refined (soft map)", cmap="gray")
-    axes[2].imshow(diff, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
-    axes[2].set_title("|refined - stage 1|", fontsize=8)
-    axes[2].set_axis_off()
-    _show(axes[3], painted.astype(np.uint8), "changes against the GT")
-    _show(axes[4], gt, "ground truth", cmap="gray")
-    handles = [Patch(color=np.array(c) / 255, label=name) for name, c in CHANGE_COLOURS.items()]
-    axes[3].legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=2, fontsize=7,
-                   frameon=False, handlelength=1.2, columnspacing=0.8)
-    fig.suptitle("Fig. 1's example: what the refiner changed in stage 1's mask", fontsize=9)
-    return _save(fig, path)
-
-
 def multi_box_figure(image: np.ndarray, boxes: list[Box], coarse: list[np.ndarray], refined: list[np.ndarray],
                      path: str | Path | None = None) -> "Figure":
     """Fig. 4: one image, several boxes; the refined mask follows each box."""
@@ -248,8 +156,9 @@ def multi_box_figure(image: np.ndarray, boxes: list[Box], coarse: list[np.ndarra
 
 def training_curves(history: list[dict[str, float]], path: str | Path | None = None,
                     reference: dict[str, float] | None = None, title: str = "") -> "Figure":
-    """Loss terms and validation maxF / MAE against iterations (not minutes: the figure is the same on every
-    run; ``reference``: e.g. stage 1's own maxF/MAE, drawn as dashed lines)."""
+    """Loss terms (smoothed), validation maxF and validation MAE, each against training iterations
+    (``history``: a run's records, ``iteration`` and the loss terms each, ``val_maxF``/``val_MAE`` where
+    it was validated); ``reference``: e.g. stage 1's own maxF/MAE, drawn as dashed lines."""
     fig = _figure((10, 3.2))
     ax_loss, ax_f, ax_mae = fig.subplots(1, 3)
     its = [h["iteration"] for h in history]
@@ -258,7 +167,6 @@ def training_curves(history: list[dict[str, float]], path: str | Path | None = N
         if any(v is not None for v in values):
             ax_loss.plot(its, _smooth([v or 0.0 for v in values]), label=term, lw=1)
     ax_loss.set_yscale("log")
-    ax_loss.set_xlabel("iteration")
     ax_loss.set_title("training losses (smoothed)", fontsize=9)
     ax_loss.legend(fontsize=7)
     val = [h for h in history if "val_maxF" in h]
@@ -266,9 +174,11 @@ def training_curves(history: list[dict[str, float]], path: str | Path | None = N
         ax.plot([h["iteration"] for h in val], [h[f"val_{key}"] for h in val], "o-", ms=3, label="refined (val)")
         if reference and key in reference:
             ax.axhline(reference[key], ls="--", c="gray", label="stage 1 alone")
-        ax.set_xlabel("iteration")
         ax.set_title(f"validation {key}", fontsize=9)
         ax.legend(fontsize=7)
+    for ax in (ax_loss, ax_f, ax_mae):
+        ax.set_xlabel("iteration")
+        ax.set_xlim(0, max(its, default=1))
     return _finish(fig, path, title)
 
 
@@ -392,26 +302,12 @@ def _model(profile: Profile, model: Any):
 
 
 # ----------------------------------------------------------------------------- the figures of a profile
-def figure_one_example(profile: Profile, model: Any = None) -> tuple[np.ndarray, np.ndarray, Any]:
-    """(image, GT, :class:`dissam.predictor.Prediction` for the GT's box) of Fig. 1: the validation image
-    where the refiner helps most."""
-    image, gt = _image_and_gt(profile, VAL_SPLIT, pick_examples(profile, VAL_SPLIT, 1)[0])
-    return image, gt, _model(profile, model).predict(image, box_from_mask(gt))
-
-
 def figure_one(profile: Profile, model: Any = None) -> "Figure":
     """Fig. 1 on the validation image where the refiner helps most."""
-    image, gt, pred = figure_one_example(profile, model)
+    model = _model(profile, model)
+    image, gt = _image_and_gt(profile, VAL_SPLIT, pick_examples(profile, VAL_SPLIT, 1)[0])
+    pred = model.predict(image, box_from_mask(gt))
     return pipeline_figure(image, pred.box, pred.coarse, pred.prob, gt, profile.figures_dir / "fig1_pipeline.png")
-
-
-def figure_one_changes(profile: Profile, model: Any = None) -> tuple[pd.DataFrame, pd.DataFrame, "Figure"]:
-    """Fig. 1's example read closely: where its refined map is grey (:func:`soft_map_table`), what the
-    refiner changed in stage 1's mask (:func:`change_table`) and the change panel (:func:`changes_figure`,
-    ``fig1_changes.png``)."""
-    image, gt, pred = figure_one_example(profile, model)
-    figure = changes_figure(image, pred.coarse, pred.prob, pred.mask, gt, profile.figures_dir / "fig1_changes.png")
-    return soft_map_table(pred.prob, gt), change_table(pred.coarse, pred.mask, gt), figure
 
 
 def figure_two(profile: Profile, split: str = TRAIN_SPLIT) -> "Figure":
@@ -508,35 +404,14 @@ def figure_index(profile: Profile) -> pd.DataFrame:
     return pd.DataFrame({"file": [p.name for p in files], "bytes": [p.stat().st_size for p in files]})
 
 
-# ----------------------------------------------------------------------------- one-example walkthroughs
-# Each notebook shows its step on one example before running it on the data set. Array-level functions
-# (``component_table``, ``components_figure``, ``input_panels``, ``loss_table``, ``feature_pairs_figure``,
-# ``score_curves_figure``, ``hce_regions``, ``hce_figure``) take what they show; ``*_walkthrough`` functions
-# pick the example from a profile. They write no figure file: they teach, the figures above are the results.
-def component_table(gt: np.ndarray, rule: str = "filtered") -> pd.DataFrame:
-    """One row per 8-connected component of ``gt`` (largest first): its area, share of the image, box and
-    the training sample it becomes under ``rule`` ("dropped": under 0.4% of the image, ``filtered`` rule),
-    then a row for the whole mask when the rule keeps it as a sample too."""
-    labels, order, stats = label_components(gt)
-    _, kept, whole_too = _kept_labels(gt, rule, 128)
-    rows = []
-    for k, label in enumerate(order):
-        area = int(stats[label, cv2.CC_STAT_AREA])
-        sample = f"#{kept.index(label) + 1}" if label in kept else "dropped"
-        rows.append({"component": str(k + 1), "area (px)": area, "share of image": f"{area / gt.size:.2%}",
-                     "box (x0, y0, x1, y1)": box_from_mask(labels == label), "sample": sample})
-    if whole_too:
-        whole = gt > 128
-        rows.append({"component": "whole mask", "area (px)": int(whole.sum()), "share of image": "",
-                     "box (x0, y0, x1, y1)": box_from_mask(whole), "sample": f"#{len(kept) + 1}"})
-    return pd.DataFrame(rows).set_index("component")
-
-
+# ----------------------------------------------------------------------------- drawings of one example
+# The notebooks compute each step on one example in their own cells (against the method floor); these
+# draw what they computed. They take arrays, pick nothing from a profile and write no file.
 def components_figure(image: np.ndarray, gt: np.ndarray, rule: str = "filtered") -> "Figure":
-    """Image | GT with each 8-connected component in its own colour and its tight box (numbered as in
-    :func:`component_table`); the title counts one image -> its samples under ``rule``."""
+    """Image | GT with each 8-connected component in its own colour and its tight box, numbered largest
+    first (as :func:`dissam.data.enrichment.connected_components` orders them); the title counts one
+    image -> its samples under ``rule``."""
     from matplotlib.patches import Rectangle
-
 
     labels, order, _ = label_components(gt)
     coloured = (gt[..., None] > 128) * np.full(3, 60, np.uint8)  # components too small to see stay grey
@@ -555,144 +430,18 @@ def components_figure(image: np.ndarray, gt: np.ndarray, rule: str = "filtered")
     return _finish(fig, None, f"GT enrichment ({rule}): 1 image -> {n} training sample{'s' * (n != 1)}")
 
 
-def _first_with_components(profile: Profile, split: str, at_least: int = 2, scan: int = 50):
-    """The first image of ``split`` (of its first ``scan``) with ``at_least`` components, else the first."""
-    pairs = list_pairs(split_dir(profile, split))
-    return next((p for p in pairs[:scan] if len(connected_components(read_mask(p.gt_path))) >= at_least), pairs[0])
-
-
-def enrichment_walkthrough(profile: Profile, split: str = TRAIN_SPLIT) -> tuple[pd.DataFrame, "Figure"]:
-    """Notebook 00: one training GT with several components, as :func:`component_table` and
-    :func:`components_figure` under the profile's enrichment rule."""
-    image, gt = _first_with_components(profile, split).load()
-    rule = profile.variant.enrichment
-    return component_table(gt, rule), components_figure(image, gt, rule)
-
-
-def stage1_walkthrough(profile: Profile, split: str = TRAIN_SPLIT, segmenter=None) -> tuple[pd.DataFrame, "Figure"]:
-    """Notebook 01: the first image of ``split``, its whole-GT box -> stage-1 mask, stored in the cache as
-    :func:`dissam.coarse.cache_masks` stores it (so the data-set run finds it), and what the entry holds:
-    its file, the key checked on every read, and that reading it back gives the mask just computed."""
-    pair = list_pairs(split_dir(profile, split))[0]
-    image, gt = pair.load()
-    box = clip_box(box_from_mask(gt), *gt.shape)
-    segmenter = segmenter if segmenter is not None else stages.build_stage1(profile)
-    segmenter.set_image(image)  # the image embedding: once per image, however many boxes
-    mask = segmenter.predict(box).mask
-    store = MaskStore(coarse_cache_dir(profile, split), segmenter.key)
-    digest = image_digest(image)
-    path = store.put(digest, box, mask)
-    back = store.get(digest, box)
-    from PIL import Image
-
-    with Image.open(path) as png:
-        key = png.text[KEY_CHUNK]
-    entry = {"image": pair.stem, "image digest": digest, "box (x0, y0, x1, y1)": box,
-             "segmenter key": segmenter.key,
-             "cache file": path.relative_to(stage1_cache_root(profile)).as_posix(),
-             "key stored in the PNG": key.replace("\n", " | "), "bytes": path.stat().st_size,
-             "read back == computed": back is not None and np.array_equal(back, mask)}
-    fig = _figure((7.2, 2.7))
-    for ax, (im, title) in zip(fig.subplots(1, 3), ((image, "image + box prompt"), (mask, "stage 1: mask"),
-                                                    (back, f"cache: {path.name[:10]}…{path.name[-18:]}"))):
-        _show(ax, im, title, box if im is image else None, cmap=None if im.ndim == 3 else "gray")
-    table = pd.DataFrame({"value": [str(v) for v in entry.values()]}, index=pd.Index(list(entry), name="field"))
-    return table, _finish(fig, None, f"stage 1 ({segmenter.key}) on one box, and its cache entry")
-
-
-def manifest_samples(manifests: dict[str, dict], stem: str) -> pd.DataFrame:
-    """The samples the caches' manifests (:func:`dissam.repro.stages.cache_stage1`) record for image ``stem``:
-    one row per (cache, component, box) with the file that holds its mask (component -1: the whole GT)."""
-    rows = [{"cache": name, **{k: s[k] for k in ("component", "box", "file")}}
-            for name, manifest in manifests.items() for s in manifest.get("samples", []) if s["stem"] == stem]
-    return pd.DataFrame(rows, columns=["cache", "component", "box", "file"])
-
-
-# ----------------------------------------------------------------------------- walkthroughs: training
 INPUT_CHANNELS = ("R", "G", "B", "stage-1 mask", "filled box")
 
 
 def input_panels(x: Any, title: str = "") -> "Figure":
-    """The refiner's input (``[5, S, S]``, as the Dataset gives it) as five panels, made readable: the RGB
-    channels are stored as value/255 - 0.5, so they are shown + 0.5 (in [0, 1]); mask and box as stored."""
+    """The refiner's input (``[5, S, S]`` or ``[3, S, S]``) as one panel per channel, made readable: the
+    RGB channels are stored as value/255 - 0.5, so they are shown + 0.5 (in [0, 1]); mask and box as stored."""
     x = np.asarray(x, dtype=np.float32)
     fig = _figure((2.2 * len(x), 2.6))
     for c, ax in enumerate(fig.subplots(1, len(x), squeeze=False)[0]):
         shown, name = (x[c] + 0.5, f"{INPUT_CHANNELS[c]} (+0.5)") if c < 3 else (x[c], INPUT_CHANNELS[c])
         _show(ax, shown, f"channel {c}: {name}", cmap="gray")
     return _finish(fig, None, title)
-
-
-def _one_image_dataset(profile: Profile, split: str = TRAIN_SPLIT):
-    """The first image of ``split`` with several components, as the main run's training set has it
-    (enriched, stage-1 masks from the cache), without augmentation."""
-    pair = _first_with_components(profile, split)
-    return RefinerDataset([pair], stages.coarse_source(profile, split), profile.train.size,
-                          enrichment=profile.variant.enrichment, augment=None)
-
-
-def input_walkthrough(profile: Profile) -> "Figure":
-    """Notebook 02: the five input channels of one training sample (its first component)."""
-    sample = _one_image_dataset(profile)[0]
-    return input_panels(sample["input"], f"one training sample: image {sample['stem']}, component "
-                                         f"{sample['index'] + 1}, box {tuple(sample['box'].tolist())}")
-
-
-def loss_table(terms: dict[str, float], weights: dict[str, float]) -> pd.DataFrame:
-    """Paper eq. 3 term by term: each unweighted term of :func:`dissam.losses.dis_sam_loss`, its weight,
-    the weighted value and its share of the total; the last row is the total the optimiser sees."""
-    rows = {name: {"value": terms[name], "weight": weights[name], "weighted": terms[name] * weights[name]}
-            for name in weights}
-    total = terms.get("total", sum(r["weighted"] for r in rows.values()))
-    for r in rows.values():
-        r["share of total"] = r["weighted"] / total if total else float("nan")
-    rows["total"] = {"value": float("nan"), "weight": float("nan"), "weighted": total, "share of total": 1.0}
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("term")
-
-
-def _objective(profile: Profile, checkpoint: str | Path | None):
-    """The training objective of the main run (:class:`dissam.repro.train.RefinerObjective`): the refiner from
-    ``checkpoint`` (None: untrained, built as training starts it) and the frozen, trained GT encoder."""
-
-
-    cfg = profile.train
-    device = profile.torch_device()
-    if checkpoint is None:
-        seed_everything(cfg.seed)
-        model = build_refiner(width=cfg.width, coarse_prior=cfg.coarse_prior).eval()
-    else:
-        model = load_refiner(checkpoint)
-    encoder = None
-    if cfg.use_gt_encoder:
-        encoder = load_gt_encoder(profile.gt_encoder_checkpoint).train(profile.variant.gt_encoder_bn == "batch")
-        encoder = encoder.to(device)
-    return RefinerObjective(model.to(device), encoder, profile, device)
-
-
-def _batch_outputs(profile: Profile, checkpoint: str | Path | None, n: int | None = None):
-    """(batch, objective, forward outputs) of one image's training samples (at most a batch of them)."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    dataset = _one_image_dataset(profile)
-    batch = next(iter(DataLoader(dataset, batch_size=min(len(dataset), n or profile.train.batch_size))))
-    objective = _objective(profile, checkpoint)
-    with torch.no_grad():
-        return batch, objective, objective.forward(batch)
-
-
-def loss_walkthrough(profile: Profile, checkpoint: str | Path | None = None) -> pd.DataFrame:
-    """Notebook 02: :func:`loss_table` of one batch (the samples of one training image) under the main
-    run's objective, with the refiner of ``checkpoint`` (None: untrained)."""
-    import torch
-
-    batch, objective, outputs = _batch_outputs(profile, checkpoint)
-    with torch.no_grad():
-        _, terms = objective.loss(outputs, batch)
-    cfg = profile.train
-    weights = {"bce": cfg.w_bce, "iou": cfg.w_iou, "feature": cfg.w_feature if cfg.use_gt_encoder else 0.0,
-               "ortho": profile.variant.ortho_weight}
-    return loss_table(terms, weights)
 
 
 def feature_pairs_figure(features: Sequence[Any], gt_features: Sequence[Any], sample: int = 0,
@@ -718,24 +467,11 @@ def feature_pairs_figure(features: Sequence[Any], gt_features: Sequence[Any], sa
     return _finish(fig, None, title)
 
 
-def feature_walkthrough(profile: Profile, checkpoint: str | Path | None = None) -> "Figure":
-    """Notebook 02: the GT encoder's features beside the refiner's (of ``checkpoint``; None: untrained) for
-    one training sample, the pairs the feature loss pulls together."""
-    batch, _, (_, features, gt_features, _) = _batch_outputs(profile, checkpoint)
-    if gt_features is None:
-        raise ValueError("this profile trains without the GT encoder (train.use_gt_encoder=False)")
-    state = "untrained" if checkpoint is None else Path(checkpoint).name
-    return feature_pairs_figure(features, gt_features, 0, f"feature sync on image {batch['stem'][0]}, "
-                                                          f"component {int(batch['index'][0]) + 1} (refiner: {state})")
-
-
-# ----------------------------------------------------------------------------- walkthroughs: evaluation
-def score_curves_figure(pred: np.ndarray, gt: np.ndarray, title: str = "") -> "Figure":
-    """One image's curves over the 256 thresholds, as :class:`dissam.metrics.DISMetrics` measures them:
-    precision, recall and F (beta^2 = 0.3) with maxF marked; the E-measure with its mean (meanE); and
-    precision against recall."""
-    result = DISMetrics().measure(pred, gt)
-    curves = {k: v[::-1] for k, v in result.curves.items()}  # thresholds 0..255
+def score_curves_figure(result: ImageResult, title: str = "") -> "Figure":
+    """One image's curves over the 256 thresholds, as :meth:`dissam.metrics.DISMetrics.measure` returns
+    them (``result``): precision, recall and F (beta^2 = 0.3) with its maximum (the image's maxF) marked;
+    the E-measure with its mean (meanE); and precision against recall."""
+    curves = {k: v[::-1] for k, v in result.curves.items()}  # stored for thresholds 255..0; drawn 0..255
     t = np.arange(256)
     best = int(np.argmax(curves["F"]))
     fig = _figure((10, 3.0))
@@ -756,55 +492,10 @@ def score_curves_figure(pred: np.ndarray, gt: np.ndarray, title: str = "") -> "F
     return _finish(fig, None, title)
 
 
-@dataclass
-class HCERegions:
-    """What HCE counts on one image: the relaxed false-positive and false-negative regions (bool, the
-    GT skeleton's missed pixels added to the latter) and the points a human would click to fix each side:
-    polygon vertices along the boundary next to the other regions, and one point per region that needs no
-    boundary edit. ``len(fp_points) + len(fn_points)`` is the image's HCE."""
-
-    fp: np.ndarray
-    fn: np.ndarray
-    fp_points: np.ndarray  # (n, 2) x, y
-    fn_points: np.ndarray
-
-    @property
-    def hce(self) -> int:
-        return len(self.fp_points) + len(self.fn_points)
-
-
-def _correction_points(region: np.ndarray, other: np.ndarray, epsilon: float) -> np.ndarray:
-    """The points HCE counts for ``region``: the polygon vertices of its boundary runs that meet ``other``
-    (the metric's own run finder), then one pixel of each connected part that no such run touches."""
-    if not region.any():
-        return np.zeros((0, 2), np.int64)
-    u8 = region.astype(np.uint8)
-    contours = cv2.findContours(u8, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)[0]
-    runs, touched = _boundary_points(contours, cv2.dilate(other.astype(np.uint8), _CROSS).astype(bool))
-    vertices = [r if len(r) <= 2 else cv2.approxPolyDP(r.reshape(-1, 1, 2).astype(np.int32), epsilon, False)
-                for r in runs]
-    found = [np.asarray(v).reshape(-1, 2) for v in vertices]
-    if not region.all():  # as the metric: a region covering the whole image counts no click
-        parts = cv2.connectedComponents(u8, connectivity=8)[1].ravel()
-        free = np.setdiff1d(np.unique(parts[parts > 0]), parts[touched])
-        firsts = np.array([np.flatnonzero(parts == p)[0] for p in free], np.int64)
-        found.append(np.stack([firsts % region.shape[1], firsts // region.shape[1]], 1).reshape(-1, 2))
-    return np.concatenate(found).astype(np.int64) if found else np.zeros((0, 2), np.int64)
-
-
-def hce_regions(pred: np.ndarray, gt: np.ndarray, relax: int = 5, epsilon: float = 2.0) -> HCERegions:
-    """:func:`dissam.metrics.hce` step by step, keeping what it counts (same binarisation, relaxation and
-    counting; ``hce_regions(p, g).hce == hce(p, g)``)."""
-    p8, g = prepare_pair(pred, gt)
-    p = p8 > 128
-    tp, fp_r, fn_r = relaxed_errors(p, g, gt_skeleton(g), relax)
-    return HCERegions(fp_r, fn_r, _correction_points(fp_r, tp | fn_r, epsilon),
-                      _correction_points(fn_r, ~(tp | fp_r | fn_r), epsilon))
-
-
 def hce_figure(image: np.ndarray, pred: np.ndarray, gt: np.ndarray, regions: HCERegions, title: str = "") -> "Figure":
     """Image | prediction against GT (white: right, red: false positive, blue: false negative) | the
-    relaxed regions HCE keeps with the points it counts (x: false-positive side, o: false-negative side)."""
+    relaxed regions HCE keeps (:func:`dissam.metrics.hce.hce_regions`) with the points it counts
+    (x: false-positive side, o: false-negative side)."""
     p, g = pred > 128, gt > 128
     errors = np.zeros((*g.shape, 3), np.uint8)
     errors[p & g], errors[p & ~g], errors[g & ~p] = 255, (230, 25, 75), (0, 130, 200)
@@ -819,15 +510,3 @@ def hce_figure(image: np.ndarray, pred: np.ndarray, gt: np.ndarray, regions: HCE
     for pts, marker, colour in ((regions.fp_points, "x", "#ffdd00"), (regions.fn_points, "o", "#00ff88")):
         axes[2].scatter(pts[:, 0], pts[:, 1], marker=marker, s=10, c=colour, linewidths=0.8)
     return _finish(fig, None, title)
-
-
-def evaluation_walkthrough(profile: Profile, split: str = VAL_SPLIT,
-                           method: str = runs.MAIN) -> tuple[pd.DataFrame, "Figure", "Figure"]:
-    """Notebook 03: the first image of ``split`` under ``method`` (default the main model): its six metric
-    values, :func:`score_curves_figure` and :func:`hce_figure`."""
-    pair = list_pairs(split_dir(profile, split))[0]
-    image, gt = pair.load()
-    pred = runs.predictions(profile, method, split)[pair.stem]
-    values = pd.DataFrame([image_metrics(pred, gt)], index=pd.Index([f"{method} on {pair.stem}"], name="image"))
-    return (values, score_curves_figure(pred, gt, f"{pair.stem} ({split}), {method}"),
-            hce_figure(image, pred, gt, hce_regions(pred, gt), f"HCE on {pair.stem}"))

@@ -534,7 +534,7 @@ def generate_dataset(root: Path, cfg: DataConfig, progress: bool = True, workers
         pool, it = None, map(_write_one, tasks)
     if progress:
         from tqdm.auto import tqdm
-        it = tqdm(it, total=len(tasks), desc="procedural data", leave=False)
+        it = tqdm(it, total=len(tasks), desc="procedural data")
     comps = list(it)
     if pool is not None:
         pool.close()
