@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from dissam import losses
-from dissam.coarse.cache import MaskStore
 from dissam.data.enrichment import connected_components, enrich_mask
 from dissam.data.folders import list_pairs
 from dissam.data.prompts import box_from_mask
@@ -47,27 +46,6 @@ def _gt_with_parts() -> np.ndarray:
     gt[50:60, 5:15] = 255  # 100 px
     gt[62, 62] = 255  # a speck: under 0.4% of the image
     return gt
-
-
-def test_stage1_walkthrough_entry_is_what_the_cache_reads(profile, manifests):
-    table, fig = figures.stage1_walkthrough(profile)
-    values = table["value"]
-    assert values["read back == computed"] == "True"
-    path = profile.cache_dir / values["cache file"]
-    assert path.is_file()
-    pair = list_pairs(stages.split_dir(profile, TRAIN_SPLIT))[0]
-    image, gt = pair.load()
-    segmenter = stages.build_stage1(profile)
-    from dissam.coarse.cache import image_digest
-    from dissam.data.prompts import box_from_mask
-
-    box = box_from_mask(gt)
-    stored = MaskStore(stages.coarse_cache_dir(profile, TRAIN_SPLIT), segmenter.key).get(image_digest(image), box)
-    np.testing.assert_array_equal(stored, segmenter(image, box))
-    np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), stored)
-    rows = figures.manifest_samples(manifests, pair.stem)
-    whole = rows[(rows["cache"] == TRAIN_SPLIT) & (rows["component"] == -1)]
-    assert list(whole["file"]) == [values["cache file"].removeprefix(f"{TRAIN_SPLIT}/")]  # the same entry
 
 
 def test_input_panels_are_the_samples_channels(profile, manifests):
@@ -185,3 +163,12 @@ def test_components_figure_boxes_every_component_largest_first():
     assert f"-> {len(enrich_mask(gt, 'filtered'))} training samples" in fig.get_suptitle()
     assert f"-> {len(enrich_mask(gt, 'components'))} training samples" in \
         figures.components_figure(np.dstack([gt] * 3), gt, "components").get_suptitle()
+
+
+def test_grid_draws_the_boxes_it_is_given():
+    gt = _gt_with_parts()
+    fig = figures.grid([[(gt, "GT", (2, 2, 20, 20)), (gt, "no box")]])
+    (box,) = [p for p in fig.axes[0].patches if isinstance(p, Rectangle)]
+    assert (box.get_x() + 0.5, box.get_y() + 0.5, box.get_width(), box.get_height()) == (2, 2, 18, 18)
+    assert not fig.axes[1].patches
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), gt)

@@ -13,9 +13,8 @@ first use) and saves it when given a path.
 The last section draws one example of a step, computed by a notebook's own cells (``components_figure``,
 ``input_panels``, ``feature_pairs_figure``, ``score_curves_figure``, ``hce_figure``); the
 ``*_walkthrough`` functions left there pick the example from a profile for the notebooks that do not
-compute it themselves yet (stage-1 cache entry, input channels, loss terms and feature pairs, F/E curves
-and HCE points). They write no figure file (``stage1_walkthrough`` stores its one mask in the stage-1
-cache, as the cache itself would).
+compute it themselves yet (input channels, loss terms and feature pairs, F/E curves and HCE points). They
+write no figure file.
 """
 from __future__ import annotations
 
@@ -26,11 +25,10 @@ import numpy as np
 import pandas as pd
 
 from ..coarse import build_coarse
-from ..coarse.cache import KEY_CHUNK, MaskStore, image_digest
 from ..data.datasets import RefinerDataset
 from ..data.enrichment import Component, connected_components, enrich_mask, label_components
 from ..data.folders import list_pairs, read_image, read_mask
-from ..data.prompts import Box, box_channel, box_from_mask, clip_box
+from ..data.prompts import Box, box_channel, box_from_mask
 from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
 from ..metrics import DISMetrics, image_metrics
 from ..metrics.hce import HCERegions, hce_regions
@@ -84,18 +82,19 @@ def _show(ax, image: np.ndarray, title: str = "", box: Box | None = None, cmap: 
     ax.set_axis_off()
 
 
-def grid(rows: list[list[tuple[np.ndarray, str]]], path: str | Path | None = None,
+def grid(rows: list[list[tuple]], path: str | Path | None = None,
          column_titles: Sequence[str] | None = None, cell: float = 2.0) -> "Figure":
-    """A plain image grid: ``rows`` of (image, caption) panels (grayscale masks or RGB)."""
+    """A plain image grid: ``rows`` of (image, caption) or (image, caption, box) panels (grayscale masks
+    or RGB; a box (x0, y0, x1, y1) is drawn as a yellow rectangle)."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig = _figure((cell * n_cols, cell * n_rows + 0.3))
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for r, row in enumerate(rows):
         for c in range(n_cols):
             if c < len(row):
-                image, caption = row[c]
+                image, caption, *box = row[c]
                 title = (column_titles[c] + "\n" if column_titles and r == 0 else "") + caption
-                _show(axes[r, c], image, title, cmap="gray" if image.ndim == 2 else None)
+                _show(axes[r, c], image, title, box[0] if box else None, cmap="gray" if image.ndim == 2 else None)
             else:
                 axes[r, c].set_axis_off()
     return _save(fig, path)
@@ -440,45 +439,6 @@ def _first_with_components(profile: Profile, split: str, at_least: int = 2, scan
     """The first image of ``split`` (of its first ``scan``) with ``at_least`` components, else the first."""
     pairs = list_pairs(stages.split_dir(profile, split))
     return next((p for p in pairs[:scan] if len(connected_components(read_mask(p.gt_path))) >= at_least), pairs[0])
-
-
-def stage1_walkthrough(profile: Profile, split: str = TRAIN_SPLIT, segmenter=None) -> tuple[pd.DataFrame, "Figure"]:
-    """Notebook 01: the first image of ``split``, its whole-GT box -> stage-1 mask, stored in the cache as
-    :func:`dissam.coarse.cache_masks` stores it (so the data-set run finds it), and what the entry holds:
-    its file, the key checked on every read, and that reading it back gives the mask just computed."""
-    pair = list_pairs(stages.split_dir(profile, split))[0]
-    image, gt = pair.load()
-    box = clip_box(box_from_mask(gt), *gt.shape)
-    segmenter = segmenter if segmenter is not None else stages.build_stage1(profile)
-    segmenter.set_image(image)  # the image embedding: once per image, however many boxes
-    mask = segmenter.predict(box).mask
-    store = MaskStore(stages.coarse_cache_dir(profile, split), segmenter.key)
-    digest = image_digest(image)
-    path = store.put(digest, box, mask)
-    back = store.get(digest, box)
-    from PIL import Image
-
-    with Image.open(path) as png:
-        key = png.text[KEY_CHUNK]
-    entry = {"image": pair.stem, "image digest": digest, "box (x0, y0, x1, y1)": box,
-             "segmenter key": segmenter.key,
-             "cache file": path.relative_to(stages.stage1_cache_root(profile)).as_posix(),
-             "key stored in the PNG": key.replace("\n", " | "), "bytes": path.stat().st_size,
-             "read back == computed": back is not None and np.array_equal(back, mask)}
-    fig = _figure((7.2, 2.7))
-    for ax, (im, title) in zip(fig.subplots(1, 3), ((image, "image + box prompt"), (mask, "stage 1: mask"),
-                                                    (back, f"cache: {path.name[:10]}…{path.name[-18:]}"))):
-        _show(ax, im, title, box if im is image else None, cmap=None if im.ndim == 3 else "gray")
-    table = pd.DataFrame({"value": [str(v) for v in entry.values()]}, index=pd.Index(list(entry), name="field"))
-    return table, _finish(fig, None, f"stage 1 ({segmenter.key}) on one box, and its cache entry")
-
-
-def manifest_samples(manifests: dict[str, dict], stem: str) -> pd.DataFrame:
-    """The samples the caches' manifests (:func:`dissam.repro.stages.cache_stage1`) record for image ``stem``:
-    one row per (cache, component, box) with the file that holds its mask (component -1: the whole GT)."""
-    rows = [{"cache": name, **{k: s[k] for k in ("component", "box", "file")}}
-            for name, manifest in manifests.items() for s in manifest.get("samples", []) if s["stem"] == stem]
-    return pd.DataFrame(rows, columns=["cache", "component", "box", "file"])
 
 
 # ----------------------------------------------------------------------------- walkthroughs: training
