@@ -11,14 +11,14 @@ from dissam.data.enrichment import connected_components, enrich_mask
 from dissam.data.folders import list_pairs
 from dissam.data.prompts import box_from_mask
 from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
+from dissam.data.transforms import make_input
 from dissam.metrics import image_metrics
 from dissam.metrics.hce import hce
-from dissam.model import build_gt_encoder
+from dissam.model import build_gt_encoder, build_refiner
 from dissam.model.checkpoint import save_gt_encoder
 from dissam.repro import figures, runs, stages
 from dissam.repro.config import get_profile
 from matplotlib.patches import Rectangle
-from pandas.testing import assert_frame_equal
 
 
 @pytest.fixture(scope="module")
@@ -46,58 +46,6 @@ def _gt_with_parts() -> np.ndarray:
     gt[50:60, 5:15] = 255  # 100 px
     gt[62, 62] = 255  # a speck: under 0.4% of the image
     return gt
-
-
-def test_input_panels_are_the_samples_channels(profile, manifests):
-    fig = figures.input_walkthrough(profile)
-    sample = figures._one_image_dataset(profile)[0]
-    x = sample["input"].numpy()
-    assert len(fig.axes) == 5
-    for c, ax in enumerate(fig.axes):
-        np.testing.assert_allclose(ax.images[0].get_array(), x[c] + (0.5 if c < 3 else 0.0), atol=1e-6)
-    assert x[4].max() == 1.0 and x[3].max() > 0  # a box and a stage-1 mask are there
-
-
-def test_loss_table_is_eq4_of_the_batch(profile, manifests):
-    table = figures.loss_walkthrough(profile)
-    terms = table.drop(index="total")
-    assert list(terms.index) == ["bce", "iou", "feature", "ortho"]
-    assert list(terms["weight"]) == [20.0, 0.5, 1.0, 1e-6]
-    np.testing.assert_allclose(terms["weighted"].sum(), table.loc["total", "weighted"], rtol=1e-5)
-    np.testing.assert_allclose(terms["share of total"].sum(), 1.0, rtol=1e-5)
-    _, objective, (maps, features, gt_features, gt) = figures._batch_outputs(profile, None)
-    total, _ = losses.dis_sam_loss(maps, gt, features, gt_features, objective.model)
-    np.testing.assert_allclose(total.item(), table.loc["total", "weighted"], rtol=1e-5)
-
-
-def test_loss_table_weights_each_term():
-    terms = {"bce": 0.5, "iou": 2.0, "feature": 3.0, "ortho": 400.0, "total": 20 * 0.5 + 0.5 * 2 + 3 + 4e-4}
-    table = figures.loss_table(terms, {"bce": 20.0, "iou": 0.5, "feature": 1.0, "ortho": 1e-6})
-    assert list(table["weighted"][:4]) == pytest.approx([10.0, 1.0, 3.0, 4e-4])
-    assert table.loc["total", "weighted"] == pytest.approx(terms["total"])
-    assert table.loc["feature", "share of total"] == pytest.approx(3.0 / terms["total"])
-
-
-def test_loss_walkthrough_reads_a_refiner_checkpoint(profile, manifests, tmp_path):
-    from dissam.model import build_refiner
-    from dissam.model.checkpoint import save_refiner
-    from dissam.repro.train import seed_everything
-
-    seed_everything(profile.train.seed)  # the weights the untrained walkthrough builds
-    path = save_refiner(build_refiner(width=profile.train.width, coarse_prior=profile.train.coarse_prior),
-                        tmp_path / "refiner.pt")
-    assert_frame_equal(figures.loss_walkthrough(profile, path), figures.loss_walkthrough(profile))
-
-
-def test_feature_pairs_show_the_pairs_the_feature_loss_compares(profile, manifests):
-    _, _, (_, features, gt_features, _) = figures._batch_outputs(profile, None)
-    fig = figures.feature_pairs_figure(features, gt_features, sample=0)
-    assert len(fig.axes) == 12
-    shown = [float(ax.get_title().split("MSE ")[1]) for ax in fig.axes[:6]]
-    np.testing.assert_allclose(sum(shown), float(losses.feature_mse(features, gt_features)), rtol=1e-2)
-    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), gt_features[0][0].mean(0).numpy(), rtol=1e-5)
-    np.testing.assert_allclose(fig.axes[6].images[0].get_array(), features[0][0].mean(0).numpy(), rtol=1e-5)
-    assert len(figures.feature_walkthrough(profile).axes) == 12
 
 
 def _pairs(profile):
@@ -172,3 +120,44 @@ def test_grid_draws_the_boxes_it_is_given():
     assert (box.get_x() + 0.5, box.get_y() + 0.5, box.get_width(), box.get_height()) == (2, 2, 18, 18)
     assert not fig.axes[1].patches
     np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), gt)
+
+
+def test_input_panels_are_the_inputs_channels():
+    gt = _gt_with_parts()
+    image = np.dstack([gt, 255 - gt, np.full_like(gt, 100)])
+    box = box_from_mask(gt)
+    x = make_input(image, gt, box, 32)
+    fig = figures.input_panels(x)
+    assert len(fig.axes) == 5
+    for c, ax in enumerate(fig.axes):
+        np.testing.assert_allclose(ax.images[0].get_array(), x[c] + (0.5 if c < 3 else 0.0), atol=1e-6)
+    assert x[4].max() == 1.0 and x[3].max() > 0  # a box and a mask are there
+
+
+def test_feature_pairs_show_the_pairs_the_feature_loss_compares():
+    torch.manual_seed(0)
+    refiner, encoder = build_refiner(width=0.125).eval(), build_gt_encoder(width=0.125).eval()
+    x, gt = torch.rand(2, 5, 64, 64) - 0.5, (torch.rand(2, 1, 64, 64) > 0.5).float()
+    with torch.no_grad():
+        _, features = refiner(x)
+        _, gt_features = encoder(gt)
+    fig = figures.feature_pairs_figure(features, gt_features, sample=1)
+    assert len(fig.axes) == 12
+    shown = [float(ax.get_title().split("MSE ")[1]) for ax in fig.axes[:6]]
+    np.testing.assert_allclose(sum(shown), float(losses.feature_mse(features, gt_features)), rtol=1e-2)
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), gt_features[0][1].mean(0).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(fig.axes[6].images[0].get_array(), features[0][1].mean(0).numpy(), rtol=1e-5)
+
+
+def test_training_curves_are_drawn_against_iterations():
+    history = [{"iteration": i, "seconds": 0.5 * i, "total": 10.0 / i, "bce": 1.0 / i} for i in range(1, 41)]
+    for h in history[9::10]:
+        h.update(val_maxF=0.5 + h["iteration"] / 100, val_MAE=0.1 - h["iteration"] / 1000)
+    fig = figures.training_curves(history, reference={"maxF": 0.8, "MAE": 0.05})
+    ax_loss, ax_f, ax_mae = fig.axes
+    assert all(ax.get_xlabel() == "iteration" for ax in fig.axes)
+    assert list(ax_loss.lines[0].get_xdata()) == list(range(1, 41))
+    refined = next(line for line in ax_f.lines if line.get_label() == "refined (val)")
+    assert list(refined.get_xdata()) == [10, 20, 30, 40]
+    assert list(refined.get_ydata()) == pytest.approx([0.6, 0.7, 0.8, 0.9])
+    assert any(list(line.get_ydata()) == [0.05, 0.05] for line in ax_mae.lines)  # stage 1's MAE, dashed

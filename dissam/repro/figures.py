@@ -13,8 +13,7 @@ first use) and saves it when given a path.
 The last section draws one example of a step, computed by a notebook's own cells (``components_figure``,
 ``input_panels``, ``feature_pairs_figure``, ``score_curves_figure``, ``hce_figure``); the
 ``*_walkthrough`` functions left there pick the example from a profile for the notebooks that do not
-compute it themselves yet (input channels, loss terms and feature pairs, F/E curves and HCE points). They
-write no figure file.
+compute it themselves yet (F/E curves and HCE points). They write no figure file.
 """
 from __future__ import annotations
 
@@ -25,22 +24,18 @@ import numpy as np
 import pandas as pd
 
 from ..coarse import build_coarse
-from ..data.datasets import RefinerDataset
-from ..data.enrichment import Component, connected_components, enrich_mask, label_components
+from ..data.enrichment import Component, enrich_mask, label_components
 from ..data.folders import list_pairs, read_image, read_mask
 from ..data.prompts import Box, box_channel, box_from_mask
 from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
 from ..metrics import DISMetrics, image_metrics
 from ..metrics.hce import HCERegions, hce_regions
-from ..model import build_refiner
-from ..model.checkpoint import load_gt_encoder, load_refiner
 from ..outputs import BOX_COLOUR, box_edges, cutout, on_checkerboard, overlay
 from . import runs, stages
 from .config import Profile
 from .evaluate import evaluate_method
 from .real_photos import run_photos
 from .tables import ablation_flags, paper_rows
-from .train import RefinerObjective, seed_everything
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -161,8 +156,9 @@ def multi_box_figure(image: np.ndarray, boxes: list[Box], coarse: list[np.ndarra
 
 def training_curves(history: list[dict[str, float]], path: str | Path | None = None,
                     reference: dict[str, float] | None = None, title: str = "") -> "Figure":
-    """Loss terms against iterations, and validation maxF / MAE against training minutes
-    (``reference``: e.g. stage 1's own maxF/MAE, drawn as dashed lines)."""
+    """Loss terms (smoothed), validation maxF and validation MAE, each against training iterations
+    (``history``: a run's records, ``iteration`` and the loss terms each, ``val_maxF``/``val_MAE`` where
+    it was validated); ``reference``: e.g. stage 1's own maxF/MAE, drawn as dashed lines."""
     fig = _figure((10, 3.2))
     ax_loss, ax_f, ax_mae = fig.subplots(1, 3)
     its = [h["iteration"] for h in history]
@@ -171,18 +167,18 @@ def training_curves(history: list[dict[str, float]], path: str | Path | None = N
         if any(v is not None for v in values):
             ax_loss.plot(its, _smooth([v or 0.0 for v in values]), label=term, lw=1)
     ax_loss.set_yscale("log")
-    ax_loss.set_xlabel("iteration")
     ax_loss.set_title("training losses (smoothed)", fontsize=9)
     ax_loss.legend(fontsize=7)
     val = [h for h in history if "val_maxF" in h]
-    minutes = [h["seconds"] / 60 for h in val]
     for ax, key in ((ax_f, "maxF"), (ax_mae, "MAE")):
-        ax.plot(minutes, [h[f"val_{key}"] for h in val], "o-", ms=3, label="refined (val)")
+        ax.plot([h["iteration"] for h in val], [h[f"val_{key}"] for h in val], "o-", ms=3, label="refined (val)")
         if reference and key in reference:
             ax.axhline(reference[key], ls="--", c="gray", label="stage 1 alone")
-        ax.set_xlabel("training minutes")
         ax.set_title(f"validation {key}", fontsize=9)
         ax.legend(fontsize=7)
+    for ax in (ax_loss, ax_f, ax_mae):
+        ax.set_xlabel("iteration")
+        ax.set_xlim(0, max(its, default=1))
     return _finish(fig, path, title)
 
 
@@ -435,98 +431,19 @@ def components_figure(image: np.ndarray, gt: np.ndarray, rule: str = "filtered")
     return _finish(fig, None, f"GT enrichment ({rule}): 1 image -> {n} training sample{'s' * (n != 1)}")
 
 
-def _first_with_components(profile: Profile, split: str, at_least: int = 2, scan: int = 50):
-    """The first image of ``split`` (of its first ``scan``) with ``at_least`` components, else the first."""
-    pairs = list_pairs(stages.split_dir(profile, split))
-    return next((p for p in pairs[:scan] if len(connected_components(read_mask(p.gt_path))) >= at_least), pairs[0])
-
-
 # ----------------------------------------------------------------------------- walkthroughs: training
 INPUT_CHANNELS = ("R", "G", "B", "stage-1 mask", "filled box")
 
 
 def input_panels(x: Any, title: str = "") -> "Figure":
-    """The refiner's input (``[5, S, S]``, as the Dataset gives it) as five panels, made readable: the RGB
-    channels are stored as value/255 - 0.5, so they are shown + 0.5 (in [0, 1]); mask and box as stored."""
+    """The refiner's input (``[5, S, S]`` or ``[3, S, S]``) as one panel per channel, made readable: the
+    RGB channels are stored as value/255 - 0.5, so they are shown + 0.5 (in [0, 1]); mask and box as stored."""
     x = np.asarray(x, dtype=np.float32)
     fig = _figure((2.2 * len(x), 2.6))
     for c, ax in enumerate(fig.subplots(1, len(x), squeeze=False)[0]):
         shown, name = (x[c] + 0.5, f"{INPUT_CHANNELS[c]} (+0.5)") if c < 3 else (x[c], INPUT_CHANNELS[c])
         _show(ax, shown, f"channel {c}: {name}", cmap="gray")
     return _finish(fig, None, title)
-
-
-def _one_image_dataset(profile: Profile, split: str = TRAIN_SPLIT):
-    """The first image of ``split`` with several components, as the main run's training set has it
-    (enriched, stage-1 masks from the cache), without augmentation."""
-    pair = _first_with_components(profile, split)
-    return RefinerDataset([pair], stages.coarse_source(profile, split), profile.train.size,
-                          enrichment=profile.variant.enrichment, augment=None)
-
-
-def input_walkthrough(profile: Profile) -> "Figure":
-    """Notebook 02: the five input channels of one training sample (its first component)."""
-    sample = _one_image_dataset(profile)[0]
-    return input_panels(sample["input"], f"one training sample: image {sample['stem']}, component "
-                                         f"{sample['index'] + 1}, box {tuple(sample['box'].tolist())}")
-
-
-def loss_table(terms: dict[str, float], weights: dict[str, float]) -> pd.DataFrame:
-    """Paper eq. 3 term by term: each unweighted term of :func:`dissam.losses.dis_sam_loss`, its weight,
-    the weighted value and its share of the total; the last row is the total the optimiser sees."""
-    rows = {name: {"value": terms[name], "weight": weights[name], "weighted": terms[name] * weights[name]}
-            for name in weights}
-    total = terms.get("total", sum(r["weighted"] for r in rows.values()))
-    for r in rows.values():
-        r["share of total"] = r["weighted"] / total if total else float("nan")
-    rows["total"] = {"value": float("nan"), "weight": float("nan"), "weighted": total, "share of total": 1.0}
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("term")
-
-
-def _objective(profile: Profile, checkpoint: str | Path | None):
-    """The training objective of the main run (:class:`dissam.repro.train.RefinerObjective`): the refiner from
-    ``checkpoint`` (None: untrained, built as training starts it) and the frozen, trained GT encoder."""
-    import torch
-
-
-    cfg = profile.train
-    device = torch.device(runs._inference_device(profile))
-    if checkpoint is None:
-        seed_everything(cfg.seed)
-        model = build_refiner(width=cfg.width, coarse_prior=cfg.coarse_prior).eval()
-    else:
-        model = load_refiner(checkpoint)
-    encoder = None
-    if cfg.use_gt_encoder:
-        encoder = load_gt_encoder(profile.gt_encoder_checkpoint).train(profile.variant.gt_encoder_bn == "batch")
-        encoder = encoder.to(device)
-    return RefinerObjective(model.to(device), encoder, profile, device)
-
-
-def _batch_outputs(profile: Profile, checkpoint: str | Path | None, n: int | None = None):
-    """(batch, objective, forward outputs) of one image's training samples (at most a batch of them)."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    dataset = _one_image_dataset(profile)
-    batch = next(iter(DataLoader(dataset, batch_size=min(len(dataset), n or profile.train.batch_size))))
-    objective = _objective(profile, checkpoint)
-    with torch.no_grad():
-        return batch, objective, objective.forward(batch)
-
-
-def loss_walkthrough(profile: Profile, checkpoint: str | Path | None = None) -> pd.DataFrame:
-    """Notebook 02: :func:`loss_table` of one batch (the samples of one training image) under the main
-    run's objective, with the refiner of ``checkpoint`` (None: untrained)."""
-    import torch
-
-    batch, objective, outputs = _batch_outputs(profile, checkpoint)
-    with torch.no_grad():
-        _, terms = objective.loss(outputs, batch)
-    cfg = profile.train
-    weights = {"bce": cfg.w_bce, "iou": cfg.w_iou, "feature": cfg.w_feature if cfg.use_gt_encoder else 0.0,
-               "ortho": profile.variant.ortho_weight}
-    return loss_table(terms, weights)
 
 
 def feature_pairs_figure(features: Sequence[Any], gt_features: Sequence[Any], sample: int = 0,
@@ -550,17 +467,6 @@ def feature_pairs_figure(features: Sequence[Any], gt_features: Sequence[Any], sa
                                    fontsize=7)
             axes[row, i].set_axis_off()
     return _finish(fig, None, title)
-
-
-def feature_walkthrough(profile: Profile, checkpoint: str | Path | None = None) -> "Figure":
-    """Notebook 02: the GT encoder's features beside the refiner's (of ``checkpoint``; None: untrained) for
-    one training sample, the pairs the feature loss pulls together."""
-    batch, _, (_, features, gt_features, _) = _batch_outputs(profile, checkpoint)
-    if gt_features is None:
-        raise ValueError("this profile trains without the GT encoder (train.use_gt_encoder=False)")
-    state = "untrained" if checkpoint is None else Path(checkpoint).name
-    return feature_pairs_figure(features, gt_features, 0, f"feature sync on image {batch['stem'][0]}, "
-                                                          f"component {int(batch['index'][0]) + 1} (refiner: {state})")
 
 
 # ----------------------------------------------------------------------------- walkthroughs: evaluation

@@ -310,6 +310,9 @@ def _run_loop(run: Loop, progress: bool = True, stop_after: int | None = None) -
             bar.write(f"stopped at iteration {run.it}: saved {run.checkpoints.last}; run again to resume")
         raise
     finally:
+        if run.finished and bar.n < bar.total:  # stopped early at its target score: the bar ends at 100%
+            bar.total = bar.n
+            bar.refresh()
         bar.close()
     _finish(run)
 
