@@ -11,9 +11,9 @@ the examples from a profile's data, runs and predictions (:mod:`dissam.repro.run
 first use) and saves it when given a path.
 
 The last section draws one example of a step, computed by a notebook's own cells (``components_figure``,
-``input_panels``, ``feature_pairs_figure``, ``score_curves_figure``, ``hce_figure``); the
-``*_walkthrough`` functions left there pick the example from a profile for the notebooks that do not
-compute it themselves yet (F/E curves and HCE points). They write no figure file.
+``input_panels``, ``feature_pairs_figure``, ``score_curves_figure``, ``hce_figure``): one GT's components,
+one sample's input channels, the feature pairs of the feature loss, one image's F/E curves and the points
+HCE counts (:func:`dissam.metrics.hce.hce_regions`). They take arrays and write no file.
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from ..data.enrichment import Component, enrich_mask, label_components
 from ..data.folders import list_pairs, read_image, read_mask
 from ..data.prompts import Box, box_channel, box_from_mask
 from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
-from ..metrics import DISMetrics, image_metrics
-from ..metrics.hce import HCERegions, hce_regions
+from ..metrics import DISMetrics, ImageResult
+from ..metrics.hce import HCERegions
 from ..outputs import BOX_COLOUR, box_edges, cutout, on_checkerboard, overlay
 from . import runs, stages
 from .config import Profile
@@ -402,17 +402,14 @@ def figure_index(profile: Profile) -> pd.DataFrame:
     return pd.DataFrame({"file": [p.name for p in files], "bytes": [p.stat().st_size for p in files]})
 
 
-# ----------------------------------------------------------------------------- one-example walkthroughs
-# Each notebook shows its step on one example before running it on the data set. Array-level functions
-# (``component_table``, ``components_figure``, ``input_panels``, ``loss_table``, ``feature_pairs_figure``,
-# ``score_curves_figure``, ``hce_figure``) take what they show; ``*_walkthrough`` functions
-# pick the example from a profile. They write no figure file: they teach, the figures above are the results.
+# ----------------------------------------------------------------------------- drawings of one example
+# The notebooks compute each step on one example in their own cells (against the method floor); these
+# draw what they computed. They take arrays, pick nothing from a profile and write no file.
 def components_figure(image: np.ndarray, gt: np.ndarray, rule: str = "filtered") -> "Figure":
     """Image | GT with each 8-connected component in its own colour and its tight box, numbered largest
     first (as :func:`dissam.data.enrichment.connected_components` orders them); the title counts one
     image -> its samples under ``rule``."""
     from matplotlib.patches import Rectangle
-
 
     labels, order, _ = label_components(gt)
     coloured = (gt[..., None] > 128) * np.full(3, 60, np.uint8)  # components too small to see stay grey
@@ -431,7 +428,6 @@ def components_figure(image: np.ndarray, gt: np.ndarray, rule: str = "filtered")
     return _finish(fig, None, f"GT enrichment ({rule}): 1 image -> {n} training sample{'s' * (n != 1)}")
 
 
-# ----------------------------------------------------------------------------- walkthroughs: training
 INPUT_CHANNELS = ("R", "G", "B", "stage-1 mask", "filled box")
 
 
@@ -469,13 +465,11 @@ def feature_pairs_figure(features: Sequence[Any], gt_features: Sequence[Any], sa
     return _finish(fig, None, title)
 
 
-# ----------------------------------------------------------------------------- walkthroughs: evaluation
-def score_curves_figure(pred: np.ndarray, gt: np.ndarray, title: str = "") -> "Figure":
-    """One image's curves over the 256 thresholds, as :class:`dissam.metrics.DISMetrics` measures them:
-    precision, recall and F (beta^2 = 0.3) with maxF marked; the E-measure with its mean (meanE); and
-    precision against recall."""
-    result = DISMetrics().measure(pred, gt)
-    curves = {k: v[::-1] for k, v in result.curves.items()}  # thresholds 0..255
+def score_curves_figure(result: ImageResult, title: str = "") -> "Figure":
+    """One image's curves over the 256 thresholds, as :meth:`dissam.metrics.DISMetrics.measure` returns
+    them (``result``): precision, recall and F (beta^2 = 0.3) with its maximum (the image's maxF) marked;
+    the E-measure with its mean (meanE); and precision against recall."""
+    curves = {k: v[::-1] for k, v in result.curves.items()}  # stored for thresholds 255..0; drawn 0..255
     t = np.arange(256)
     best = int(np.argmax(curves["F"]))
     fig = _figure((10, 3.0))
@@ -514,15 +508,3 @@ def hce_figure(image: np.ndarray, pred: np.ndarray, gt: np.ndarray, regions: HCE
     for pts, marker, colour in ((regions.fp_points, "x", "#ffdd00"), (regions.fn_points, "o", "#00ff88")):
         axes[2].scatter(pts[:, 0], pts[:, 1], marker=marker, s=10, c=colour, linewidths=0.8)
     return _finish(fig, None, title)
-
-
-def evaluation_walkthrough(profile: Profile, split: str = VAL_SPLIT,
-                           method: str = runs.MAIN) -> tuple[pd.DataFrame, "Figure", "Figure"]:
-    """Notebook 03: the first image of ``split`` under ``method`` (default the main model): its six metric
-    values, :func:`score_curves_figure` and :func:`hce_figure`."""
-    pair = list_pairs(stages.split_dir(profile, split))[0]
-    image, gt = pair.load()
-    pred = runs.predictions(profile, method, split)[pair.stem]
-    values = pd.DataFrame([image_metrics(pred, gt)], index=pd.Index([f"{method} on {pair.stem}"], name="image"))
-    return (values, score_curves_figure(pred, gt, f"{pair.stem} ({split}), {method}"),
-            hce_figure(image, pred, gt, hce_regions(pred, gt), f"HCE on {pair.stem}"))
