@@ -3,9 +3,10 @@ Table III as a plot and a zero-shot figure, regenerated from real intermediate o
 
 Two levels. Drawing functions take arrays (``grid``, ``enrichment_figure``,
 ``qualitative_grid``, ``pipeline_figure``, ``multi_box_figure``, ``training_curves``, ``sample_grid``,
-``photos_figure``, ``ablation_bars``; the pixel-level ``overlay``, ``cutout`` and ``on_checkerboard`` are
+``photos_figure``, ``ablation_bars``, and ``changes_figure`` with the tables beside it, ``change_table`` and
+``soft_map_table``; the pixel-level ``overlay``, ``cutout`` and ``on_checkerboard`` are
 :mod:`dissam.outputs`', re-exported here). Profile functions (``figure_one`` ... ``figure_five``,
-``stage1_examples``, ``training_figure``, ``real_photos``, ``ablation_plot``, ``zero_shot_figure``) pick
+``figure_one_changes``, ``stage1_examples``, ``training_figure``, ``real_photos``, ``ablation_plot``, ``zero_shot_figure``) pick
 the examples from a profile's data, runs and predictions (:mod:`dissam.repro.runs`) and write the PNG into
 ``profile.figures_dir``. Every function returns a matplotlib Figure (no pyplot state; matplotlib loads on
 first use) and saves it when given a path.
@@ -20,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -139,6 +141,88 @@ def pipeline_figure(image: np.ndarray, box: Box, coarse: np.ndarray, prob: np.nd
     for ax, (im, title, b) in zip(axes, panels):
         _show(ax, im, title, b, cmap="gray" if im.ndim == 2 else None)
     fig.suptitle("DIS-SAM: stage 1 (frozen, box-prompted) -> IS-Net refiner on concat(RGB, mask, box)", fontsize=9)
+    return _save(fig, path)
+
+
+GREY = (0.1, 0.9)  # a refined probability in this open interval is "grey": neither object nor background
+# Where the refined mask differs from stage 1's, judged against the GT: name -> colour of the change panel.
+CHANGE_COLOURS = {"added, right": (60, 200, 75), "added, wrong": (230, 25, 75),
+                  "removed, right": (0, 130, 200), "removed, wrong": (245, 165, 0)}
+
+
+def refinement_changes(coarse: np.ndarray, mask: np.ndarray, gt: np.ndarray) -> dict[str, np.ndarray]:
+    """bool ``[H, W]`` maps of where the refined ``mask`` differs from stage 1's ``coarse`` mask (both
+    uint8, foreground > 127), named as :data:`CHANGE_COLOURS`: "added" pixels are the refined mask's
+    only, "removed" stage 1's only; "right" when the change agrees with ``gt`` (> 127), else "wrong"."""
+    before, after, truth = np.asarray(coarse) > 127, np.asarray(mask) > 127, np.asarray(gt) > 127
+    added, removed = after & ~before, before & ~after
+    return {"added, right": added & truth, "added, wrong": added & ~truth,
+            "removed, right": removed & ~truth, "removed, wrong": removed & truth}
+
+
+def change_table(coarse: np.ndarray, mask: np.ndarray, gt: np.ndarray) -> pd.DataFrame:
+    """Pixel counts of :func:`refinement_changes`, one row per kind of change, and each as a share (%) of
+    the GT's foreground (how much of the object the refiner corrected or broke)."""
+    changes = refinement_changes(coarse, mask, gt)
+    object_px = max(int((np.asarray(gt) > 127).sum()), 1)
+    counts = [int(m.sum()) for m in changes.values()]
+    return pd.DataFrame({"change": list(changes), "pixels": counts,
+                         "% of the object": [round(100 * c / object_px, 1) for c in counts]})
+
+
+def structure_regions(gt: np.ndarray, thin_px: int = 5, band_px: int = 2) -> dict[str, np.ndarray]:
+    """bool ``[H, W]`` regions of a GT (> 127): "thin parts" (object pixels that an opening with a
+    ``thin_px`` x ``thin_px`` ellipse removes: wires, legs, twigs narrower than about ``thin_px`` pixels,
+    and the tips of sharp corners),
+    "outline" (within ``band_px`` pixels of the GT's outline, thin parts excluded) and "elsewhere"
+    (solid interior and plain background)."""
+    inside = (np.asarray(gt) > 127).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (thin_px, thin_px))
+    thin = inside.astype(bool) & ~cv2.morphologyEx(inside, cv2.MORPH_OPEN, kernel).astype(bool)
+    square = np.ones((2 * band_px + 1, 2 * band_px + 1), np.uint8)
+    band = (cv2.dilate(inside, square) > 0) & ~(cv2.erode(inside, square) > 0) & ~thin
+    return {"thin parts": thin, "outline": band, "elsewhere": ~(thin | band)}
+
+
+def soft_map_table(prob: np.ndarray, gt: np.ndarray, grey: tuple[float, float] = GREY) -> pd.DataFrame:
+    """Where a refined probability map (uint8 0..255) is grey (strictly inside ``grey``, as probabilities):
+    per region of :func:`structure_regions`, its pixels, the share (%) of them that are grey and their
+    mean probability."""
+    p = np.asarray(prob, np.float32) / 255.0
+    is_grey = (p > grey[0]) & (p < grey[1])
+    rows = []
+    for name, region in structure_regions(gt).items():
+        n = int(region.sum())
+        rows.append({"region": name, "pixels": n,
+                     "% grey": round(100 * float(is_grey[region].mean()), 1) if n else 0.0,
+                     "mean prob": round(float(p[region].mean()), 3) if n else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def changes_figure(image: np.ndarray, coarse: np.ndarray, prob: np.ndarray, mask: np.ndarray, gt: np.ndarray,
+                   path: str | Path | None = None) -> "Figure":
+    """Where refined and stage 1 differ, for masks that look alike side by side: stage 1 | the refined map
+    (soft, as the network gives it) | |refined - stage 1| (the soft difference, 0..1) | the changes of
+    :func:`refinement_changes` painted on the dimmed image (colours of :data:`CHANGE_COLOURS`) | GT."""
+    from matplotlib.patches import Patch
+
+    diff = np.abs(np.asarray(prob, np.float32) - np.asarray(coarse, np.float32)) / 255.0
+    painted = overlay(image, None, dim=0.35).astype(np.float32)
+    for name, where in refinement_changes(coarse, mask, gt).items():
+        painted[where] = CHANGE_COLOURS[name]
+    fig = _figure((12.5, 3.1))
+    axes = fig.subplots(1, 5)
+    _show(axes[0], coarse, "stage 1: coarse mask", cmap="gray")
+    _show(axes[1], prob, "refined (soft map)", cmap="gray")
+    axes[2].imshow(diff, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+    axes[2].set_title("|refined - stage 1|", fontsize=8)
+    axes[2].set_axis_off()
+    _show(axes[3], painted.astype(np.uint8), "changes against the GT")
+    _show(axes[4], gt, "ground truth", cmap="gray")
+    handles = [Patch(color=np.array(c) / 255, label=name) for name, c in CHANGE_COLOURS.items()]
+    axes[3].legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=2, fontsize=7,
+                   frameon=False, handlelength=1.2, columnspacing=0.8)
+    fig.suptitle("Fig. 1's example: what the refiner changed in stage 1's mask", fontsize=9)
     return _save(fig, path)
 
 
@@ -302,12 +386,26 @@ def _model(profile: Profile, model: Any):
 
 
 # ----------------------------------------------------------------------------- the figures of a profile
+def figure_one_example(profile: Profile, model: Any = None) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(image, GT, :class:`dissam.predictor.Prediction` for the GT's box) of Fig. 1: the validation image
+    where the refiner helps most."""
+    image, gt = _image_and_gt(profile, VAL_SPLIT, pick_examples(profile, VAL_SPLIT, 1)[0])
+    return image, gt, _model(profile, model).predict(image, box_from_mask(gt))
+
+
 def figure_one(profile: Profile, model: Any = None) -> "Figure":
     """Fig. 1 on the validation image where the refiner helps most."""
-    model = _model(profile, model)
-    image, gt = _image_and_gt(profile, VAL_SPLIT, pick_examples(profile, VAL_SPLIT, 1)[0])
-    pred = model.predict(image, box_from_mask(gt))
+    image, gt, pred = figure_one_example(profile, model)
     return pipeline_figure(image, pred.box, pred.coarse, pred.prob, gt, profile.figures_dir / "fig1_pipeline.png")
+
+
+def figure_one_changes(profile: Profile, model: Any = None) -> tuple[pd.DataFrame, pd.DataFrame, "Figure"]:
+    """Fig. 1's example read closely: where its refined map is grey (:func:`soft_map_table`), what the
+    refiner changed in stage 1's mask (:func:`change_table`) and the change panel (:func:`changes_figure`,
+    ``fig1_changes.png``)."""
+    image, gt, pred = figure_one_example(profile, model)
+    figure = changes_figure(image, pred.coarse, pred.prob, pred.mask, gt, profile.figures_dir / "fig1_changes.png")
+    return soft_map_table(pred.prob, gt), change_table(pred.coarse, pred.mask, gt), figure
 
 
 def figure_two(profile: Profile, split: str = TRAIN_SPLIT) -> "Figure":
