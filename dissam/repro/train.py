@@ -185,7 +185,6 @@ class Loop:
     checkpoints: Checkpoints
     world: World
     device: torch.device
-    batch_size: int
     time_limit_minutes: float | None = None
     bf16: bool = False  # autocast the forward passes (CUDA)
     target_maxf: float | None = None  # stop once validation maxF exceeds it
@@ -502,7 +501,7 @@ def _gt_encoder_loop(profile: Profile, world: World, device: torch.device) -> Lo
                 to_network=lambda batch: items.to_network(batch, device),
                 val_batches=_validation_loader(val_ds, cfg.batch_size, cfg.num_workers, device), input_key="gt",
                 horizon=cfg.gt_encoder_iters, val_every=cfg.gt_encoder_val_every or cfg.val_every,
-                checkpoints=checkpoints, world=world, device=device, batch_size=cfg.batch_size,
+                checkpoints=checkpoints, world=world, device=device,
                 time_limit_minutes=cfg.time_limit_minutes, target_maxf=cfg.gt_encoder_target_maxf)
 
 
@@ -615,7 +614,7 @@ def _refiner_loop(profile: Profile, spec: RunSpec, world: World, device: torch.d
                 to_network=lambda batch: items.to_network(batch, device),
                 val_batches=_validation_loader(val_ds, cfg.batch_size, cfg.num_workers, device) if world.is_main else (),
                 input_key="input", horizon=horizon, val_every=cfg.val_every,
-                checkpoints=checkpoints, world=world, device=device, batch_size=cfg.batch_size,
+                checkpoints=checkpoints, world=world, device=device,
                 time_limit_minutes=cfg.time_limit_minutes, bf16=device.type == "cuda" and cfg.autocast == "bf16",
                 **progress)
 
