@@ -68,11 +68,16 @@ def on_rank0(profile: Profile, work: Callable[[], Any]) -> None:
                            "see its error")
 
 
-def prepare_run(profile: Profile, spec: RunSpec, progress: bool = True) -> None:
-    """What a run needs before training: the data, the stage-1 masks of the training and validation
-    splits, and the resized caches of the data sets it reads."""
+def prepare_training_data(profile: Profile, progress: bool = True) -> None:
+    """The data and the stage-1 masks of the training and validation splits, where missing."""
     prepare_data(profile, progress=progress)
     cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT], progress=progress)
+
+
+def prepare_run(profile: Profile, spec: RunSpec, progress: bool = True) -> None:
+    """What a run needs before training: :func:`prepare_training_data`, then the resized caches of the
+    data sets it reads."""
+    prepare_training_data(profile, progress=progress)
     build_run_caches(profile, spec, progress=progress)
 
 
@@ -92,11 +97,7 @@ def ensure_inputs(profile: Profile, progress: bool = True) -> Path | None:
     stage-1 masks of the training and validation splits (notebook 01) and the GT encoder (notebook 02);
     its checkpoint, or None when the profile trains without one. Reuses what exists, so a notebook that
     calls it first runs alone in a fresh runs folder and costs nothing after the series."""
-    def data_and_stage1() -> None:
-        prepare_data(profile, progress=progress)
-        cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT], progress=progress)
-
-    on_rank0(profile, data_and_stage1)
+    on_rank0(profile, lambda: prepare_training_data(profile, progress=progress))
     return train_gt_encoder(profile, progress=progress) if profile.train.use_gt_encoder else None
 
 
