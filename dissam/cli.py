@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from . import predict_files
+from .coarse import KINDS
 from .data.splits import TRAIN_SPLIT
 from .numerics import ENV_VAR as NUMERICS_ENV_VAR
 from .numerics import MODES, portable_environment
@@ -95,9 +96,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.model == "isnet":
         return cmd_predict_isnet(args)
+    coarse = args.stage1
+    if args.isnet_checkpoint is not None and coarse != "isnet":
+        raise ValueError("--isnet-checkpoint gives the published IS-Net's weights: use it with --model isnet "
+                         "or --stage1 isnet")
+    if coarse == "isnet" and args.isnet_checkpoint is not None:  # the crop's weights, given on the command line
+        from .coarse import build_coarse
+        coarse = build_coarse("isnet", checkpoint=args.isnet_checkpoint)
     result = predict_files.run_predict(args.image, box=args.box, boxes_csv=args.boxes, checkpoint=args.checkpoint,
                          out=args.output, profile=args.profile, cutout=args.cutout, soft=args.soft,
-                         overlay=args.overlay, refine_region=args.refine_region,
+                         overlay=args.overlay, refine_region=args.refine_region, coarse=coarse,
                          stage1_max_side="auto" if args.stage1_max_side is None else args.stage1_max_side)
     for path in result.written:
         print(path)
@@ -131,7 +139,7 @@ def cmd_predict_isnet(args: argparse.Namespace) -> int:
 
 # predict options that belong to DIS-SAM (a box prompt, stage 1, the refiner checkpoint) and their defaults
 _DISSAM_ONLY = {"box": None, "boxes": None, "checkpoint": None, "overlay": False, "soft": False,
-                "refine_region": "image", "stage1_max_side": None}
+                "refine_region": "image", "stage1_max_side": None, "stage1": None}
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -226,14 +234,17 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine-region", choices=("image", "box"), default="image",
                    help="what the refiner reads: the whole image (the paper; default) or a crop around the box, "
                    "for small objects in large images (see docs/inference.md, 'Inference at high resolution')")
+    p.add_argument("--stage1", choices=KINDS, help="stage 1 instead of the one the refiner was trained with: "
+                   "isnet is the published IS-Net on a window around the box (weights: `dissam weights isnet`), "
+                   "better than GrabCut on photos; sam / hq-sam take the SAM checkpoint the refiner recorded")
     p.add_argument("--stage1-max-side", type=_non_negative_int, metavar="PX",
                    help="stage 1 sees the image shrunk to this long side (0: full size; default: GrabCut 512, SAM "
                    "full; 192 for a fast interactive box)")
     p.add_argument("--model", choices=("dissam", "isnet"), default="dissam",
                    help="isnet: the published IS-Net alone on each whole image, saved as its Inference.py saves "
                    "it (min-max normalised map, 0..255); no box, no stage 1")
-    p.add_argument("--isnet-checkpoint", type=Path, help="with --model isnet: the weights (default "
-                   "$DISSAM_ISNET_CHECKPOINT, else the cache of `dissam weights isnet`)")
+    p.add_argument("--isnet-checkpoint", type=Path, help="with --model isnet or --stage1 isnet: the published "
+                   "IS-Net's weights (default $DISSAM_ISNET_CHECKPOINT, else the cache of `dissam weights isnet`)")
 
 
 def _weights_arguments(p: argparse.ArgumentParser) -> None:

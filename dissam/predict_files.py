@@ -19,9 +19,6 @@ if TYPE_CHECKING:
 
     from .predictor import DisSam
 
-ISNET_ENV = "DISSAM_ISNET_CHECKPOINT"
-
-
 def default_checkpoint(profile: str | None = "smoke") -> Path:
     """The profile's trained refiner, or a :class:`CheckpointError` saying how to train one."""
     from .model.checkpoint import CheckpointError
@@ -279,24 +276,6 @@ def _predict_jobs(model: DisSam, jobs: list[PredictJob], batch: bool, unit: str,
     return result
 
 
-def isnet_checkpoint(given: str | Path | None = None) -> Path:
-    """The published IS-Net weights to use: ``given``, else ``$DISSAM_ISNET_CHECKPOINT``, else the
-    checkpoint ``dissam weights isnet`` converted into the cache; a one-line CheckpointError if none."""
-    from .model.checkpoint import CheckpointError
-    from .model.published import elsewhere, published_checkpoint_path
-
-    chosen = given or os.environ.get(ISNET_ENV)
-    if chosen:
-        if not Path(chosen).is_file():
-            raise CheckpointError(f"IS-Net weights not found: {chosen}")
-        return Path(chosen)
-    cached = published_checkpoint_path()
-    if not cached.is_file():
-        raise CheckpointError(f"no published IS-Net weights in {cached.parent}: run `dissam weights isnet` "
-                              f"(or `make weights`), or {elsewhere()}")
-    return cached
-
-
 def run_isnet_predict(image_or_folder: str | Path, out: str | Path = "mask.png", checkpoint: str | Path | None = None,
                       cutout: bool = False, progress: bool | None = None):
     """The published IS-Net on an image or every image of a folder (see the module docstring). Each
@@ -306,13 +285,14 @@ def run_isnet_predict(image_or_folder: str | Path, out: str | Path = "mask.png",
 
     from . import outputs
     from .data.images import read_image
+    from .model.published import find_published_isnet
     from .model.published_predict import PublishedISNet
 
     source, out = Path(image_or_folder), Path(out)
     if not source.exists():
         raise FileNotFoundError(f"no such image or folder: {source}")
     jobs = _plan(source, None, None, out)
-    weights = isnet_checkpoint(checkpoint)
+    weights = find_published_isnet(checkpoint)
     print(f"dissam predict: the published IS-Net ({weights}) on each whole image", file=sys.stderr)
     model = PublishedISNet.from_checkpoint(weights)
     result, batch = PredictRun(), source.is_dir()

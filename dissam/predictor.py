@@ -1,6 +1,6 @@
 """The predictor: image + box -> highly accurate mask, from a trained refiner checkpoint (:class:`DisSam`).
 
-Stage 1 (SAM or the offline GrabCut stand-in) turns the box into a coarse mask; stage 2, the IS-Net
+Stage 1 (SAM, the offline GrabCut stand-in, or the published IS-Net on a window around the box) turns the box into a coarse mask; stage 2, the IS-Net
 refiner, reads (RGB, coarse mask, filled box) and outputs the fine mask. The stage-1 image embedding is
 computed once per image (keyed by its content), so every further box on the same image only pays for
 the prompt and the refiner: what makes box dragging interactive. Any image a user has (path, PIL image
@@ -49,11 +49,12 @@ DEFAULT_STAGE1_MAX_SIDE = 512
 def stage1_of(meta: dict[str, Any], kind: str | None = None):
     """The stage-1 segmenter a checkpoint's metadata records (``"stage1"``: :func:`dissam.coarse.build_coarse`'s
     arguments, written by training), GrabCut when it records none; ``kind`` replaces the recorded kind
-    (a SAM kind keeps the recorded checkpoint and model type)."""
+    (a SAM kind keeps the recorded SAM checkpoint and model type; ``"isnet"`` takes the published IS-Net
+    of :func:`dissam.model.published.find_published_isnet`)."""
     spec = dict(meta.get("stage1") or {"kind": "grabcut"})
     if kind is not None and kind != spec["kind"]:
         recorded, spec = spec, {"kind": kind}
-        if kind != "grabcut":
+        if kind in ("sam", "hq-sam") and recorded["kind"] in ("sam", "hq-sam"):
             spec.update({k: recorded[k] for k in ("checkpoint", "model_type", "multimask") if k in recorded})
     return build_coarse(**spec)
 
@@ -66,9 +67,10 @@ def variant_of(meta: dict[str, Any]) -> Variant:
 
 def default_stage1_max_side(segmenter: Any) -> int | None:
     """The bound ``stage1_max_side="auto"`` means for ``segmenter``: :data:`DEFAULT_STAGE1_MAX_SIDE` for
-    GrabCut; None (full size) for SAM / HQ-SAM and others. SAM resizes every image to its encoder's
-    1024 px itself, so its time does not depend on the photo's size, and a smaller copy would only lose
-    detail (and its logits, upsampled by SAM to full size, are better than a thresholded mask scaled up)."""
+    GrabCut; None (full size) for SAM / HQ-SAM, the IS-Net crop and others. SAM and IS-Net resize what they
+    see to their 1024 px input themselves, so their time does not depend on the photo's size, and a
+    smaller copy would only lose detail (and their maps, upsampled to full size, are better than a
+    thresholded mask scaled up)."""
     return DEFAULT_STAGE1_MAX_SIDE if isinstance(segmenter, GrabCutSegmenter) else None
 
 
@@ -234,6 +236,14 @@ class DisSam:
                    refine_region=refine_region)
 
     # ---- stage 1: the image embedding, once per image ----
+    def use_stage1(self, segmenter: Any) -> None:
+        """Swap stage 1 (a :mod:`dissam.coarse` segmenter); the current image is embedded again by the new
+        one at the next :meth:`predict`."""
+        self.segmenter = segmenter
+        if self._rgb is not None:
+            rgb, self._key = self._rgb, None
+            self.set_image(rgb)
+
     def set_image(self, image: Any) -> np.ndarray:
         """Make ``image`` current; stage 1 embeds it only when its content differs from the current one."""
         rgb = as_rgb(image)

@@ -5,7 +5,9 @@ of the picture it shows) and plain ipywidgets, so it runs in JupyterLab 4 and in
 sits in :class:`BoxDragDemo` and runs whenever ``bboxes`` changes, so tests drive it by setting that
 trait, exactly as the browser does. Where widgets cannot render (Colab without its custom widget manager,
 VS Code, a static viewer), :func:`side_by_side` draws the same two panels as one static image (notebook 07's
-``BOX`` parameter).
+``BOX`` parameter). When the published IS-Net weights are in the cache (``dissam weights isnet``), a
+choice above the views swaps stage 1 between the model's own (GrabCut on a CPU profile) and the IS-Net
+crop (:mod:`dissam.coarse.isnet_crop`), built the first time it is chosen.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import html
 import io
 import math
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import cv2
 import ipywidgets as widgets
@@ -21,16 +23,19 @@ import numpy as np
 from jupyter_bbox_widget import BBoxWidget
 from PIL import Image
 
+from .coarse import build_coarse
 from .data.folders import list_pairs
 from .data.images import as_rgb
 from .data.prompts import Box, BoxError
 from .data.splits import VAL_SPLIT
 from .outputs import overlay
+from .model.checkpoint import CheckpointError
+from .model.published import find_published_isnet
 from .predictor import DisSam, MultiPrediction, Prediction, check_stage1_max_side
 from .repro.config import Profile
 
 __all__ = ["BoxDragDemo", "box_drag_demo", "boxes_from_bboxes", "demo_image", "mask_view", "png_bytes",
-           "side_by_side"]
+           "side_by_side", "stage1_options"]
 
 COARSE_COLOUR = (255, 140, 0)  # stage 1: orange
 REFINED_COLOUR = (0, 200, 90)  # stage 2: green
@@ -89,15 +94,35 @@ def _display_scale(height: int, width: int, target: int) -> float:
     return target / longest
 
 
+Stage1Options = Mapping[str, Any]  # label -> a segmenter, or a function of no arguments that builds one
+
+
+def stage1_options(model: DisSam) -> dict[str, Any]:
+    """The stage-1 choices the demo offers for ``model``: its own stage 1 (labelled by kind), and the
+    IS-Net crop when the published weights are found (built lazily: loading them takes a second)."""
+    own = type(model.segmenter).__name__.removesuffix("Segmenter").replace("Sam", "SAM")
+    options: dict[str, Any] = {own: model.segmenter}
+    try:
+        weights = find_published_isnet()
+    except CheckpointError:
+        return options
+    options["IS-Net crop"] = lambda: build_coarse("isnet", checkpoint=weights, device=str(model.device))
+    return options
+
+
 class BoxDragDemo(widgets.VBox):
     """The demo widget: ``bbox`` (draw here), ``coarse_view`` and ``refined_view`` (ipywidgets.Image
-    overlays), ``status`` (ipywidgets.HTML), ``last`` (the latest :class:`MultiPrediction` or None).
-    ``stage1_max_side``: None keeps the model's setting; else it replaces it (0: full size, ``"auto"``:
-    the default of the model's stage 1; see :class:`dissam.predictor.DisSam`)."""
+    overlays), ``status`` (ipywidgets.HTML), ``stage1`` (ipywidgets.ToggleButtons, shown when there is a
+    choice), ``last`` (the latest :class:`MultiPrediction` or None). ``stage1_max_side``: None keeps the
+    model's setting; else it replaces it (0: full size, ``"auto"``: the default of the model's stage 1;
+    see :class:`dissam.predictor.DisSam`). ``stage1``: the choices, label -> segmenter or builder
+    (:func:`stage1_options`, the default); the first is the model's current stage 1."""
 
     def __init__(self, model: DisSam, image: Any, display_size: int = 384,
-                 stage1_max_side: int | str | None = None, **kwargs: Any) -> None:
+                 stage1_max_side: int | str | None = None, stage1: Stage1Options | None = None,
+                 **kwargs: Any) -> None:
         self.model = model
+        self._stage1: dict[str, Any] = dict(stage1 if stage1 is not None else stage1_options(model))
         if stage1_max_side is not None:
             check_stage1_max_side(stage1_max_side)
             model.stage1_max_side = stage1_max_side  # set_image below re-embeds at the new bound
@@ -120,6 +145,10 @@ class BoxDragDemo(widgets.VBox):
         self.status.add_class("dissam-status")
         self.clear_button = widgets.Button(description="Clear boxes", icon="trash")
         self.clear_button.on_click(lambda _: setattr(self.bbox, "bboxes", []))
+        self.stage1 = widgets.ToggleButtons(options=list(self._stage1), description="Stage 1:",
+                                            layout=widgets.Layout(display="" if len(self._stage1) > 1 else "none"))
+        self.stage1.add_class("dissam-stage1")
+        self.stage1.observe(self._on_stage1, names="value")
         views = widgets.HBox([
             widgets.VBox([widgets.HTML("<b>Draw a box</b>"), self.bbox]),
             widgets.VBox([widgets.HTML("<b>Stage 1 (coarse)</b>"), self.coarse_view]),
@@ -127,7 +156,7 @@ class BoxDragDemo(widgets.VBox):
         ])
         # BBoxWidget always lists its label classes; one kind of object needs no class picker.
         style = widgets.HTML("<style>.dissam-bbox .classes {display: none}</style>")
-        super().__init__([style, views, widgets.HBox([self.clear_button, self.status])], **kwargs)
+        super().__init__([style, self.stage1, views, widgets.HBox([self.clear_button, self.status])], **kwargs)
         self.add_class("dissam-demo")
         self.bbox.observe(self._on_bboxes, names="bboxes")
         self.update()
@@ -141,6 +170,23 @@ class BoxDragDemo(widgets.VBox):
 
     def _on_bboxes(self, change: dict[str, Any]) -> None:
         self.update(change["new"])
+
+    def _on_stage1(self, change: dict[str, Any]) -> None:
+        self.use_stage1(change["new"])
+
+    def use_stage1(self, label: str) -> MultiPrediction | None:
+        """Make the stage 1 labelled ``label`` the model's (building it the first time) and redraw."""
+        if self.stage1.value != label:
+            self.stage1.value = label  # its observer comes back here
+            return self.last
+        choice = self._stage1[label]
+        if callable(choice) and not hasattr(choice, "set_image"):  # a builder, not a segmenter
+            self.status.value = f"loading {html.escape(label)}..."
+            choice = self._stage1[label] = choice()
+        start = time.perf_counter()
+        self.model.use_stage1(choice)
+        self.embed_seconds = time.perf_counter() - start
+        return self.update()
 
     def update(self, bboxes: list[dict[str, Any]] | None = None) -> MultiPrediction | None:
         """Predict every (non-degenerate) box of ``bboxes`` (default: the widget's) and redraw."""
@@ -205,7 +251,7 @@ def demo_image(profile: Profile, index: int = 0, split: str = VAL_SPLIT) -> tupl
 
 
 def box_drag_demo(model: DisSam, image: Any, display_size: int = 384,
-                  stage1_max_side: int | str | None = None) -> BoxDragDemo:
-    """The interactive demo for ``image`` (path or array): display it to use it. ``stage1_max_side``:
-    see :class:`BoxDragDemo` (None: the model's own)."""
-    return BoxDragDemo(model, image, display_size=display_size, stage1_max_side=stage1_max_side)
+                  stage1_max_side: int | str | None = None, stage1: Stage1Options | None = None) -> BoxDragDemo:
+    """The interactive demo for ``image`` (path or array): display it to use it. ``stage1_max_side`` and
+    ``stage1``: see :class:`BoxDragDemo` (None: the model's own bound; :func:`stage1_options`)."""
+    return BoxDragDemo(model, image, display_size=display_size, stage1_max_side=stage1_max_side, stage1=stage1)

@@ -194,3 +194,44 @@ def test_real_tiny_model_end_to_end(tiny_model):
     demo.bbox.bboxes = [bbox(half, demo.scale)]
     assert not np.array_equal(demo.last.objects[0].prob, obj.prob)  # the refiner reads box and mask
     assert model.segmenter.encoder_calls == 1
+
+
+class ShrunkBoxSegmenter(FilledBoxSegmenter):
+    """A second stage 1: the box shrunk by a quarter of its size on each side."""
+
+    def predict(self, box):
+        x0, y0, x1, y1 = box
+        dx, dy = (x1 - x0) // 4, (y1 - y0) // 4
+        return super().predict((x0 + dx, y0 + dy, x1 - dx, y1 - dy))
+
+
+def test_the_stage1_choice_swaps_stage1_builds_it_once_and_redraws():
+    first, built = FilledBoxSegmenter(), []
+    model = DisSam(RedRefiner(), first, size=64, device="cpu")
+    choices = {"Filled": first, "Shrunk": lambda: built.append(ShrunkBoxSegmenter()) or built[-1]}
+    demo = box_drag_demo(model, scene()[0], display_size=256, stage1=choices)
+    assert demo.stage1.options == ("Filled", "Shrunk") and demo.stage1.layout.display != "none"
+    demo.bbox.bboxes = [bbox(OBJ, demo.scale)]
+    filled, view = demo.last.objects[0].coarse, demo.coarse_view.value
+    demo.stage1.value = "Shrunk"  # as a click does
+    assert model.segmenter is built[0] and built[0].encoder_calls == 1
+    assert demo.last.objects[0].coarse.sum() < filled.sum() and demo.coarse_view.value != view
+    demo.use_stage1("Filled")
+    demo.use_stage1("Shrunk")
+    assert len(built) == 1 and built[0].encoder_calls == 2 and demo.stage1.value == "Shrunk"
+
+
+def test_without_the_published_weights_the_demo_offers_no_choice(demo):
+    assert demo.stage1.options == ("FilledBox",) and demo.stage1.layout.display == "none"
+
+
+def test_with_the_published_weights_the_demo_offers_the_isnet_crop(tmp_path, monkeypatch):
+    from dissam.widget import stage1_options
+
+    weights = tmp_path / "isnet-general-use.pth"
+    weights.write_bytes(b"not loaded until chosen")
+    monkeypatch.setenv("DISSAM_ISNET_CHECKPOINT", str(weights))
+    model = DisSam(RedRefiner(), FilledBoxSegmenter(), size=64, device="cpu")
+    options = stage1_options(model)
+    assert list(options) == ["FilledBox", "IS-Net crop"] and options["FilledBox"] is model.segmenter
+    assert callable(options["IS-Net crop"]) and not hasattr(options["IS-Net crop"], "set_image")

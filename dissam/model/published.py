@@ -32,6 +32,7 @@ from pathlib import Path
 from .checkpoint import CheckpointError, load_checkpoint, save_refiner
 
 CACHE_ENV = "DISSAM_CACHE_DIR"
+ISNET_ENV = "DISSAM_ISNET_CHECKPOINT"  # weights a user gives instead of the cached conversion
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,22 @@ def published_checkpoint_path(package: PublishedPackage = ISNET_GENERAL_USE,
                               cache_dir: str | Path | None = None) -> Path:
     """Where :func:`ensure_published_isnet` keeps the converted checkpoint: ``<cache>/weights/<name>``."""
     return Path(cache_dir or user_cache_dir()) / "weights" / package.checkpoint_name
+
+
+def find_published_isnet(given: str | Path | None = None) -> Path:
+    """The published IS-Net weights to use: ``given``, else ``$DISSAM_ISNET_CHECKPOINT``, else the
+    checkpoint :func:`ensure_published_isnet` converted into the cache; a one-line
+    :class:`~dissam.model.checkpoint.CheckpointError` saying how to get them when there are none."""
+    chosen = given or os.environ.get(ISNET_ENV)
+    if chosen:
+        if not Path(chosen).is_file():
+            raise CheckpointError(f"IS-Net weights not found: {chosen}")
+        return Path(chosen)
+    cached = published_checkpoint_path()
+    if not cached.is_file():
+        raise CheckpointError(f"no published IS-Net weights in {cached.parent}: run `dissam weights isnet` "
+                              f"(or `make weights`), or {elsewhere()}")
+    return cached
 
 
 def elsewhere(package: PublishedPackage = ISNET_GENERAL_USE) -> str:

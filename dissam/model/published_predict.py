@@ -38,16 +38,18 @@ class PublishedISNet:
 
     ``path`` "optimized" (default) runs :func:`dissam.model.inference.optimize_for_inference`'s copy, as
     the evaluation tables do; "eager" the plain module. They differ by ~1e-7 in probability, which can
-    move a saved level by one now and then."""
+    move a saved level by one now and then. ``input_size``: the square the image is resized to
+    (``Inference.py``'s 1024; smaller is faster and shows the network objects at a coarser scale)."""
 
-    def __init__(self, model: nn.Module, device: str = "cpu", path: InferencePath = "optimized") -> None:
+    def __init__(self, model: nn.Module, device: str = "cpu", path: InferencePath = "optimized",
+                 input_size: int = INPUT_SIZE) -> None:
         config = getattr(model, "config", None) or {}
         if int(config.get("in_ch", 3)) != 3:
             raise CheckpointError(f"the published IS-Net takes RGB alone; this model has {config.get('in_ch')} "
                                   "input channels")
         if path not in ("eager", "optimized"):
             raise ValueError(f"path must be 'eager' or 'optimized', not {path!r}")
-        self.device = device
+        self.device, self.input_size = device, int(input_size)
         model = model.to(device).eval()
         self.model = optimize_for_inference(model) if path == "optimized" else model
 
@@ -58,10 +60,10 @@ class PublishedISNet:
         return cls(load_published_isnet(checkpoint, device), device, path)
 
     def prob(self, rgb: np.ndarray) -> np.ndarray:
-        """maps[0] at the network's size: float32 ``[1024, 1024]`` in [0, 1], for uint8 RGB ``[H, W, 3]``."""
+        """maps[0] at the network's size: float32 ``[input_size, input_size]`` in [0, 1], for uint8 RGB ``[H, W, 3]``."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected a uint8 RGB image [H, W, 3], got {rgb.dtype} {tuple(rgb.shape)}")
-        x = torch.from_numpy(make_input(rgb, None, None, INPUT_SIZE, in_ch=3))[None].to(self.device)
+        x = torch.from_numpy(make_input(rgb, None, None, self.input_size, in_ch=3))[None].to(self.device)
         return predict_prob(self.model, x).float().cpu().numpy()[0, 0]
 
     def predict(self, rgb: np.ndarray) -> np.ndarray:

@@ -56,8 +56,12 @@ def stage1_spec(profile: Profile, kind: str | None = None, checkpoint: str | Pat
     """The arguments of :func:`dissam.coarse.build_coarse` for the stage 1 a profile configures
     (``profile.coarse``; SAM type and multimask from ``profile.variant``), JSON-ready: training stores
     them in the refiner checkpoint, so :meth:`dissam.DisSam.from_checkpoint` rebuilds the same stage 1.
-    ``kind`` and ``checkpoint`` replace the profile's (GrabCut on a SAM profile, HQ-SAM as a baseline)."""
+    ``kind`` and ``checkpoint`` replace the profile's (GrabCut on a SAM profile, HQ-SAM as a baseline, the
+    IS-Net crop of :mod:`dissam.coarse.isnet_crop` beside GrabCut on photos; its default weights are the
+    cached published ones)."""
     cfg, variant = profile.coarse, profile.variant
+    if kind == "isnet":  # the published IS-Net on the box's window: its own weights, never SAM's
+        return {"kind": "isnet", "checkpoint": None if checkpoint is None else str(checkpoint)}
     if kind is not None and kind != cfg.kind:
         cfg = replace(cfg, kind=kind)
     if checkpoint is not None:
