@@ -15,7 +15,8 @@ import html
 import io
 import math
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import cv2
 import ipywidgets as widgets
@@ -28,9 +29,9 @@ from .data.folders import list_pairs
 from .data.images import as_rgb
 from .data.prompts import Box, BoxError
 from .data.splits import VAL_SPLIT
-from .outputs import overlay
 from .model.checkpoint import CheckpointError
 from .model.published import find_published_isnet
+from .outputs import overlay
 from .predictor import DisSam, MultiPrediction, Prediction, check_stage1_max_side
 from .repro.config import Profile
 

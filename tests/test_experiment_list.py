@@ -4,11 +4,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from dissam.repro import runs, stages
 from dissam.repro.config import AblationConfig, BaselineConfig, get_profile
+from dissam.data.folders import list_pairs
 from dissam.data.hqseg import HQSEG_SOURCES
 from dissam.data.procedural import generate_dataset
 from dissam.data.splits import TRAIN_SPLIT, VAL_SPLIT
@@ -74,3 +76,36 @@ def test_hqseg_run_is_listed_only_with_the_data_and_trains_on_it(tmp_path, monke
     methods = runs.dissam_methods(profile, short=False)
     assert methods["DIS-SAM\u2020 (HQSeg-44K, 8 it)"] == runs.HQSEG_RUN and runs.MAIN in methods.values()
     assert isinstance(last["model"]["conv_in.weight"], torch.Tensor)
+
+
+def test_the_general_use_isnet_is_a_zero_shot_row_when_its_weights_are_found(tmp_path, monkeypatch, tiny_data):
+    """Tables I/II's row of the published general-use IS-Net: there when its weights are found (given, or
+    in the user cache where `dissam weights isnet` puts them), named by its input side, and its maps are
+    what PublishedISNet saves for each image (RGB alone, Inference.py's min-max map at the GT's size)."""
+    from dissam.model.checkpoint import save_refiner
+    from dissam.model.isnet import build_refiner
+    from dissam.model.published import published_checkpoint_path
+    from dissam.model.published_predict import PublishedISNet
+    from dissam.repro.config import runs_root
+
+    monkeypatch.setenv("DISSAM_CACHE_DIR", str(tmp_path / "cache"))
+    tiny = get_profile("tiny")
+    assert runs.general_isnet_weights(tiny) is None
+    torch.manual_seed(0)
+    weights = save_refiner(build_refiner(in_ch=3, width=0.0625), published_checkpoint_path())
+    assert runs.general_isnet_weights(tiny) == weights
+    given = dataclasses.replace(tiny, data=dataclasses.replace(tiny.data, root=tiny_data),
+                                baselines=BaselineConfig(isnet_checkpoint=tmp_path / "isnet.pth", general_isnet_size=96))
+    methods = runs.baseline_methods(given)
+    assert methods["IS-Net (published general-use weights), zero-shot, 96 px input"] == "isnet-general-96"
+    assert list(methods)[-1].startswith("IS-Net (published general-use") and runs.checkpoint_of(given, "isnet-general-96") == weights
+    with runs_root(tmp_path / "runs"):
+        maps = runs.predictions(given, "isnet-general-96", VAL_SPLIT)
+    net = PublishedISNet.from_checkpoint(weights, input_size=96)
+    for pair in list_pairs(tiny_data / VAL_SPLIT):
+        image, gt = pair.load()
+        assert maps[pair.stem].shape == gt.shape
+        assert np.abs(maps[pair.stem].astype(int) - net.predict(image).astype(int)).max() <= 1
+    missing = dataclasses.replace(given, baselines=BaselineConfig(general_isnet_checkpoint=tmp_path / "absent.pth"))
+    with pytest.raises(FileNotFoundError, match="absent.pth"):  # given but absent: an error, not a missing row
+        runs.general_isnet_weights(missing)

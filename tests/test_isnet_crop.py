@@ -133,3 +133,28 @@ def test_dissam_predict_stage1_isnet_runs_the_crop_with_the_given_weights(tmp_pa
     capsys.readouterr()
     assert main([*args, "--isnet-checkpoint", str(weights)]) == 2  # weights for a stage 1 not asked for
     assert "--stage1 isnet" in capsys.readouterr().err
+
+
+def test_the_real_photo_check_runs_both_stage1s_and_the_whole_image_isnet():
+    from types import SimpleNamespace
+
+    from dissam.predictor import DisSam
+    from dissam.repro.figures import photos_figure
+    from dissam.repro.real_photos import PHOTOS, run_photos
+
+    grabcut = GrabCutSegmenter()
+    model = DisSam(build_refiner(in_ch=5, width=0.0625, coarse_prior=4.0), grabcut, size=64, device="cpu",
+                   inference_path="eager")
+    whole = SimpleNamespace(predict=lambda image: np.full(image.shape[:2], 255, np.uint8))
+    results, table = run_photos(model, crop_stage1=segmenter(), isnet=whole, photos=PHOTOS[:2])
+    assert model.segmenter is grabcut
+    assert list(table["method"][:5]) == ["GrabCut (stage 1)", "DIS-SAM on GrabCut", "IS-Net crop (stage 1)",
+                                         "DIS-SAM on IS-Net crop", "IS-Net, whole image (no box)"]
+    assert len(table) == 10 and table["interior kept %"].notna().sum() <= 4
+    by = table.set_index(["photo", "method"])
+    assert by.loc[("coffee", "IS-Net crop (stage 1)"), "outside box %"] == 0  # bounded by the box
+    x0, y0, x1, y1 = PHOTOS[0].box
+    outside = 100 * (1 - (x1 - x0) * (y1 - y0) / (400 * 600))  # coffee is 400 x 600
+    assert abs(by.loc[("coffee", "IS-Net, whole image (no box)"), "outside box %"] - outside) < 1e-6
+    figure = photos_figure(results)
+    assert len(figure.axes) == 2 * 7  # photo, 2 x (stage 1, refined), whole image, cut-out

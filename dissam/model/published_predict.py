@@ -54,10 +54,10 @@ class PublishedISNet:
         self.model = optimize_for_inference(model) if path == "optimized" else model
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu",
-                        path: InferencePath = "optimized") -> PublishedISNet:
+    def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu", path: InferencePath = "optimized",
+                        input_size: int = INPUT_SIZE) -> PublishedISNet:
         """From our converted checkpoint or an official IS-Net ``.pth`` (see :func:`load_published_isnet`)."""
-        return cls(load_published_isnet(checkpoint, device), device, path)
+        return cls(load_published_isnet(checkpoint, device), device, path, input_size)
 
     def prob(self, rgb: np.ndarray) -> np.ndarray:
         """maps[0] at the network's size: float32 ``[input_size, input_size]`` in [0, 1], for uint8 RGB ``[H, W, 3]``."""

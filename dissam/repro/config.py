@@ -119,10 +119,14 @@ class AblationConfig:
 @dataclass
 class BaselineConfig:
     """Published models evaluated beside ours when their weights are given (Tables I and II):
-    the official 3-channel IS-Net (``isnet.pth``) and HQ-SAM as a stage-1 baseline."""
+    the official 3-channel IS-Net (``isnet.pth``), HQ-SAM as a stage-1 baseline, and the general-use
+    IS-Net zero-shot whenever its weights are found (``general_isnet_checkpoint``, else the conversion
+    ``dissam weights isnet`` keeps in the user cache; :func:`dissam.repro.runs.general_isnet_weights`)."""
 
     isnet_checkpoint: Path | None = None
     hq_sam_checkpoint: Path | None = None
+    general_isnet_checkpoint: Path | None = None
+    general_isnet_size: int = 1024  # its input side: Inference.py's 1024 (the CPU profiles use less, see _cpu)
 
 
 @dataclass
@@ -268,11 +272,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def _cpu(name: ProfileName, data: DataConfig, train: TrainConfig, ablation: AblationConfig,
-         grabcut_iters: int = 3) -> Profile:
+         grabcut_iters: int = 3, general_isnet_size: int = 384) -> Profile:
     """A CPU profile: procedural data, GrabCut as stage 1, the refiner from scratch (published weights exist
-    only at width 1.0), on the CPU."""
+    only at width 1.0), on the CPU. The general-use IS-Net's row runs at ``general_isnet_size`` px: at
+    1024 its 320 smoke images would take 11 minutes on two cores (docs/benchmarks.md, "The published
+    IS-Net on the smoke sets")."""
     return Profile(name=name, data=data, coarse=CoarseConfig(kind="grabcut", grabcut_iters=grabcut_iters),
-                   train=train, ablation=ablation, variant=Variant.paper(), device="cpu")
+                   train=train, ablation=ablation, variant=Variant.paper(), device="cpu",
+                   baselines=BaselineConfig(general_isnet_size=general_isnet_size))
 
 
 # What the CPU profiles change of the paper's training: a small IS-Net (width 0.25, 2.8 M parameters) from
@@ -287,7 +294,7 @@ def _tiny() -> Profile:
                 TrainConfig(**{**_CPU_TRAIN, "size": 64, "width": 0.125, "batch_size": 4, "max_iters": 4,
                                "val_every": 2, "gt_encoder_iters": 3, "gt_encoder_val_every": 2, "lr": 1e-3}),
                 AblationConfig(max_iters=2, seeds=(0, 1), workers=1),  # tiny runs: no worker start-up
-                grabcut_iters=1)
+                grabcut_iters=1, general_isnet_size=128)
 
 
 def _smoke() -> Profile:
@@ -426,9 +433,10 @@ def profile_from_params(params: "RunParams | Mapping[str, Any] | str | None" = N
     the notebooks' parameters are applied."""
     run = RunParams.of(params)
     profile = get_profile(run.profile)
-    profile.baselines = BaselineConfig(  # given files replace the profile's own (e.g. $DISSAM_ISNET_CHECKPOINT)
-        Path(run.isnet_checkpoint) if run.isnet_checkpoint else profile.baselines.isnet_checkpoint,
-        Path(run.hq_sam_checkpoint) if run.hq_sam_checkpoint else profile.baselines.hq_sam_checkpoint)
+    profile.baselines = replace(  # given files replace the profile's own (e.g. $DISSAM_ISNET_CHECKPOINT)
+        profile.baselines,
+        isnet_checkpoint=Path(run.isnet_checkpoint) if run.isnet_checkpoint else profile.baselines.isnet_checkpoint,
+        hq_sam_checkpoint=Path(run.hq_sam_checkpoint) if run.hq_sam_checkpoint else profile.baselines.hq_sam_checkpoint)
     if run.data_dir:
         profile.data.root = Path(run.data_dir)
     if run.sam_checkpoint:

@@ -299,15 +299,27 @@ def sample_grid(root: str | Path, split: str, n: int = 12, path: str | Path | No
 
 
 def photos_figure(results: list[dict], path: str | Path | None = None) -> "Figure":
-    """image with its box | stage 1 | refined | cut-out (refined mask as alpha), one row per photo
-    (``results`` of :func:`dissam.repro.real_photos.run_photos`)."""
-    rows = []
+    """One row per photo (``results`` of :func:`dissam.repro.real_photos.run_photos`): the photo with its
+    box, then for each stage 1 its mask and the refined mask, the published IS-Net on the whole image
+    when there, and the cut-out (refined mask as alpha) of the last stage 1."""
+    rows, titles = [], ["photo + box"]
     for r in results:
         shown = r["image"].copy()
-        shown[box_edges(shown.shape[:2], r["box"], 3)] = BOX_COLOUR
-        rows.append([(shown, r["photo"].name), (r["coarse"], ""), (r["mask"], ""),
-                     (on_checkerboard(cutout(r["image"], r["mask"])), "")])
-    return grid(rows, path, column_titles=["photo + box", "stage 1", "refined", "cut-out"], cell=2.6)
+        preds = r["predictions"]
+        shown[box_edges(shown.shape[:2], next(iter(preds.values())).box, 3)] = BOX_COLOUR
+        row = [(shown, r["photo"].name)]
+        for label, pred in preds.items():
+            row += [(pred.coarse, ""), (pred.mask, "")]
+        if r["whole"] is not None:
+            row.append((r["whole"], ""))
+        row.append((on_checkerboard(cutout(r["image"], pred.mask)), ""))
+        rows.append(row)
+    for label in results[0]["predictions"] if results else ():
+        titles += [label, f"refined ({label})"]
+    if results and results[0]["whole"] is not None:
+        titles.append("IS-Net, whole image")
+    titles.append(f"cut-out, refined ({label})" if results else "cut-out")
+    return grid(rows, path, column_titles=titles, cell=2.3)
 
 
 def ablation_bars(ours: pd.DataFrame, paper: pd.DataFrame, path: str | Path | None = None,
@@ -470,12 +482,29 @@ def training_figure(profile: Profile, history: list[dict]) -> "Figure":
 
 
 def real_photos(profile: Profile, model: Any = None) -> tuple[pd.DataFrame, "Figure"]:
-    """Stage 1 | refined | cut-out on real photographs (scikit-image's), with the share of stage 1's
-    interior the refiner keeps (``real_photos.csv`` beside ``real_photos.png``)."""
-    results, table = run_photos(_model(profile, model))
+    """Stage 1 | refined for GrabCut and the IS-Net crop, the published IS-Net alone, and a cut-out on real
+    photographs (scikit-image's), with each mask's area outside the box and the share of its stage 1's
+    interior each refined mask keeps (``real_photos.csv`` beside ``real_photos.png``). The IS-Net columns
+    need the published weights (``dissam weights isnet``); without them the figure has GrabCut's alone."""
+    crop, whole = published_isnet_models(profile)
+    results, table = run_photos(_model(profile, model), crop_stage1=crop, isnet=whole)
     figure = photos_figure(results, profile.figures_dir / "real_photos.png")
     table.to_csv(profile.figures_dir / "real_photos.csv", index=False, float_format="%.1f")
     return table, figure
+
+
+def published_isnet_models(profile: Profile) -> tuple[Any, Any]:
+    """(IS-Net crop stage 1, published IS-Net on whole images) on the profile's device, both from the
+    general-use weights (:func:`dissam.repro.runs.general_isnet_weights`), or (None, None) without them."""
+    from ..model.published_predict import PublishedISNet
+
+    weights = runs.general_isnet_weights(profile)
+    if weights is None:
+        print("real photos without the published IS-Net: its weights are not in the cache (`dissam weights isnet`)")
+        return None, None
+    device = str(profile.torch_device())
+    crop = stages.build_stage1(profile, device=device, kind="isnet", checkpoint=weights)
+    return crop, PublishedISNet.from_checkpoint(weights, device)
 
 
 def ablation_plot(profile: Profile, ours: pd.DataFrame) -> "Figure":

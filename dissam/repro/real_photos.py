@@ -1,5 +1,7 @@
 """Real photographs that ship with scikit-image, with a box around an object each: the check that a
-refiner trained on procedural scenes does not make a real photo worse than stage 1 made it.
+refiner trained on procedural scenes does not make a real photo worse than stage 1 made it, with
+GrabCut and, when the published weights are there, the IS-Net crop as stage 1, beside the published
+IS-Net alone on the whole image.
 
 The photos are never used to train (the procedural textures are cropped from other scikit-image images).
 :func:`interior_kept` measures the failure a thin-structure-only training mix produces on real photos:
@@ -54,18 +56,49 @@ def interior_kept(coarse: np.ndarray, refined: np.ndarray, erode_frac: float = 0
     return float((refined[interior] > 127).mean())
 
 
-def run_photos(model: Any, photos: tuple[Photo, ...] = PHOTOS) -> tuple[list[dict], pd.DataFrame]:
-    """Each photo through ``model.predict(image, box)`` (a :class:`dissam.predictor.DisSam`): the arrays
-    for the figure and a table of stage-1 and refined areas and the share of the interior kept."""
+def outside_box(mask: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Share of the image (0..1) that ``mask`` (uint8, > 127 = object) marks outside the box: a box prompt
+    says the object is inside it, so anything out there is a mistake."""
+    x0, y0, x1, y1 = box
+    fg = mask > 127
+    return float(fg.sum() - fg[y0:y1, x0:x1].sum()) / fg.size
+
+
+GRABCUT, ISNET_CROP, ISNET_WHOLE = "GrabCut", "IS-Net crop", "IS-Net, whole image (no box)"
+
+
+def run_photos(model: Any, crop_stage1: Any = None, isnet: Any = None,
+               photos: tuple[Photo, ...] = PHOTOS) -> tuple[list[dict], pd.DataFrame]:
+    """Each photo through ``model.predict(image, box)`` (a :class:`dissam.predictor.DisSam`) with its own
+    stage 1 (GrabCut on the CPU profiles) and, when given, with ``crop_stage1`` (the IS-Net crop,
+    :mod:`dissam.coarse.isnet_crop`) as stage 1; and ``isnet.predict(image)`` (the published IS-Net alone,
+    :class:`dissam.model.published_predict.PublishedISNet`) when given.
+
+    Returns the arrays for the figure (per photo: ``{stage-1 label: Prediction}`` and the whole-image map)
+    and a long table, one row per photo and method: the mask's area and its area outside the box (% of
+    the image) and, for a refined mask, the share of its stage 1's interior it keeps (%)."""
+    own = model.segmenter
+    stage1s = {GRABCUT: own, **({ISNET_CROP: crop_stage1} if crop_stage1 is not None else {})}
     results, rows = [], []
-    for photo in photos:
-        image = load_photo(photo)
-        pred = model.predict(image, photo.box)
-        kept = interior_kept(pred.coarse, pred.mask)
-        results.append({"photo": photo, "image": image, "coarse": pred.coarse, "mask": pred.mask,
-                        "prob": pred.prob, "box": pred.box})
-        rows.append({"photo": photo.name, "object": photo.what,
-                     "stage-1 area %": 100 * float((pred.coarse > 127).mean()),
-                     "refined area %": 100 * float((pred.mask > 127).mean()),
-                     "interior kept %": 100 * kept})
+    try:
+        for photo in photos:
+            image = load_photo(photo)
+            preds = {}
+            for label, segmenter in stage1s.items():
+                model.use_stage1(segmenter)
+                preds[label] = pred = model.predict(image, photo.box)
+                rows.append(_row(photo, f"{label} (stage 1)", pred.coarse, pred.box))
+                rows.append(_row(photo, f"DIS-SAM on {label}", pred.mask, pred.box, interior_kept(pred.coarse, pred.mask)))
+            whole = isnet.predict(image) if isnet is not None else None
+            if whole is not None:
+                rows.append(_row(photo, ISNET_WHOLE, whole, preds[GRABCUT].box))
+            results.append({"photo": photo, "image": image, "predictions": preds, "whole": whole})
+    finally:
+        model.use_stage1(own)
     return results, pd.DataFrame(rows)
+
+
+def _row(photo: Photo, method: str, mask: np.ndarray, box: tuple[int, int, int, int],
+         kept: float = float("nan")) -> dict:
+    return {"photo": photo.name, "object": photo.what, "method": method, "area %": 100 * float((mask > 127).mean()),
+            "outside box %": 100 * outside_box(mask, box), "interior kept %": 100 * kept}

@@ -36,6 +36,7 @@ from ..data.transforms import to_original
 from ..evaluation import read_prediction, save_prediction
 from ..model.checkpoint import load_checkpoint, load_refiner
 from ..model.inference import optimize_for_inference, predict_prob
+from ..model.published import published_checkpoint_path
 from . import stages
 from .config import Profile, prediction_dir, split_dir
 from .train import RunSpec, run_finished, train_refiner
@@ -45,6 +46,7 @@ HQ_SAM = "hq-sam"  # HQ-SAM as a stage-1 baseline, when its checkpoint is given
 ISNET_OFFICIAL = "isnet-official"  # the published 3-channel IS-Net, when its checkpoint is given
 MAIN = "main"
 ISNET_INPUT_SIZE = 1024  # the published IS-Net's input size (its Inference.py)
+ISNET_GENERAL = "isnet-general"  # the published general-use IS-Net, zero-shot; its method is "<this>-<input px>"
 
 
 @dataclass(frozen=True)
@@ -130,9 +132,35 @@ def stage1_label(profile: Profile) -> str:
     return {"sam": f"SAM ({profile.variant.sam_model_type})", "hq-sam": "HQ-SAM"}.get(kind, "GrabCut (stage 1)")
 
 
+def general_isnet_weights(profile: Profile) -> Path | None:
+    """The general-use IS-Net's weights: ``profile.baselines.general_isnet_checkpoint`` (which must exist),
+    else the conversion ``dissam weights isnet`` keeps in the user cache, else None (no row for it)."""
+    given = profile.baselines.general_isnet_checkpoint
+    if given is not None:
+        return _given(given, "general-use IS-Net")
+    cached = published_checkpoint_path()
+    return cached if cached.is_file() else None
+
+
+def general_isnet_method(profile: Profile) -> str:
+    """The general-use IS-Net's method name, with its input side (predictions at another side are others)."""
+    return f"{ISNET_GENERAL}-{profile.baselines.general_isnet_size}"
+
+
+def _published(run: str) -> int | None:
+    """The input side of a published 3-channel IS-Net's method, None for our runs."""
+    if run == ISNET_OFFICIAL:
+        return ISNET_INPUT_SIZE
+    if run.startswith(ISNET_GENERAL + "-"):
+        return int(run.rsplit("-", 1)[1])
+    return None
+
+
 def checkpoint_of(profile: Profile, run: str) -> Path:
     if run == ISNET_OFFICIAL:
         return _given(profile.baselines.isnet_checkpoint, "IS-Net")
+    if _published(run):
+        return _given(general_isnet_weights(profile), "general-use IS-Net (`dissam weights isnet`)")
     return RunSpec(name=run_name(profile, run)).checkpoint(profile)
 
 
@@ -335,12 +363,17 @@ def isnet_row(profile: Profile) -> tuple[str, str]:
 
 
 def baseline_methods(profile: Profile) -> dict[str, str]:
-    """Stage 1, HQ-SAM (when its checkpoint is given) and IS-Net: the rows before ours, {label: method}."""
+    """Stage 1, HQ-SAM (when its checkpoint is given), IS-Net, and the general-use IS-Net (when its weights
+    are found): the rows before ours, {label: method}."""
     methods = {stage1_label(profile): STAGE1}
     if profile.baselines.hq_sam_checkpoint is not None:
         methods["HQ-SAM"] = HQ_SAM
     label, method = isnet_row(profile)
     methods[label] = method
+    if general_isnet_weights(profile) is not None:
+        size = profile.baselines.general_isnet_size
+        px = "" if size == ISNET_INPUT_SIZE else f", {size} px input"
+        methods[f"IS-Net (published general-use weights), zero-shot{px}"] = general_isnet_method(profile)
     return methods
 
 
@@ -415,11 +448,12 @@ def _refined(profile: Profile, run: str, split: str, sizes: dict[str, tuple[int,
     """uint8 maps of a run on every sample of a split (one per image with GT foreground), at ``sizes``."""
     numerics.apply(profile.numerics)  # portable: no oneDNN convolutions (optimize_for_inference fuses none)
     device = profile.torch_device()
-    official = run == ISNET_OFFICIAL
+    published = _published(run)
+    official = published is not None
     model, meta = load_run(checkpoint_of(profile, run), device, in_ch=3 if official else None)
     use_box, use_mask = meta.get("use_box", not official), meta.get("use_mask", not official)
     in_ch = 3 if official else meta.get("in_ch", 5)
-    size = ISNET_INPUT_SIZE if official else meta.get("size", profile.train.size)
+    size = published or meta.get("size", profile.train.size)
     dataset = stages.refiner_dataset(profile, split, size=size, use_box=use_box, use_mask=use_mask, in_ch=in_ch)
     preds = {}
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
