@@ -1,6 +1,6 @@
 """Whole-image vs box-crop inference on scenes rendered at 4x the refiner's input size.
 
-    DISSAM_RUNS=/work/main/runs python benchmarks/bench_crop.py                  # 24 DIS-TE + 16 COIFT scenes
+    DISSAM_RUNS=runs python benchmarks/bench_crop.py                             # 24 DIS-TE + 16 COIFT scenes
     python benchmarks/bench_crop.py --checkpoint runs/smoke/checkpoints/dissam_refiner.pt --n 8 --json out.json
 
 Why: DIS images are 2,000-6,000 px wide and the paper shrinks the whole image to the network's input, so
