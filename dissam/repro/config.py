@@ -193,8 +193,10 @@ class Profile:
 
     @property
     def figures_dir(self) -> Path:
-        """Committed results live in figures/<profile>/; tiny and tagged runs keep theirs in the run folder."""
-        if self.name == "tiny" or self.tag:
+        """Committed results live in figures/<profile>/, written by the series in either numerics mode (the
+        committed smoke set is the portable one, the same on every CPU; native digits are this machine's);
+        tiny runs and other tagged runs (a dry run) keep theirs in the run folder."""
+        if self.name == "tiny" or self.tag not in ("", PORTABLE_TAG):
             return self.run_dir / "figures"
         return FIGURES_ROOT / self.name
 
@@ -212,6 +214,7 @@ def split_dir(profile: Profile, split: str) -> Path:
 
 
 DRY_RUN_TAG = "dryrun"  # the tag dissam.repro.config.dry_run gives a profile
+PORTABLE_TAG = "portable"  # the tag of a profile with portable numerics: its runs go to <profile>-portable/
 
 
 def stage1_cache_root(profile: Profile) -> Path:
@@ -353,7 +356,7 @@ def get_profile(name: str | None = None, **overrides: Any) -> Profile:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     profile = _BUILDERS[name]()
     if requested_mode() == "portable":
-        profile = replace(profile, numerics="portable", tag="portable")
+        profile = replace(profile, numerics="portable", tag=PORTABLE_TAG)
     return replace(profile, **overrides)
 
 
