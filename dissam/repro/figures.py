@@ -478,7 +478,7 @@ def training_figure(profile: Profile, history: list[dict]) -> "Figure":
     summary = evaluate_method(profile, runs.STAGE1, VAL_SPLIT)
     return training_curves(history, profile.figures_dir / "training_curves.png",
                            reference={"maxF": summary["maxF"], "MAE": summary["MAE"]},
-                           title=f"main refiner, {runs.describe(profile)}")
+                           title=f"main refiner, {runs.describe(profile, with_numerics=False)}")
 
 
 def real_photos(profile: Profile, model: Any = None) -> tuple[pd.DataFrame, "Figure"]:
@@ -509,8 +509,9 @@ def published_isnet_models(profile: Profile) -> tuple[Any, Any]:
 
 def ablation_plot(profile: Profile, ours: pd.DataFrame) -> "Figure":
     """Table III as a plot (``ours``: :func:`dissam.repro.tables.table_three`'s long rows), paper beside ours."""
+    title = f"Table III as a plot: {runs.describe(profile, with_numerics=False)}"
     return ablation_bars(ours, paper_rows("III"), profile.figures_dir / "table3_ablation.png",
-                         ours_label=f"ours ({profile.name})", title=f"Table III as a plot: {runs.describe(profile)}")
+                         ours_label=f"ours ({profile.name})", title=title)
 
 
 def zero_shot_figure(profile: Profile, n: int = 2) -> "Figure | None":

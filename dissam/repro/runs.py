@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .. import numerics
+from ..cpuinfo import cpu_model
 from ..data.datasets import RefinerDataset
 from ..data.enrichment import whole_mask
 from ..data.folders import list_pairs
@@ -348,10 +349,20 @@ def run_budget(profile: Profile, run: str) -> str:
     return f"{state['iteration']} it"
 
 
-def describe(profile: Profile) -> str:
-    """'<profile> profile, <data>, stage 1 = <model>': what the reproduced rows and figures come from."""
+def describe(profile: Profile, with_numerics: bool = True) -> str:
+    """'<profile> profile, <data>, stage 1 = <model>[, <numerics>]': what the reproduced rows and figures
+    come from; on the CPU and ``with_numerics``, whose digits they are (portable numerics: every CPU's;
+    native: this CPU's). Figure titles leave the numerics out (the captions of the tables say it)."""
     data = "procedural DIS-like data" if profile.data.root is None else f"data from {profile.data.root}"
-    return f"{profile.name} profile, {data}, stage 1 = {stage1_label(profile)}"
+    text = f"{profile.name} profile, {data}, stage 1 = {stage1_label(profile)}"
+    if not with_numerics:
+        return text
+    if profile.numerics == "portable":
+        return text + (", portable numerics (the same digits on every x86-64 CPU with AVX2: no spread "
+                       "across CPUs)")
+    if profile.device == "cpu":
+        return text + f", native numerics (the digits of this CPU, {cpu_model()})"
+    return text
 
 
 # ----------------------------------------------------------------------------- table rows
