@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from . import predict_files
-from .coarse import KINDS
+from .coarse import KINDS, build_coarse
 from .data.splits import TRAIN_SPLIT
 from .numerics import ENV_VAR as NUMERICS_ENV_VAR
 from .numerics import MODES, portable_environment
@@ -101,7 +101,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError("--isnet-checkpoint gives the published IS-Net's weights: use it with --model isnet "
                          "or --stage1 isnet")
     if coarse == "isnet" and args.isnet_checkpoint is not None:  # the crop's weights, given on the command line
-        from .coarse import build_coarse
         coarse = build_coarse("isnet", checkpoint=args.isnet_checkpoint)
     result = predict_files.run_predict(args.image, box=args.box, boxes_csv=args.boxes, checkpoint=args.checkpoint,
                          out=args.output, profile=args.profile, cutout=args.cutout, soft=args.soft,

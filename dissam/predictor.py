@@ -1,7 +1,8 @@
 """The predictor: image + box -> highly accurate mask, from a trained refiner checkpoint (:class:`DisSam`).
 
-Stage 1 (SAM, the offline GrabCut stand-in, or the published IS-Net on a window around the box) turns the box into a coarse mask; stage 2, the IS-Net
-refiner, reads (RGB, coarse mask, filled box) and outputs the fine mask. The stage-1 image embedding is
+Stage 1 (SAM, the offline GrabCut stand-in, or the published IS-Net on a window around the box) turns
+the box into a coarse mask; stage 2, the IS-Net refiner, reads (RGB, coarse mask, filled box) and outputs
+the fine mask. The stage-1 image embedding is
 computed once per image (keyed by its content), so every further box on the same image only pays for
 the prompt and the refiner: what makes box dragging interactive. Any image a user has (path, PIL image
 or array of any layout and depth: :func:`as_rgb`) and any box (four numbers, clipped) is accepted.
@@ -237,8 +238,8 @@ class DisSam:
 
     # ---- stage 1: the image embedding, once per image ----
     def use_stage1(self, segmenter: Any) -> None:
-        """Swap stage 1 (a :mod:`dissam.coarse` segmenter); the current image is embedded again by the new
-        one at the next :meth:`predict`."""
+        """Swap stage 1 (a :mod:`dissam.coarse` segmenter); the new one embeds the current image, if any,
+        at once."""
         self.segmenter = segmenter
         if self._rgb is not None:
             rgb, self._key = self._rgb, None

@@ -8,13 +8,13 @@ it sees only a square window around the box (:func:`dissam.data.prompts.crop_win
 ``margin`` of its size on each side, shifted inside the image), its probability map is pasted back into
 the window, and everything outside the box is background. The window gives IS-Net the context a
 photo of the object would have; the box bounds the answer, since a box prompt says the object is inside
-it (a helmet's box on a photo of an astronaut: the window shows the suit too, and IS-Net marks it,
-7.9% of the image outside the box, all removed). ``clip_to_box=False`` keeps the whole window.
+it (a helmet's box on a photo of an astronaut: the window shows the suit too, and IS-Net marks it
+outside the box; figures/smoke/real_photos.csv). ``clip_to_box=False`` keeps the whole window.
 
 The mask is that map thresholded at 0.5 (uint8 0/255, the stage-1 contract); ``logits`` keeps the
 probabilities as logits, clipped to +-20. Nothing is shared between boxes, so :meth:`_embed` only keeps
-the image and each box costs one IS-Net forward (about 2 s at the published 1024 px input on two CPU
-cores; 0.25 s at 512).
+the image and each box costs one IS-Net forward, whose time grows with ``input_size`` (docs/benchmarks.md,
+"Stage 1 for photos").
 """
 from __future__ import annotations
 

@@ -278,7 +278,7 @@ def _cpu(name: ProfileName, data: DataConfig, train: TrainConfig, ablation: Abla
          grabcut_iters: int = 3, general_isnet_size: int = 384) -> Profile:
     """A CPU profile: procedural data, GrabCut as stage 1, the refiner from scratch (published weights exist
     only at width 1.0), on the CPU. The general-use IS-Net's row runs at ``general_isnet_size`` px: at
-    1024 its 320 smoke images would take 11 minutes on two cores (docs/benchmarks.md, "The published
+    its own 1024 px it would dominate the series' time on a CPU (docs/benchmarks.md, "The published
     IS-Net on the smoke sets")."""
     return Profile(name=name, data=data, coarse=CoarseConfig(kind="grabcut", grabcut_iters=grabcut_iters),
                    train=train, ablation=ablation, variant=Variant.paper(), device="cpu",

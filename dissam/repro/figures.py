@@ -314,11 +314,12 @@ def photos_figure(results: list[dict], path: str | Path | None = None) -> "Figur
             row.append((r["whole"], ""))
         row.append((on_checkerboard(cutout(r["image"], pred.mask)), ""))
         rows.append(row)
-    for label in results[0]["predictions"] if results else ():
+    labels = list(results[0]["predictions"]) if results else []
+    for label in labels:
         titles += [label, f"refined ({label})"]
     if results and results[0]["whole"] is not None:
         titles.append("IS-Net, whole image")
-    titles.append(f"cut-out, refined ({label})" if results else "cut-out")
+    titles.append(f"cut-out, refined ({labels[-1]})" if labels else "cut-out")
     return grid(rows, path, column_titles=titles, cell=2.3)
 
 
@@ -495,16 +496,15 @@ def real_photos(profile: Profile, model: Any = None) -> tuple[pd.DataFrame, "Fig
 
 def published_isnet_models(profile: Profile) -> tuple[Any, Any]:
     """(IS-Net crop stage 1, published IS-Net on whole images) on the profile's device, both from the
-    general-use weights (:func:`dissam.repro.runs.general_isnet_weights`), or (None, None) without them."""
-    from ..model.published_predict import PublishedISNet
-
+    general-use weights (:func:`dissam.repro.runs.general_isnet_weights`), or (None, None) without them.
+    The whole-image model is the crop's own (the same weights at the same 1024 px input), loaded once."""
     weights = runs.general_isnet_weights(profile)
     if weights is None:
         print("real photos without the published IS-Net: its weights are not in the cache (`dissam weights isnet`)")
         return None, None
     device = str(profile.torch_device())
     crop = stages.build_stage1(profile, device=device, kind="isnet", checkpoint=weights)
-    return crop, PublishedISNet.from_checkpoint(weights, device)
+    return crop, crop.isnet
 
 
 def ablation_plot(profile: Profile, ours: pd.DataFrame) -> "Figure":
