@@ -286,9 +286,12 @@ class DisSam:
             result = self.segmenter.predict(clipped)
             coarse = _as_mask(result.mask, h, w)
         else:  # stage 1 ran on a shrunk copy: box down, mask back up (bilinear, then 0.5)
-            result = self.segmenter.predict(scale_box(clipped, (h, w), self._stage1_hw))
+            small_box = scale_box(clipped, (h, w), self._stage1_hw)
+            result = self.segmenter.predict(small_box)
             small = _as_mask(result.mask, *self._stage1_hw)
             coarse = np.where(resize(small, (h, w), cv2.INTER_LINEAR) > 127, 255, 0).astype(np.uint8)
+            if _within(small, small_box):  # the outward-rounded small box must not widen a box-bounded mask
+                coarse = np.where(_within_mask(coarse.shape, clipped), coarse, 0).astype(np.uint8)
         t_prompt = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -341,6 +344,19 @@ def _score(value: Any) -> float:
         return float(np.asarray(value, dtype=np.float64).ravel()[0])
     except (TypeError, ValueError, IndexError):
         return float("nan")
+
+
+def _within_mask(shape: tuple[int, int], box: Box) -> np.ndarray:
+    """Boolean ``shape`` array, True inside ``box`` (x0, y0, x1, y1; half-open)."""
+    x0, y0, x1, y1 = box
+    inside = np.zeros(shape, bool)
+    inside[y0:y1, x0:x1] = True
+    return inside
+
+
+def _within(mask: np.ndarray, box: Box) -> bool:
+    """Whether ``mask`` (> 127 = object) has nothing outside ``box``."""
+    return not (mask > 127)[~_within_mask(mask.shape, box)].any()
 
 
 def _as_mask(mask: np.ndarray, h: int, w: int) -> np.ndarray:

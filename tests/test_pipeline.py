@@ -281,3 +281,9 @@ def test_stage1_on_a_shrunk_copy_maps_box_and_mask_back():
     assert iou(pred.coarse, box_mask) > 0.85 and iou(pred.mask, gt) > 0.9
     model.predict(rgb, OBJ2)
     assert seg.encoder_calls == 1
+    odd = (21, 15, 45, 41)  # odd edges: the half-size box rounds outward, and its mask scales back wider
+    x0, y0, x1, y1 = odd
+    coarse = model.predict(rgb, odd).coarse > 127
+    outside = coarse.copy()
+    outside[y0:y1, x0:x1] = False
+    assert coarse[y0:y1, x0:x1].all() and not outside.any()  # a box-bounded stage 1 stays in the box
