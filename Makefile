@@ -7,7 +7,7 @@ STAMP := $(VENV)/.dissam-setup
 WEIGHTS_STAMP := $(VENV)/.dissam-weights
 PROFILE ?= smoke
 
-.PHONY: setup lock weights reproduce reproduce-portable test test-lib test-notebooks test-browser lab bench gpu-check check-cpu clean
+.PHONY: setup lock weights reproduce reproduce-portable photo-finetune test test-lib test-notebooks test-browser lab bench gpu-check check-cpu clean
 
 setup: $(STAMP) $(WEIGHTS_STAMP)
 
@@ -46,9 +46,14 @@ reproduce: setup
 
 # The same series with portable numerics (dissam.numerics: oneDNN off, ATen AVX2 kernels, MKL's COMPATIBLE
 # branch, 2 threads): the same bits on every x86-64 CPU with AVX2, at several times the training time
-# (docs/numerics.md). Runs and figures go to runs/$(PROFILE)-portable/.
+# (docs/numerics.md). Runs go to runs/$(PROFILE)-portable/, figures to figures/$(PROFILE)/ (the committed set).
 reproduce-portable: setup
 	$(PY) -m dissam reproduce --profile $(PROFILE) --numerics portable
+
+# The published IS-Net fine-tuned on the CPU into a refiner for photos, beside the smoke refiner
+# (needs the weights and a smoke run; docs/photo-finetune.md).
+photo-finetune: setup
+	$(PY) -m dissam.repro.photo_finetune
 
 test: setup
 	bash scripts/ensure_chromium.sh

@@ -1,6 +1,8 @@
 """Helpers shared by several test modules (importable as ``helpers``: pytest puts tests/ on the path)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 
@@ -31,3 +33,14 @@ def sam_test_image() -> "np.ndarray":
     img = np.random.default_rng(0).integers(0, 255, (120, 200, 3)).astype(np.uint8)
     img[30:90, 40:140] = (230, 40, 40)
     return img
+
+
+def saved_official_isnet(path: Path, width: float, seed: int) -> tuple[torch.nn.Module, Path]:
+    """A random 3-channel IS-Net with non-default BatchNorm statistics (:func:`randomised_batchnorm`), saved
+    at ``path`` as the DIS release saves it (a plain state dict); returns (the network in eval mode, path)."""
+    from dissam.model import build_refiner
+
+    torch.manual_seed(seed)
+    net = randomised_batchnorm(build_refiner(in_ch=3, width=width))
+    torch.save(net.state_dict(), path)
+    return net.eval(), path

@@ -8,20 +8,14 @@ from dissam.repro.config import dry_run, get_profile
 from dissam.variant import Variant
 from dissam.model import build_refiner
 from dissam.model.init import MissingIsnetCheckpoint, initial_refiner
-from tests.helpers import randomised_batchnorm
+from tests.helpers import saved_official_isnet
 
 WIDTH = 0.125
 
 
 @pytest.fixture
 def official_isnet(tmp_path):
-    """A randomly initialised 3-channel IS-Net saved as the DIS release saves it: a plain state dict."""
-    torch.manual_seed(3)
-    net = build_refiner(in_ch=3, width=WIDTH)
-    randomised_batchnorm(net)
-    path = tmp_path / "isnet.pth"
-    torch.save(net.state_dict(), path)
-    return net.eval(), path
+    return saved_official_isnet(tmp_path / "isnet.pth", WIDTH, seed=3)
 
 
 @pytest.mark.parametrize("in_ch", [5, 4])

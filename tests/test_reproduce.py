@@ -76,6 +76,13 @@ def test_the_run_shows_no_kernel_log_noise(tmp_path, monkeypatch, capfd):
     assert any("cell note" in o.get("text", "") for cell in executed.cells for o in cell.get("outputs", []))
 
 
+def test_the_photo_profile_is_not_a_series(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISSAM_RUNS", str(tmp_path / "runs"))
+    with pytest.raises(ValueError, match="not a series profile.*make photo-finetune"):
+        reproduce.run_series("photo")
+    assert not (tmp_path / "runs").exists()  # refused before anything is written
+
+
 def test_unknown_notebook_selection_is_an_error():
     with pytest.raises(ValueError, match="no notebook matches"):
         reproduce._select(["99"])

@@ -11,9 +11,11 @@ is the paper's "fine-tune IS-Net"; the authors' code trains from scratch.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .checkpoint import atomic_torch_save, load_refiner
 from .isnet import ISNetDIS, build_refiner
@@ -53,6 +55,73 @@ def initial_refiner(init: str, in_ch: int, width: float, coarse_prior: float = 0
         published = load_refiner(isnet_init_checkpoint(isnet_checkpoint), in_ch=in_ch, width=width)
         model.load_state_dict(published.state_dict(), strict=True)
     return model.train()
+
+
+RGB_CHANNELS = 3
+STEM_PROMPT = "conv_in.prompt"  # a trainable entry: the stem's coarse-mask and box filters alone
+
+
+def zero_side_outputs(model: ISNetDIS) -> ISNetDIS:
+    """Every side output's conv set to zero: the refiner's logits are then its coarse prior alone (with
+    ``coarse_prior`` k > 0, ``k * (2 * mask - 1)``), so it starts as its stage 1 and learns corrections
+    on the features it was initialised with."""
+    with torch.no_grad():
+        for name, module in model.named_children():
+            if name.startswith("side"):
+                module.weight.zero_()
+                module.bias.zero_()
+    return model
+
+
+class FrozenBatchNorm2d(nn.BatchNorm2d):
+    """A BatchNorm that always normalises with its running statistics and never updates them, in train
+    mode too; its parameters and buffers are BatchNorm2d's, so checkpoints load into either."""
+
+    def train(self, mode: bool = True) -> FrozenBatchNorm2d:
+        return super().train(False)
+
+
+def freeze_for_finetuning(model: nn.Module, trainable: Sequence[str] | None = None,
+                          freeze_batchnorm: bool = False) -> list[nn.Parameter]:
+    """Fine-tuning switches, applied in place; returns the parameters that train.
+
+    ``trainable``: prefixes of the parameter names that train (``"conv_in"``, ``"stage1d"``, ``"side"``;
+    a prefix names a module, so ``"stage1"`` is the encoder's first stage and not ``"stage1d"``), and
+    :data:`STEM_PROMPT` for the stem's coarse-mask and box filters alone (its RGB filters and bias stay as
+    loaded); the other parameters get ``requires_grad=False``. None: all train. ``freeze_batchnorm``: every
+    BatchNorm2d keeps its loaded statistics (:class:`FrozenBatchNorm2d`), as a fine-tune of the published IS-Net needs: its
+    converted weights fold the BatchNorms into the convolutions (unit BatchNorms), so batch statistics in
+    train mode would rescale every activation of the published network (and a batch of a few images gives
+    noisy statistics anyway)."""
+    names = [name for name, _ in model.named_parameters()]
+    prompt_only = trainable is not None and STEM_PROMPT in trainable
+    if prompt_only:
+        trainable = tuple(prefix for prefix in trainable if prefix != STEM_PROMPT) + ("conv_in.weight",)
+    if trainable is not None:
+        unknown = [prefix for prefix in trainable if not any(_under(name, prefix) for name in names)]
+        if unknown:
+            raise ValueError(f"trainable prefixes {unknown} name no parameter of {type(model).__name__}")
+    if freeze_batchnorm:
+        for module in model.modules():
+            if type(module) is nn.BatchNorm2d:
+                module.__class__ = FrozenBatchNorm2d  # the same fields; only train() differs
+                module.eval()
+    params = []
+    for name, param in model.named_parameters():
+        train = trainable is None or any(_under(name, prefix) for prefix in trainable)
+        param.requires_grad_(train)
+        if train:
+            params.append(param)
+    if prompt_only:  # the RGB filters' gradient is zero, so Adam (no weight decay) leaves them as loaded
+        model.conv_in.weight.register_hook(
+            lambda grad: torch.cat([torch.zeros_like(grad[:, :RGB_CHANNELS]), grad[:, RGB_CHANNELS:]], 1))
+    return params
+
+
+def _under(name: str, prefix: str) -> bool:
+    """Whether parameter ``name`` lies in the module ``prefix`` names (``side`` also covers ``side1``..)."""
+    return name == prefix or name.startswith(prefix + ".") or (
+        prefix.isalpha() and name.startswith(prefix) and name[len(prefix):len(prefix) + 1].isdigit())
 
 
 def write_random_isnet(path: str | Path, width: float, seed: int = 0) -> Path:

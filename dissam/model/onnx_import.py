@@ -137,6 +137,17 @@ def identity_batchnorms(model: nn.Module) -> nn.Module:
     return model
 
 
+def has_identity_batchnorms(model: nn.Module) -> bool:
+    """Whether every REBNCONV's BatchNorm is the exact identity :func:`identity_batchnorms` writes: the
+    mark of a converted checkpoint whose BatchNorms were folded into its convolutions (a freshly built
+    network's running variance is 1, not ``1 - eps``)."""
+    norms = [m.bn_s1 for m in model.modules() if isinstance(m, REBNCONV) and isinstance(m.bn_s1, nn.BatchNorm2d)]
+    return bool(norms) and all(
+        bool((bn.weight == 1).all() and (bn.bias == 0).all() and (bn.running_mean == 0).all()
+             and (bn.running_var == torch.tensor(1.0 - bn.eps, dtype=bn.running_var.dtype)).all())
+        for bn in norms)
+
+
 def _check_pair(conv: OnnxConv, name: str, module: nn.Conv2d, index: int) -> None:
     label = f"ONNX Conv #{index} ({conv.name or 'anonymous'})"
     path = conv.module_path  # an exporter may prefix a wrapper's attribute name (``/m/conv_in/Conv``)

@@ -23,8 +23,8 @@ from ..variant import Variant
 if TYPE_CHECKING:
     import torch
 
-PROFILES = ("tiny", "smoke", "paper")
-ProfileName = Literal["tiny", "smoke", "paper"]
+PROFILES = ("tiny", "smoke", "paper", "photo")
+ProfileName = Literal["tiny", "smoke", "paper", "photo"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNS_ROOT = REPO_ROOT / "runs"  # $DISSAM_RUNS, read when a profile's folders are asked for, overrides it
@@ -96,6 +96,13 @@ class TrainConfig:
     gt_encoder_target_maxf: float = 0.99
     gt_encoder_lr: float | None = None  # None: the variant's
     gt_encoder_val_every: int | None = None
+    # Fine-tuning (refiner_init="isnet"): prefixes of the refiner parameters that train (None: all; see
+    # dissam.model.init.freeze_for_finetuning) and whether BatchNorms keep their loaded statistics.
+    trainable: tuple[str, ...] | None = None
+    freeze_batchnorm: bool = False
+    # True: the refiner's side outputs start at zero, so with a coarse prior it starts as its stage 1
+    # (dissam.model.init.zero_side_outputs).
+    zero_side_outputs: bool = False
 
 
 @dataclass
@@ -330,6 +337,32 @@ def _paper() -> Profile:
     )
 
 
+# Which refiner layers the photo fine-tune trains: the stem's coarse-mask and box filters (zero at the
+# start) and the decoder with its side outputs; the published encoder, RGB filters included, stays as it is.
+PHOTO_TRAINABLE = ("conv_in.prompt", "stage5d", "stage4d", "stage3d", "stage2d", "stage1d", "side")
+
+
+def _photo() -> Profile:
+    """A CPU fine-tune of the published general-use IS-Net into a DIS-SAM refiner for photos (width 1.0,
+    ``refiner_init="isnet"``), on the smoke profile's procedural scenes rendered at 256 px, GrabCut as
+    stage 1. Its side outputs start at zero under the smoke profile's coarse prior, so it starts as its
+    stage 1 and learns corrections on the published network's features. Its own run folder and budget;
+    not a series profile (its tables would train full-width ablations). What trains, and why:
+    docs/photo-finetune.md."""
+    smoke = _smoke()
+    weights = os.environ.get("DISSAM_ISNET_CHECKPOINT")
+    if not weights:
+        from ..model.published import published_checkpoint_path  # the cache `dissam weights isnet` fills
+
+        weights = str(published_checkpoint_path())
+    train = TrainConfig(size=256, width=1.0, batch_size=4, max_iters=1400, lr=1e-4, warmup_frac=0.05,
+                        schedule="cosine", val_every=100, num_workers=0, use_gt_encoder=False,
+                        trainable=PHOTO_TRAINABLE, freeze_batchnorm=True, coarse_prior=4.0, zero_side_outputs=True)
+    return Profile(name="photo", data=replace(smoke.data, size=256), coarse=smoke.coarse, train=train,
+                   ablation=smoke.ablation, variant=replace(Variant.paper(), refiner_init="isnet"), device="cpu",
+                   baselines=BaselineConfig(isnet_checkpoint=Path(weights), general_isnet_size=384))
+
+
 @contextlib.contextmanager
 def runs_root(path: Path) -> Iterator[None]:
     """``$DISSAM_RUNS`` set to ``path`` inside the block (restored after), so no run outside ``path`` is touched."""
@@ -344,7 +377,7 @@ def runs_root(path: Path) -> Iterator[None]:
             os.environ["DISSAM_RUNS"] = old
 
 
-_BUILDERS = {"tiny": _tiny, "smoke": _smoke, "paper": _paper}
+_BUILDERS = {"tiny": _tiny, "smoke": _smoke, "paper": _paper, "photo": _photo}
 
 
 def get_profile(name: str | None = None, **overrides: Any) -> Profile:

@@ -88,7 +88,8 @@ def run_stages(profile: Profile, spec: RunSpec | None = None, resume: bool = Tru
     every step reuses what already exists."""
     spec = spec or RunSpec()
     on_rank0(profile, lambda: prepare_run(profile, spec, progress=progress))
-    train_gt_encoder(profile, progress=progress)
+    if profile.train.use_gt_encoder:
+        train_gt_encoder(profile, progress=progress)
     return train_refiner(profile, spec, resume=resume, progress=progress)
 
 

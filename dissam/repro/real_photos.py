@@ -34,11 +34,22 @@ PHOTOS = (
 )
 
 
+# Thin structures, for the photo fine-tune (docs/photo-finetune.md): these two photos lend textures to the
+# procedural scenes (dissam.data.procedural.textures), but their objects are never training targets.
+THIN_PHOTOS = (
+    Photo("rocket", "rocket", (160, 115, 485, 427), "rocket and its two launch towers (thin lattices)"),
+    Photo("tripod", "camera", (225, 200, 410, 512), "camera tripod (thin legs; the gloves at its top)"),
+)
+
+
 def load_photo(photo: Photo) -> np.ndarray:
-    """The photo as uint8 RGB (scikit-image ships these files; nothing is downloaded)."""
+    """The photo as uint8 RGB (scikit-image ships these files; nothing is downloaded; grey ones are
+    repeated over three channels)."""
     import skimage.data
 
-    return np.ascontiguousarray(getattr(skimage.data, photo.loader)()[..., :3])
+    from ..data.images import as_rgb
+
+    return as_rgb(getattr(skimage.data, photo.loader)())
 
 
 def interior_kept(coarse: np.ndarray, refined: np.ndarray, erode_frac: float = 0.08) -> float:
@@ -54,6 +65,20 @@ def interior_kept(coarse: np.ndarray, refined: np.ndarray, erode_frac: float = 0
     if not interior.any():
         return float("nan")
     return float((refined[interior] > 127).mean())
+
+
+def thin_kept(reference: np.ndarray, refined: np.ndarray, radius: int = 3) -> float:
+    """Share of ``reference``'s thin structures that ``refined`` keeps (uint8 masks, > 127 = object): the
+    thin part is what an opening with a disc of ``radius`` px removes from the reference (lattices, legs,
+    wires: anything under ``2 * radius + 1`` px wide), less what lies within ``radius`` of the part it
+    keeps (the corners an opening rounds off). NaN when the reference has none."""
+    fg = (reference > 127).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    thick = cv2.dilate(cv2.morphologyEx(fg, cv2.MORPH_OPEN, kernel), kernel)
+    thin = (fg > 0) & (thick == 0)
+    if not thin.any():
+        return float("nan")
+    return float((refined[thin] > 127).mean())
 
 
 def outside_box(mask: np.ndarray, box: tuple[int, int, int, int]) -> float:
@@ -102,3 +127,45 @@ def _row(photo: Photo, method: str, mask: np.ndarray, box: tuple[int, int, int, 
          kept: float = float("nan")) -> dict:
     return {"photo": photo.name, "object": photo.what, "method": method, "area %": 100 * float((mask > 127).mean()),
             "outside box %": 100 * outside_box(mask, box), "interior kept %": 100 * kept}
+
+
+def compare_refiners(models: dict[str, Any], crop_stage1: Any, photos: tuple[Photo, ...] = PHOTOS + THIN_PHOTOS
+                     ) -> tuple[list[dict], pd.DataFrame]:
+    """Several refiners (``{label: DisSam}``) on the same photos, each on its own stage 1 and on the IS-Net
+    crop (``crop_stage1``, :mod:`dissam.coarse.isnet_crop`), which is also the reference of what the
+    published IS-Net keeps: per photo, refiner and stage 1, the mask's area and its share outside the box
+    (% of the image), the share of its stage 1's interior it keeps and the share of the IS-Net crop's thin
+    structures it keeps (%: :func:`thin_kept`). The stage-1 masks get rows of their own (refiner "-").
+    Returns the arrays for a figure (per photo: image, crop mask and ``{(refiner, stage 1): Prediction}``)
+    and the long table."""
+    results, rows = [], []
+    owns = {label: model.segmenter for label, model in models.items()}
+    try:
+        for photo in photos:
+            image = load_photo(photo)
+            preds: dict[tuple[str, str], Any] = {}
+            reference = None
+            for label, model in models.items():
+                for stage1_label, segmenter in ((GRABCUT, owns[label]), (ISNET_CROP, crop_stage1)):
+                    model.use_stage1(segmenter)
+                    preds[label, stage1_label] = pred = model.predict(image, photo.box)
+                    if stage1_label == ISNET_CROP and reference is None:
+                        reference = pred.coarse
+            for (label, stage1_label), pred in preds.items():
+                if label == next(iter(models)):  # each stage-1 mask once
+                    rows.append(_compare_row(photo, "-", stage1_label, pred.coarse, pred.box, reference))
+                rows.append(_compare_row(photo, label, stage1_label, pred.mask, pred.box, reference,
+                                         interior_kept(pred.coarse, pred.mask)))
+            results.append({"photo": photo, "image": image, "reference": reference, "predictions": preds})
+    finally:
+        for label, model in models.items():
+            model.use_stage1(owns[label])
+    return results, pd.DataFrame(rows)
+
+
+def _compare_row(photo: Photo, refiner: str, stage1: str, mask: np.ndarray, box: tuple[int, int, int, int],
+                 reference: np.ndarray | None, kept: float = float("nan")) -> dict:
+    thin = thin_kept(reference, mask) if reference is not None else float("nan")
+    return {"photo": photo.name, "refiner": refiner, "stage 1": stage1, "area %": 100 * float((mask > 127).mean()),
+            "outside box %": 100 * outside_box(mask, box), "interior kept %": 100 * kept,
+            "IS-Net thin kept %": 100 * thin}

@@ -48,6 +48,7 @@ def _failure(err: BaseException) -> str:
 # identical warnings in every run's output. Kernel log records below ERROR are dropped; what the cells
 # print, warnings included, still goes into the executed notebooks.
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+SERIES_PROFILES = ("tiny", "smoke", "paper")
 
 
 def run_series(params: RunParams | None = None, notebooks: list[str] | None = None,
@@ -65,6 +66,10 @@ def run_series(params: RunParams | None = None, notebooks: list[str] | None = No
 
     params = RunParams.of(params)
     prof = profile_from_params(params)
+    if prof.name not in SERIES_PROFILES:
+        raise ValueError(f"the {prof.name} profile is not a series profile (its tables would train full-width "
+                         f"ablations on the CPU); the series runs on {', '.join(SERIES_PROFILES)}"
+                         + ("; the photo fine-tune is `make photo-finetune`" if prof.name == "photo" else ""))
     out_dir = prof.run_dir / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
     parameters = {"RUN": {**params.as_dict(), "profile": prof.name}}

@@ -31,7 +31,8 @@ from ..data.splits import TRAIN_SPLIT, VAL_SPLIT
 from ..metrics.running import RunningScores
 from ..model import build_gt_encoder
 from ..model.checkpoint import load_checkpoint, load_gt_encoder, save_gt_encoder, save_refiner
-from ..model.init import initial_refiner
+from ..model.init import freeze_for_finetuning, initial_refiner, zero_side_outputs
+from ..model.onnx_import import has_identity_batchnorms
 from ..variant import Variant
 from .config import Profile, TrainConfig, run_checkpoint, run_last_checkpoint
 from .distributed import World, any_across, barrier, init_world, mean_across, sync_batchnorm
@@ -578,6 +579,18 @@ def _refiner_meta(profile: Profile, spec: RunSpec) -> Callable[[Loop], dict[str,
                             train_config=config)
 
 
+def _folded_start(profile: Profile, model: nn.Module, world: World) -> bool:
+    """Whether the refiner starts from a published IS-Net whose BatchNorms were folded into its convolutions
+    (the conversion ``dissam weights isnet`` writes). Its BatchNorms must keep their loaded statistics: in
+    train mode, batch statistics would rescale every activation of the published network. Said once."""
+    if profile.variant.refiner_init != "isnet" or not has_identity_batchnorms(model):
+        return False
+    if world.is_main:
+        print(f"{profile.baselines.isnet_checkpoint}: BatchNorms folded into the convolutions; they stay "
+              "frozen while the refiner fine-tunes (the DIS release's isnet.pth trains them as IS-Net does)")
+    return True
+
+
 def _refiner_loop(profile: Profile, spec: RunSpec, world: World, device: torch.device, datasets,
                   state: dict[str, Any] | None) -> Loop:
     """Phase 2 as a :class:`Loop`: the same initial weights on every rank, augmentation seeded per rank,
@@ -588,17 +601,22 @@ def _refiner_loop(profile: Profile, spec: RunSpec, world: World, device: torch.d
     prior = cfg.coarse_prior if spec.use_mask else 0.0  # no mask channel, no prior
     model = initial_refiner(profile.variant.refiner_init, spec.in_ch, cfg.width, prior,  # scratch or published IS-Net
                             profile.baselines.isnet_checkpoint)
+    if cfg.zero_side_outputs:
+        zero_side_outputs(model)
+    freeze_bn = cfg.freeze_batchnorm or _folded_start(profile, model, world)
+    params = freeze_for_finetuning(model, cfg.trainable, freeze_bn)
     model = model.to(device).to(memory_format=torch.channels_last)
     gt_encoder = _load_frozen_gt_encoder(profile, device) if cfg.use_gt_encoder else None
     if gt_encoder is not None and gt_encoder.training and world.distributed:
         gt_encoder = sync_batchnorm(gt_encoder, device)  # batch statistics of the global batch, as on one device
-    optimizer = make_optimizer(model.parameters(), profile.variant, profile.refiner_lr, cfg.weight_decay, device)
+    optimizer = make_optimizer(params, profile.variant, profile.refiner_lr, cfg.weight_decay, device)
     seed_everything(cfg.seed + world.rank)
     checkpoints = Checkpoints(save_refiner, _refiner_meta(profile, spec),
                               best=spec.checkpoint(profile), last=spec.last_checkpoint(profile))
     progress = _resume(model, optimizer, state, world, device)
     if world.distributed:
-        model = nn.parallel.DistributedDataParallel(sync_batchnorm(model, device))
+        # Frozen BatchNorms use their loaded statistics: nothing to synchronise across processes.
+        model = nn.parallel.DistributedDataParallel(model if freeze_bn else sync_batchnorm(model, device))
     model.train()
     per_rank, order = cfg.batch_size // world.size, distributed_order(len(train_ds), world, cfg.seed)
     steps = len(order(0)) // per_rank
