@@ -69,3 +69,21 @@ def test_without_a_smoke_refiner_the_report_says_how_to_make_one(tmp_path, monke
     monkeypatch.setenv("DISSAM_RUNS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="make reproduce"):
         photo_finetune._smoke_refiner()
+
+
+def test_committed_photo_finetune_results_carry_the_verdict():
+    """figures/photo/photo_finetune.csv (`make photo-finetune`) holds what docs/photo-finetune.md says of it:
+    every mask stays in its box; the smoke refiner on the IS-Net crop keeps at least 95% of the crop's
+    interior on every photo; the fine-tune keeps less than that on the solid photos, so the simpler pair
+    stays the answer for photos."""
+    import pandas as pd
+
+    from dissam.repro.config import FIGURES_ROOT
+
+    table = pd.read_csv(FIGURES_ROOT / "photo" / "photo_finetune.csv")
+    assert set(table["photo"]) == {p.name for p in PHOTOS + THIN_PHOTOS}
+    assert (table["outside box %"] == 0).all()
+    on_crop = table[table["stage 1"] == ISNET_CROP].set_index(["refiner", "photo"])["interior kept %"]
+    assert (on_crop[photo_finetune.SMOKE_REFINER] >= 95).all()
+    solid = [p.name for p in PHOTOS]
+    assert (on_crop[photo_finetune.PHOTO_REFINER][solid] < 95).all()
