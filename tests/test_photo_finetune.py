@@ -65,10 +65,19 @@ def test_refiners_side_by_side_on_both_stage1s():
     assert len(figure.axes) == len(photos) * (2 + 4 + 1)  # photo, crop, 2 refiners x 2 stage 1s, cut-out
 
 
-def test_without_a_smoke_refiner_the_report_says_how_to_make_one(tmp_path, monkeypatch):
+def test_without_a_smoke_refiner_or_the_weights_the_report_says_what_is_missing(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DISSAM_RUNS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="make reproduce"):
         photo_finetune._smoke_refiner()
+    assert photo_finetune.main([]) == 2
+    assert capsys.readouterr().err.count("\n") == 1  # one line, no traceback
+    smoke = tmp_path / "smoke.pt"
+    smoke.write_bytes(b"")
+    monkeypatch.setenv("DISSAM_ISNET_CHECKPOINT", str(tmp_path / "absent.pth"))
+    assert photo_finetune.main(["--smoke-checkpoint", str(smoke)]) == 2
+    err = capsys.readouterr().err
+    assert "absent.pth" in err and "dissam weights isnet" in err and err.count("\n") == 1
+    assert not (tmp_path / "photo").exists()  # refused before any data was made
 
 
 def test_committed_photo_finetune_results_carry_the_verdict():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..cpuinfo import cpu_line
+from ..model.checkpoint import CheckpointError
 from ..outputs import BOX_COLOUR, box_edges, cutout, on_checkerboard
 from .config import Profile, get_profile
 from .real_photos import ISNET_CROP, PHOTOS, THIN_PHOTOS, compare_refiners
@@ -29,8 +31,10 @@ def train_photo_refiner(profile: Profile, progress: bool = True) -> dict[str, An
     """Data, stage-1 masks and the fine-tune of ``profile`` (the ``photo`` profile), each where missing
     (a stopped run resumes); returns its cost: minutes, iterations, seconds per step and the best
     validation score."""
+    from ..model.init import isnet_init_checkpoint
     from .pipeline import run_stages
 
+    isnet_init_checkpoint(profile.baselines.isnet_checkpoint)  # no weights: say so before any data is made
     result = run_stages(profile, progress=progress)
     steps = [h for h in result.history if "seconds" in h]
     per_step = np.diff([0.0] + [h["seconds"] for h in steps]) if steps else np.array([np.nan])
@@ -91,9 +95,15 @@ def main(argv: list[str] | None = None) -> int:
                         "smoke profile's, from `make reproduce` or `make reproduce-portable`)")
     args = parser.parse_args(argv)
     profile = get_profile("photo")
-    smoke = args.smoke_checkpoint or _smoke_refiner()
-    cost = train_photo_refiner(profile)
-    results, table = compare(profile, smoke)
+    try:
+        smoke = args.smoke_checkpoint or _smoke_refiner()
+        if not Path(smoke).is_file():
+            raise FileNotFoundError(f"smoke refiner not found: {smoke}")
+        cost = train_photo_refiner(profile)
+        results, table = compare(profile, smoke)
+    except (FileNotFoundError, CheckpointError) as err:  # no weights, no smoke run: one line, exit 2
+        print(f"photo-finetune: error: {err}", file=sys.stderr)
+        return 2
     out = profile.figures_dir
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "photo_finetune.csv", index=False, float_format="%.1f")
