@@ -24,7 +24,7 @@ from .coarse import build_coarse
 from .coarse.cache import image_digest
 from .coarse.grabcut import GrabCutSegmenter
 from .data.images import as_rgb
-from .data.prompts import Box, BoxError, box_from_mask, clip_box, crop_window, scale_box
+from .data.prompts import Box, BoxError, box_channel, box_from_mask, clip_box, crop_window, scale_box
 from .data.transforms import make_input, resize, to_original
 from .model.checkpoint import CheckpointError, checkpoint_metadata, load_refiner
 from .model.inference import predict_prob
@@ -291,7 +291,7 @@ class DisSam:
             small = _as_mask(result.mask, *self._stage1_hw)
             coarse = np.where(resize(small, (h, w), cv2.INTER_LINEAR) > 127, 255, 0).astype(np.uint8)
             if _within(small, small_box):  # the outward-rounded small box must not widen a box-bounded mask
-                coarse = np.where(_within_mask(coarse.shape, clipped), coarse, 0).astype(np.uint8)
+                coarse = np.where(box_channel(clipped, h, w) > 0, coarse, 0).astype(np.uint8)
         t_prompt = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -346,17 +346,9 @@ def _score(value: Any) -> float:
         return float("nan")
 
 
-def _within_mask(shape: tuple[int, int], box: Box) -> np.ndarray:
-    """Boolean ``shape`` array, True inside ``box`` (x0, y0, x1, y1; half-open)."""
-    x0, y0, x1, y1 = box
-    inside = np.zeros(shape, bool)
-    inside[y0:y1, x0:x1] = True
-    return inside
-
-
 def _within(mask: np.ndarray, box: Box) -> bool:
     """Whether ``mask`` (> 127 = object) has nothing outside ``box``."""
-    return not (mask > 127)[~_within_mask(mask.shape, box)].any()
+    return not ((mask > 127) & (box_channel(box, *mask.shape) == 0)).any()
 
 
 def _as_mask(mask: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -94,7 +94,8 @@ def test_a_prefix_that_names_no_layer_is_an_error():
 def test_the_photo_profile_fine_tunes_the_published_isnet(monkeypatch, tmp_path):
     monkeypatch.setenv("DISSAM_ISNET_CHECKPOINT", str(tmp_path / "isnet-general-use.pth"))
     photo = get_profile("photo")
-    assert photo.variant.refiner_init == "isnet" and photo.baselines.isnet_checkpoint == tmp_path / "isnet-general-use.pth"
+    assert photo.variant.refiner_init == "isnet"
+    assert photo.baselines.isnet_checkpoint == tmp_path / "isnet-general-use.pth"
     assert photo.train.width == 1.0 and photo.train.freeze_batchnorm and photo.train.trainable == PHOTO_TRAINABLE
     assert not photo.train.use_gt_encoder
     assert photo.train.coarse_prior > 0 and photo.train.zero_side_outputs  # step 0 is its stage 1
@@ -108,7 +109,8 @@ def tiny_run(tmp_path_factory):
     """The tiny profile with its data and stage-1 masks in a folder of its own, and a random published
     IS-Net file at its width."""
     root = tmp_path_factory.mktemp("finetune")
-    profile = dataclasses.replace(get_profile("tiny"), data=dataclasses.replace(get_profile("tiny").data, root=root / "data"))
+    tiny = get_profile("tiny")
+    profile = dataclasses.replace(tiny, data=dataclasses.replace(tiny.data, root=root / "data"))
     generate_dataset(profile.data.root, profile.data, progress=False)
     with runs_root(root / "runs"):
         stages.cache_stage1(profile, [TRAIN_SPLIT, VAL_SPLIT], progress=False)

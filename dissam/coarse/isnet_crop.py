@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.prompts import Box, crop_window
+from ..data.prompts import Box, box_channel, crop_window
 from ..data.transforms import resize
 from .base import CoarseResult, CoarseSegmenter
 
@@ -79,10 +79,7 @@ class IsNetCropSegmenter(CoarseSegmenter):
         window = self.isnet.prob(np.ascontiguousarray(self._rgb[y0:y1, x0:x1]))
         prob[y0:y1, x0:x1] = np.clip(resize(window, (y1 - y0, x1 - x0)), 0.0, 1.0)
         if self.clip_to_box:
-            bx0, by0, bx1, by1 = box
-            inside = np.zeros((h, w), bool)
-            inside[by0:by1, bx0:bx1] = True
-            prob[~inside] = 0.0
+            prob[box_channel(box, h, w) == 0] = 0.0
         mask = np.where(prob >= 0.5, 255, 0).astype(np.uint8)
         with np.errstate(divide="ignore"):
             logits = np.clip(np.log(prob) - np.log1p(-prob), -LOGIT_CLIP, LOGIT_CLIP).astype(np.float32)

@@ -89,10 +89,10 @@ def freeze_for_finetuning(model: nn.Module, trainable: Sequence[str] | None = No
     a prefix names a module, so ``"stage1"`` is the encoder's first stage and not ``"stage1d"``), and
     :data:`STEM_PROMPT` for the stem's coarse-mask and box filters alone (its RGB filters and bias stay as
     loaded); the other parameters get ``requires_grad=False``. None: all train. ``freeze_batchnorm``: every
-    BatchNorm2d keeps its loaded statistics (:class:`FrozenBatchNorm2d`), as a fine-tune of the published IS-Net needs: its
-    converted weights fold the BatchNorms into the convolutions (unit BatchNorms), so batch statistics in
-    train mode would rescale every activation of the published network (and a batch of a few images gives
-    noisy statistics anyway)."""
+    BatchNorm2d keeps its loaded statistics (:class:`FrozenBatchNorm2d`), as a fine-tune of the published
+    IS-Net needs: its converted weights fold the BatchNorms into the convolutions (unit BatchNorms), so
+    batch statistics in train mode would rescale every activation of the published network (and a batch
+    of a few images gives noisy statistics anyway)."""
     names = [name for name, _ in model.named_parameters()]
     prompt_only = trainable is not None and STEM_PROMPT in trainable
     if prompt_only:

@@ -21,7 +21,7 @@ import pandas as pd
 from ..cpuinfo import cpu_line
 from ..model.checkpoint import CheckpointError
 from ..outputs import BOX_COLOUR, box_edges, cutout, on_checkerboard
-from .config import Profile, get_profile
+from .config import PORTABLE_TAG, Profile, get_profile
 from .real_photos import ISNET_CROP, PHOTOS, THIN_PHOTOS, compare_refiners
 
 SMOKE_REFINER, PHOTO_REFINER = "smoke refiner", "photo fine-tune"
@@ -77,8 +77,8 @@ def comparison_figure(results: list[dict], path: str | Path | None = None):
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per refiner and stage 1: the worst interior kept, the most area outside the box, the least of the
-    IS-Net crop's thin structures kept over the photos (%), and the thin structures kept on the thin photos."""
+    """Per refiner and stage 1 (%): the worst interior kept and the most area outside the box over the
+    photos, and the mean share of the IS-Net crop's thin structures kept on the thin photos."""
     refined = table[table["refiner"] != "-"]
     thin = refined[refined["photo"].isin([p.name for p in THIN_PHOTOS])]
     grouped = refined.groupby(["refiner", "stage 1"], sort=False)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _smoke_refiner() -> Path:
     """The smoke profile's refiner (portable run first: the committed set's), or a one-line error."""
-    for profile in (get_profile("smoke", numerics="portable", tag="portable"), get_profile("smoke", tag="")):
+    for profile in (get_profile("smoke", numerics="portable", tag=PORTABLE_TAG), get_profile("smoke", tag="")):
         if profile.refiner_checkpoint.is_file():
             return profile.refiner_checkpoint
     raise FileNotFoundError("no smoke refiner to compare with: run `make reproduce` (or give --smoke-checkpoint)")

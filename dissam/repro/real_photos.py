@@ -140,6 +140,7 @@ def compare_refiners(models: dict[str, Any], crop_stage1: Any, photos: tuple[Pho
     and the long table."""
     results, rows = [], []
     owns = {label: model.segmenter for label, model in models.items()}
+    first = next(iter(models))  # its predictions give the stage-1 rows
     try:
         for photo in photos:
             image = load_photo(photo)
@@ -152,7 +153,7 @@ def compare_refiners(models: dict[str, Any], crop_stage1: Any, photos: tuple[Pho
                     if stage1_label == ISNET_CROP and reference is None:
                         reference = pred.coarse
             for (label, stage1_label), pred in preds.items():
-                if label == next(iter(models)):  # each stage-1 mask once
+                if label == first:  # each stage-1 mask once
                     rows.append(_compare_row(photo, "-", stage1_label, pred.coarse, pred.box, reference))
                 rows.append(_compare_row(photo, label, stage1_label, pred.mask, pred.box, reference,
                                          interior_kept(pred.coarse, pred.mask)))
